@@ -1,0 +1,1 @@
+"""Delivery drivers (file, unix, http-post, log, drop): each knows one destination."""

@@ -1,0 +1,34 @@
+"""event-exporter: select, format and ship Dovecot and Stalwart events.
+
+The in-process API: build :class:`Event` objects, write them with :func:`make_formatter`,
+read Dovecot's json / tab-text back with :func:`read_event`.
+"""
+
+from __future__ import annotations
+
+from exporter.errors import (
+    EventExporterError,
+    EventFormatError,
+    EventParseError,
+    FilterSyntaxError,
+    UsageError,
+)
+from exporter.event import Category, Event, FieldValue, Timestamp
+from exporter.formats import FormatSpec, Formatter, make_formatter
+from exporter.formats.reader import read_event
+
+__all__ = [
+    "Category",
+    "Event",
+    "EventExporterError",
+    "EventFormatError",
+    "EventParseError",
+    "FieldValue",
+    "FilterSyntaxError",
+    "FormatSpec",
+    "Formatter",
+    "Timestamp",
+    "UsageError",
+    "make_formatter",
+    "read_event",
+]

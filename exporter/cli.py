@@ -1,0 +1,157 @@
+"""The ``event-exporter`` command line.
+
+Exit codes are part of the interface: 0 all input read, 1 some lines rejected (each
+reported on stderr), 2 a usage error, a bad filter or an unreadable file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import BinaryIO, Final
+
+from exporter.errors import FilterSyntaxError, UsageError
+from exporter.export import export_streams
+from exporter.filter import compile_filter
+from exporter.formats import FormatSpec, make_formatter, parse_fields, parse_include
+from exporter.formats.spec import FORMATS, INCLUDE_WORDS, LOG_TRUNCATE_BYTES
+from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
+
+EXIT_OK: Final = 0
+EXIT_REJECTED: Final = 1
+EXIT_USAGE: Final = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with our usage code (2) and names the program consistently."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"event-exporter: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="event-exporter",
+        description="Select, format and ship Dovecot and Stalwart events.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    export = commands.add_parser(
+        "export",
+        help="read events, keep the matching ones, write them formatted",
+        description=(
+            "Reads events one per line (Dovecot json or tab-text) from FILEs or stdin and "
+            'writes each matching event, formatted, followed by "\\n", to stdout or --output.'
+        ),
+        epilog=(
+            "exit status: 0 all input read; 1 some lines rejected (reported on stderr, "
+            "the rest exported); 2 usage error, bad filter or unreadable file"
+        ),
+    )
+    export.add_argument("files", nargs="*", metavar="FILE", help="input files (default: stdin)")
+    export.add_argument("--format", choices=FORMATS, default="json", help="default: json")
+    export.add_argument(
+        "--time-format", choices=TIME_FORMATS, default="rfc3339", help="default: rfc3339"
+    )
+    export.add_argument(
+        "--time-precision",
+        choices=PRECISIONS,
+        default="us",
+        help="digits after the second: s none, ms 3, us 6 (Dovecot's), ns 9; default: us",
+    )
+    export.add_argument(
+        "--include",
+        metavar="LIST",
+        default=None,
+        help=f"comma or space separated subset of {','.join(INCLUDE_WORDS)}; "
+        "default all five; '' means none",
+    )
+    export.add_argument(
+        "--fields", metavar="LIST", default="", help="field keys in output order; default all"
+    )
+    export.add_argument("--filter", metavar="EXPR", default="", help="Dovecot event filter")
+    export.add_argument(
+        "--truncate",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help=f"cut string values longer than N bytes, append '...' "
+        f"(Dovecot's log driver uses {LOG_TRUNCATE_BYTES})",
+    )
+    export.add_argument("--output", metavar="FILE", default=None, help="default: stdout")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "export":
+        return _export(args)
+    raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
+
+
+def _export(args: argparse.Namespace) -> int:
+    try:
+        spec = FormatSpec(
+            format=args.format,
+            time_format=args.time_format,
+            time_precision=args.time_precision,
+            include=FormatSpec.include if args.include is None else parse_include(args.include),
+            fields=parse_fields(args.fields),
+            truncate=args.truncate,
+        )
+        event_filter = compile_filter(args.filter)
+    except FilterSyntaxError as exc:
+        return _usage(f"--filter: {exc}\n{exc.caret()}")
+    except UsageError as exc:
+        return _usage(str(exc))
+    with contextlib.ExitStack() as stack:
+        sources: list[tuple[str, BinaryIO]] = []
+        for path in args.files:
+            try:
+                sources.append((path, stack.enter_context(open(path, "rb"))))
+            except OSError as exc:
+                return _usage(f"cannot read {path}: {exc.strerror}")
+        if not sources:
+            sources.append(("<stdin>", sys.stdin.buffer))
+        try:
+            output: BinaryIO = (
+                stack.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
+            )
+        except OSError as exc:
+            return _usage(f"cannot write {args.output}: {exc.strerror}")
+        format_line = make_formatter(spec, newline=True)
+        matches = None if event_filter.match_all else event_filter.matches
+        try:
+            counts = export_streams(sources, output, format_line, matches, sys.stderr)
+        except BrokenPipeError:
+            # The reader went away (``| head``): stop quietly, as other filters do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_REJECTED
+        except OSError as exc:
+            sys.stderr.write(f"event-exporter: {exc}\n")
+            return EXIT_USAGE
+    if counts.rejected:
+        sys.stderr.write(
+            f"event-exporter: {counts.rejected} of {counts.read} lines rejected, "
+            f"{counts.exported} exported\n"
+        )
+        return EXIT_REJECTED
+    return EXIT_OK
+
+
+def _usage(message: str) -> int:
+    sys.stderr.write(f"event-exporter: {message}\n")
+    return EXIT_USAGE

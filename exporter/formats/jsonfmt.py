@@ -1,0 +1,130 @@
+"""Dovecot 2.3's ``json`` format, byte for byte, on orjson.
+
+orjson already escapes exactly as Dovecot 2.3 does (``\\"``, ``\\\\``, ``\\b \\f \\n \\r \\t``,
+lower-case ``\\u00xx`` for other control bytes; DEL, ``/`` and non-ASCII raw). Two rules
+remain, both handled off the common path:
+
+* U+2028 and U+2029 are written ``\\u2028`` / ``\\u2029``: their UTF-8 bytes can only stand
+  inside a string, so a bytes replace on the output is exact;
+* an invalid UTF-8 byte (a lone surrogate in our strings) becomes U+FFFD. orjson refuses
+  surrogates with TypeError, which is our signal to scrub and serialize again.
+
+Members come in Dovecot's fixed order: event, hostname, start_time, end_time, categories,
+fields. Timestamps are strings (rfc3339) or bare numbers (unix, as ``orjson.Fragment`` so
+the digits are exactly ours).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from exporter.errors import EventFormatError
+from exporter.event import Event, Fields, Timestamp
+from exporter.formats.spec import FormatSpec
+from exporter.formats.text import cut_bytes, scrub_surrogates
+from exporter.formats.timefmt import make_time_formatter
+
+Formatter = Callable[[Event], bytes]
+
+
+def make_json_formatter(spec: FormatSpec, *, newline: bool = False) -> Formatter:
+    """A function writing one event as Dovecot json (plus ``\\n`` when ``newline``)."""
+    fmt_time = make_time_formatter(spec.time_format, spec.time_precision)
+    time_value: Callable[[int], object]
+    if spec.time_format == "unix":
+        fragment = orjson.Fragment
+
+        def time_value(ns: int) -> object:
+            return fragment(fmt_time(ns))
+    else:
+        time_value = fmt_time
+
+    def default(obj: object) -> object:
+        if type(obj) is Timestamp:
+            return time_value(obj.ns)
+        raise TypeError(f"{type(obj).__name__} is not a field type")
+
+    dumps = orjson.dumps
+    option = orjson.OPT_APPEND_NEWLINE if newline else 0
+    want_name = "name" in spec.include
+    want_host = "hostname" in spec.include
+    want_times = "timestamps" in spec.include
+    want_cats = "categories" in spec.include
+    want_fields = "fields" in spec.include
+    keys = spec.fields
+    limit = spec.truncate
+
+    def format_json(event: Event) -> bytes:
+        out: dict[str, Any] = {}
+        if want_name and event.name is not None:
+            out["event"] = event.name
+        if want_host and event.hostname is not None:
+            out["hostname"] = event.hostname
+        if want_times:
+            if event.start_ns is not None:
+                out["start_time"] = time_value(event.start_ns)
+            if event.end_ns is not None:
+                out["end_time"] = time_value(event.end_ns)
+        if want_cats:
+            out["categories"] = event.categories
+        if want_fields:
+            fields = event.fields
+            if keys:
+                fields = {key: fields[key] for key in keys if key in fields}
+            if limit is not None:
+                fields = _truncated(fields, limit)
+            out["fields"] = fields
+        try:
+            data = dumps(out, default, option)
+        except TypeError:
+            data = _dumps_scrubbed(out, default, option)
+        if b"\xe2\x80" in data:
+            data = data.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
+        return data
+
+    return format_json
+
+
+def _dumps_scrubbed(out: dict[str, Any], default: Callable[[object], object], option: int) -> bytes:
+    """Serialize again with every lone surrogate (invalid byte) replaced by U+FFFD."""
+    clean: dict[str, Any] = {}
+    for member, value in out.items():
+        if type(value) is str:
+            clean[member] = scrub_surrogates(value)
+        elif member == "categories":
+            clean[member] = [scrub_surrogates(c) for c in value]
+        elif member == "fields":
+            clean[member] = {scrub_surrogates(k): _scrub_value(v) for k, v in value.items()}
+        else:
+            clean[member] = value
+    try:
+        return orjson.dumps(clean, default, option)
+    except TypeError as exc:
+        raise EventFormatError(f"cannot write event as json: {exc}") from None
+
+
+def _scrub_value(value: object) -> object:
+    if type(value) is str:
+        return scrub_surrogates(value)
+    if type(value) is list:
+        return [scrub_surrogates(item) for item in value]
+    return value
+
+
+def _truncated(fields: Fields, limit: int) -> Fields:
+    """Dovecot 2.3 log-driver rule: str values and strlist elements cut, ``...`` appended."""
+    result: Fields = {}
+    for key, value in fields.items():
+        if type(value) is str:
+            cut = cut_bytes(value, limit)
+            result[key] = value if cut is None else cut + "..."
+        elif type(value) is list:
+            result[key] = [
+                item if (c := cut_bytes(item, limit)) is None else c + "..." for item in value
+            ]
+        else:
+            result[key] = value
+    return result

@@ -1,0 +1,76 @@
+"""What an export writes: format, time format and precision, include set, field list.
+
+Dovecot calls these ``format``, ``time_format``, ``exporter_include`` and ``fields``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from exporter.errors import UsageError
+from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS, Precision, TimeFormat
+
+FormatName = Literal["json", "tab-text"]
+FORMATS: Final[tuple[FormatName, ...]] = ("json", "tab-text")
+INCLUDE_WORDS: Final = ("name", "hostname", "timestamps", "categories", "fields")
+ALL_INCLUDES: Final = frozenset(INCLUDE_WORDS)
+# Dovecot's log driver cuts longer string values to this many bytes.
+LOG_TRUNCATE_BYTES: Final = 1000
+
+_SEPARATORS = re.compile(r"[,\s]+")
+
+
+def split_list(text: str) -> list[str]:
+    """Words separated by commas and/or whitespace; empty words are dropped."""
+    return [word for word in _SEPARATORS.split(text) if word]
+
+
+def parse_include(text: str) -> frozenset[str]:
+    """An include set from ``"name hostname"`` or ``"name,fields"``; ``""`` is the empty set."""
+    words = split_list(text)
+    unknown = [w for w in words if w not in ALL_INCLUDES]
+    if unknown:
+        raise UsageError(
+            f"unknown include word {unknown[0]!r} (allowed: {', '.join(INCLUDE_WORDS)})"
+        )
+    return frozenset(words)
+
+
+def parse_fields(text: str) -> tuple[str, ...]:
+    """A field list in output order; a key listed twice is kept once (first position)."""
+    return tuple(dict.fromkeys(split_list(text)))
+
+
+@dataclass(frozen=True, slots=True)
+class FormatSpec:
+    """Everything that decides the bytes written for one event."""
+
+    format: FormatName = "json"
+    time_format: TimeFormat = "rfc3339"
+    time_precision: Precision = "us"
+    include: frozenset[str] = ALL_INCLUDES
+    fields: tuple[str, ...] = field(default=())
+    """Keys to write, in this order; empty means every field in the event's order."""
+    truncate: int | None = None
+    """Cut string values longer than this many bytes and append ``...`` (log driver rule)."""
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise UsageError(f"unknown format {self.format!r} (allowed: json, tab-text)")
+        if self.time_format not in TIME_FORMATS:
+            raise UsageError(f"unknown time format {self.time_format!r} (allowed: rfc3339, unix)")
+        if self.time_precision not in PRECISIONS:
+            raise UsageError(
+                f"unknown time precision {self.time_precision!r} (allowed: s, ms, us, ns)"
+            )
+        bad = sorted(self.include - ALL_INCLUDES)
+        if bad:
+            raise UsageError(
+                f"unknown include word {bad[0]!r} (allowed: {', '.join(INCLUDE_WORDS)})"
+            )
+        if self.truncate is not None and (type(self.truncate) is not int or self.truncate < 1):
+            raise UsageError(f"truncate must be a positive number of bytes, got {self.truncate!r}")
+        if len(set(self.fields)) != len(self.fields):
+            object.__setattr__(self, "fields", tuple(dict.fromkeys(self.fields)))

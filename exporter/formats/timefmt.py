@@ -1,0 +1,163 @@
+"""Timestamp text: Dovecot's ``rfc3339`` and ``unix`` formats at s, ms, us or ns precision.
+
+Dovecot writes ``%d.%06d`` (unix) or ``%Y-%m-%dT%H:%M:%S.%06dZ`` in UTC (rfc3339): always
+six digits, truncated, never rounded. ``us`` reproduces that; the other precisions cut or
+extend the fraction (``s`` has none). Times are integer nanoseconds.
+
+A negative unix time is written sign and magnitude (``-0.500000``), so the text is the
+true value and reads back exactly.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Final, Literal
+
+from exporter.errors import EventParseError, UsageError
+
+TimeFormat = Literal["rfc3339", "unix"]
+Precision = Literal["s", "ms", "us", "ns"]
+TIME_FORMATS: Final[tuple[TimeFormat, ...]] = ("rfc3339", "unix")
+PRECISIONS: Final[tuple[Precision, ...]] = ("s", "ms", "us", "ns")
+
+NS_PER_S: Final = 1_000_000_000
+_DIGITS: Final[dict[str, int]] = {"s": 0, "ms": 3, "us": 6, "ns": 9}
+_CACHE_LIMIT: Final = 4096
+
+TimeFormatter = Callable[[int], str]
+
+
+def make_time_formatter(time_format: str, precision: str = "us") -> TimeFormatter:
+    """A function from integer nanoseconds to timestamp text (no quotes)."""
+    if time_format not in TIME_FORMATS:
+        raise UsageError(f"unknown time format {time_format!r} (allowed: rfc3339, unix)")
+    if precision not in _DIGITS:
+        raise UsageError(f"unknown time precision {precision!r} (allowed: s, ms, us, ns)")
+    digits = _DIGITS[precision]
+    divisor = 10 ** (9 - digits)
+    if time_format == "unix":
+        return _unix_formatter(digits, divisor)
+    return _rfc3339_formatter(digits, divisor)
+
+
+def _unix_formatter(digits: int, divisor: int) -> TimeFormatter:
+    if digits == 0:
+
+        def unix_seconds(ns: int) -> str:
+            return str(ns // NS_PER_S) if ns >= 0 else str(-(-ns // NS_PER_S))
+
+        return unix_seconds
+
+    def unix(ns: int) -> str:
+        if ns >= 0:
+            sec, sub = divmod(ns, NS_PER_S)
+            return f"{sec}.{sub // divisor:0{digits}d}"
+        sec, sub = divmod(-ns, NS_PER_S)
+        frac = sub // divisor
+        sign = "-" if sec or frac else ""  # what truncates to zero has no sign
+        return f"{sign}{sec}.{frac:0{digits}d}"
+
+    return unix
+
+
+def _rfc3339_formatter(digits: int, divisor: int) -> TimeFormatter:
+    prefixes: dict[int, str] = {}
+
+    def prefix(sec: int) -> str:
+        text = prefixes.get(sec)
+        if text is None:
+            if len(prefixes) >= _CACHE_LIMIT:
+                prefixes.clear()
+            t = time.gmtime(sec)
+            text = (
+                f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+                f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+            )
+            prefixes[sec] = text
+        return text
+
+    if digits == 0:
+
+        def rfc3339_seconds(ns: int) -> str:
+            return prefix(ns // NS_PER_S) + "Z"
+
+        return rfc3339_seconds
+
+    def rfc3339(ns: int) -> str:
+        sec, sub = divmod(ns, NS_PER_S)
+        return f"{prefix(sec)}.{sub // divisor:0{digits}d}Z"
+
+    return rfc3339
+
+
+# -- reading timestamps back --------------------------------------------------------
+
+_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z\Z")
+_UNIX = re.compile(r"(-?)(\d+)(?:\.(\d{1,9}))?\Z")
+_EPOCH_DAYS: dict[tuple[int, int, int], int] = {}
+
+
+def parse_rfc3339_ns(text: str) -> int | None:
+    """Nanoseconds for ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z``, or None if it is not that shape."""
+    m = _RFC3339.match(text)
+    if m is None:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    if not (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month)):
+        return None
+    if hour > 23 or minute > 59 or second > 59:
+        return None
+    frac = m.group(7) or ""
+    days = _days_from_civil(year, month, day)
+    seconds = days * 86400 + hour * 3600 + minute * 60 + second
+    return seconds * NS_PER_S + int(frac.ljust(9, "0") or "0")
+
+
+def parse_unix_ns(text: str) -> int | None:
+    """Nanoseconds for ``[-]SECONDS[.f{1,9}]``, or None if it is not that shape."""
+    m = _UNIX.match(text)
+    if m is None:
+        return None
+    sign, sec, frac = m.groups()
+    ns = int(sec) * NS_PER_S + int((frac or "").ljust(9, "0") or "0")
+    return -ns if sign else ns
+
+
+def parse_time_ns(text: str) -> int:
+    """A start/end time in either format and any precision; EventParseError otherwise."""
+    ns = parse_rfc3339_ns(text)
+    if ns is None:
+        ns = parse_unix_ns(text)
+    if ns is None:
+        raise EventParseError(
+            f"{text!r} is not a timestamp (expected unix seconds like 1795304520.099772 "
+            "or RFC 3339 like 2026-11-21T23:42:00.099772Z)"
+        )
+    return ns
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2:
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        return 29 if leap else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 in the proleptic Gregorian calendar (Howard Hinnant's method)."""
+    key = (year, month, day)
+    cached = _EPOCH_DAYS.get(key)
+    if cached is not None:
+        return cached
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    mp = (month + 9) % 12
+    doy = (153 * mp + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468
+    if len(_EPOCH_DAYS) < _CACHE_LIMIT:
+        _EPOCH_DAYS[key] = days
+    return days

@@ -1,0 +1,137 @@
+"""Dovecot 2.3 json rules: member order, include set, field selection, escaping, truncation."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from exporter.event import Event, Timestamp
+from exporter.formats import FormatSpec, make_formatter
+from exporter.formats.text import from_bytes
+from tests.dovecot_reference import dovecot_json_string
+
+START = 1_795_304_520_099_772_000
+END = 1_795_304_520_100_988_000
+
+
+def _event() -> Event:
+    return Event(
+        "imap_command_finished",
+        hostname="vm",
+        start_ns=START,
+        end_ns=END,
+        categories=["service:imap", "imap"],
+        fields={
+            "user": "testuser",
+            "duration": 656,
+            "last_run_time": Timestamp(1_795_304_520_099_700_000),
+            "reason_code": ["imap:cmd_fetch", "imap:fetch_header"],
+            "bytes_in": -3,
+        },
+    )
+
+
+def _fmt(event: Event, **spec: object) -> bytes:
+    return make_formatter(FormatSpec(**spec))(event)  # type: ignore[arg-type]
+
+
+def _field_json(value: str, **spec: object) -> bytes:
+    return _fmt(Event(fields={"k": value}), include=frozenset({"fields"}), **spec)
+
+
+def test_all_members_in_fixed_order_rfc3339() -> None:
+    assert _fmt(_event()) == (
+        b'{"event":"imap_command_finished","hostname":"vm",'
+        b'"start_time":"2026-11-21T23:42:00.099772Z","end_time":"2026-11-21T23:42:00.100988Z",'
+        b'"categories":["service:imap","imap"],"fields":{"user":"testuser","duration":656,'
+        b'"last_run_time":"2026-11-21T23:42:00.099700Z",'
+        b'"reason_code":["imap:cmd_fetch","imap:fetch_header"],"bytes_in":-3}}'
+    )
+
+
+def test_unix_times_are_bare_numbers_with_six_digits() -> None:
+    out = _fmt(_event(), time_format="unix", include=frozenset({"timestamps", "fields"}))
+    assert out.startswith(b'{"start_time":1795304520.099772,"end_time":1795304520.100988,')
+    assert b'"last_run_time":1795304520.099700,' in out
+
+
+def test_include_order_does_not_matter_and_empty_set_is_braces() -> None:
+    a = _fmt(_event(), include=frozenset({"fields", "name"}))
+    assert a.startswith(b'{"event":"imap_command_finished","fields":{')
+    assert _fmt(_event(), include=frozenset()) == b"{}"
+
+
+def test_no_categories_and_no_selected_fields() -> None:
+    event = Event("auth_request_finished", fields={"user": "x"})
+    out = _fmt(event, include=frozenset({"name", "categories", "fields"}), fields=("nope",))
+    assert out == b'{"event":"auth_request_finished","categories":[],"fields":{}}'
+
+
+def test_field_list_order_missing_skipped_duplicate_written_once() -> None:
+    out = _fmt(
+        _event(), include=frozenset({"fields"}), fields=("bytes_in", "nope", "user", "bytes_in")
+    )
+    assert out == b'{"fields":{"bytes_in":-3,"user":"testuser"}}'
+
+
+def test_unnamed_event_omits_event_member() -> None:
+    assert _fmt(Event(hostname="vm"), include=frozenset({"name", "hostname"})) == (
+        b'{"hostname":"vm"}'
+    )
+
+
+def test_empty_strlist_is_empty_array() -> None:
+    assert _fmt(Event(fields={"r": []}), include=frozenset({"fields"})) == b'{"fields":{"r":[]}}'
+
+
+def test_escaping_examples_from_dovecot() -> None:
+    assert _field_json('a"b\\c/\x7f\x08\x0c\n\r\t\x01\x1b') == (
+        b'{"fields":{"k":"a\\"b\\\\c/\x7f\\b\\f\\n\\r\\t\\u0001\\u001b"}}'
+    )
+    assert _field_json("\u2028\u2029 \u2014") == (b'{"fields":{"k":"\\u2028\\u2029 \xe2\x80\x94"}}')
+
+
+def test_invalid_utf8_replaced_per_byte() -> None:
+    fffd = b"\xef\xbf\xbd"
+    cases = {
+        b"\xff\xfe": fffd * 2,
+        b"\xc0\xaf": fffd * 2,
+        b"\xed\xa0\x80": fffd * 3,
+        b"\xf4\x90\x80\x80": fffd * 4,
+        b"ab\xc3": b"ab" + fffd,
+        b"\xe2\x82a": fffd * 2 + b"a",
+    }
+    for raw, replaced in cases.items():
+        assert _field_json(from_bytes(raw)) == b'{"fields":{"k":"' + replaced + b'"}}', raw
+
+
+def test_invalid_utf8_in_keys_names_categories_too() -> None:
+    event = Event(from_bytes(b"n\xff"), categories=[from_bytes(b"c\xff")], fields={"\udcff": 1})
+    assert _fmt(event, include=frozenset({"name", "categories", "fields"})) == (
+        b'{"event":"n\xef\xbf\xbd","categories":["c\xef\xbf\xbd"],"fields":{"\xef\xbf\xbd":1}}'
+    )
+
+
+@given(st.binary(max_size=40))
+def test_any_bytes_escape_exactly_like_dovecot(raw: bytes) -> None:
+    assert _field_json(from_bytes(raw)) == b'{"fields":{"k":' + dovecot_json_string(raw) + b"}}"
+
+
+def test_truncation_rule_of_the_log_driver() -> None:
+    kept = "a" * 1000
+    assert _field_json(kept, truncate=1000) == b'{"fields":{"k":"' + kept.encode() + b'"}}'
+    assert _field_json("a" * 1001, truncate=1000) == (b'{"fields":{"k":"' + b"a" * 1000 + b'..."}}')
+    # the byte cut splits the two-byte u-umlaut: its lead byte becomes U+FFFD
+    assert _field_json("a" * 999 + "\u00fc", truncate=1000) == (
+        b'{"fields":{"k":"' + b"a" * 999 + b'\xef\xbf\xbd..."}}'
+    )
+
+
+def test_truncation_applies_to_strlist_elements_not_ints() -> None:
+    event = Event(fields={"r": ["x" * 5, "y" * 3], "n": 123456})
+    out = _fmt(event, include=frozenset({"fields"}), truncate=4)
+    assert out == b'{"fields":{"r":["xxxx...","yyy"],"n":123456}}'
+
+
+def test_newline_option_appends_one_newline() -> None:
+    assert make_formatter(FormatSpec(include=frozenset()), newline=True)(Event()) == b"{}\n"

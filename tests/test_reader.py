@@ -1,0 +1,133 @@
+"""Reading Dovecot json and tab-text back: typing rules and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.errors import EventParseError
+from exporter.event import Timestamp
+from exporter.formats.reader import read_event
+
+US = 1_000
+
+
+def test_json_typing_rules() -> None:
+    event = read_event(
+        b'{"event":"e","hostname":"h","start_time":1795304520.099772,'
+        b'"end_time":"2026-11-21T23:42:00.1Z","categories":["a"],"fields":{'
+        b'"i":-5,"t":1795304520.1,"r":"2026-11-21T23:42:00.099700Z","s":"2026-11-21T23:42:00Z",'
+        b'"l":["x","y"],"e":[],"plain":"1.5"}}'
+    )
+    assert event.name == "e"
+    assert event.hostname == "h"
+    assert event.start_ns == 1_795_304_520_099_772 * US
+    assert event.end_ns == 1_795_304_520_100_000 * US  # top-level times: any precision
+    assert event.categories == ["a"]
+    assert event.fields == {
+        "i": -5,
+        "t": Timestamp(1_795_304_520_100_000 * US),
+        "r": Timestamp(1_795_304_520_099_700 * US),
+        "s": "2026-11-21T23:42:00Z",  # not Dovecot's exact shape: stays a string
+        "l": ["x", "y"],
+        "e": [],
+        "plain": "1.5",
+    }
+
+
+def test_json_microseconds_are_exact_for_every_value_in_a_second() -> None:
+    for us in range(0, 1_000_000, 997):
+        line = b'{"start_time":1795304520.%06d}' % us
+        assert read_event(line).start_ns == (1_795_304_520_000_000 + us) * US
+
+
+def test_json_large_and_negative_times_are_exact() -> None:
+    assert read_event(b'{"start_time":9999999999.999999}').start_ns == 9_999_999_999_999_999 * US
+    assert read_event(b'{"start_time":-1.500000}').start_ns == -1_500_000 * US
+    assert read_event(b'{"start_time":12}').start_ns == 12_000_000_000
+
+
+def test_json_invalid_utf8_is_kept_not_an_error() -> None:
+    event = read_event(b'{"event":"x","fields":{"k":"a\xffb"}}')
+    assert event.fields["k"] == "a\udcffb"
+
+
+def test_json_missing_members_stay_missing() -> None:
+    event = read_event(b"{}")
+    assert (event.name, event.hostname, event.start_ns, event.categories, event.fields) == (
+        None,
+        None,
+        None,
+        [],
+        {},
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b'{"event":"x",', "not valid JSON"),
+        (b'{"fields":[]}', '"fields" must be an object, not an array'),
+        (b'{"evnt":"x"}', "unknown member 'evnt'"),
+        (b'{"event":1}', '"event" must be a string'),
+        (b'{"fields":{"b":true}}', "field 'b': true is not a Dovecot field type"),
+        (b'{"fields":{"n":null}}', "null is not a Dovecot field type"),
+        (b'{"fields":{"o":{}}}', "an object is not a Dovecot field type"),
+        (b'{"fields":{"l":[1]}}', "must hold only strings"),
+        (b'{"fields":{"i":9223372036854775808}}', "does not fit in a 64-bit integer"),
+        (b'{"categories":"a"}', "array of strings"),
+        (b'{"start_time":"yesterday"}', "is not a timestamp"),
+        (b'{"start_time":NaN}', "not valid JSON"),
+    ],
+)
+def test_json_errors_say_what_is_wrong(line: bytes, message: str) -> None:
+    with pytest.raises(EventParseError, match=message.replace("(", r"\(")):
+        read_event(line)
+
+
+def test_json_syntax_error_has_a_column() -> None:
+    with pytest.raises(EventParseError) as info:
+        read_event(b'{"event":"x" "y"}')
+    assert info.value.column == 14
+
+
+def test_tabtext_typing_rules() -> None:
+    event = read_event(
+        b"event:e\thostname:h\tstart_time:1795304520.099772\tend_time:1795304520.100988\t"
+        b"category:a\tcategory:b:c\tfield:i=-5\tfield:z=007\tfield:t=1795304520.099700\t"
+        b"field:r=2026-11-21T23:42:00.099700Z\tfield:l=x\x01ty\tfield:eq=a=b\tfield:e="
+    )
+    assert (event.name, event.hostname, event.categories) == ("e", "h", ["a", "b:c"])
+    assert event.start_ns == 1_795_304_520_099_772 * US
+    assert event.fields == {
+        "i": -5,
+        "z": "007",  # not canonical: kept as text so it is written back the same
+        "t": Timestamp(1_795_304_520_099_700 * US),
+        "r": "2026-11-21T23:42:00.099700Z",  # the line's times are unix: a string
+        "l": ["x", "y"],
+        "eq": "a=b",  # split at the first '='
+        "e": "",
+    }
+
+
+def test_tabtext_unescapes_and_keeps_invalid_utf8() -> None:
+    event = read_event(b"event:a\x01tb\tfield:k\x01n=v\x01r\xff")
+    assert event.name == "a\tb"
+    assert event.fields == {"k\n": "v\r\udcff"}
+
+
+def test_tabtext_empty_category_item_is_skipped() -> None:
+    assert read_event(b"event:x\t\tfield:a=b").categories == []
+
+
+@pytest.mark.parametrize(
+    ("line", "message", "column"),
+    [
+        (b"event:x\tfoo:bar", "unknown item 'foo:bar'", 9),
+        (b"event:x\tfield:novalue", "has no '='", 9),
+        (b"start_time:soon", "is not a timestamp", 1),
+    ],
+)
+def test_tabtext_errors_name_the_item_and_column(line: bytes, message: str, column: int) -> None:
+    with pytest.raises(EventParseError, match=message) as info:
+        read_event(line)
+    assert info.value.column == column
