@@ -16,7 +16,7 @@ from typing import BinaryIO, Final
 from exporter.errors import FilterSyntaxError, UsageError
 from exporter.export import export_streams
 from exporter.filter import compile_filter
-from exporter.formats import FormatSpec, make_formatter, parse_fields, parse_include
+from exporter.formats import ALL_INCLUDES, FormatSpec, make_formatter, parse_fields, parse_include
 from exporter.formats.spec import FORMATS, INCLUDE_WORDS, LOG_TRUNCATE_BYTES
 from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
 
@@ -96,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status (also for usage errors and --help)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help and on usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "export":
         return _export(args)
     raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
@@ -108,7 +112,7 @@ def _export(args: argparse.Namespace) -> int:
             format=args.format,
             time_format=args.time_format,
             time_precision=args.time_precision,
-            include=FormatSpec.include if args.include is None else parse_include(args.include),
+            include=ALL_INCLUDES if args.include is None else parse_include(args.include),
             fields=parse_fields(args.fields),
             truncate=args.truncate,
         )

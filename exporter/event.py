@@ -127,12 +127,12 @@ class Event:
     def __init__(
         self,
         name: str | None = None,
-        *,
         hostname: str | None = None,
         start_ns: int | None = None,
         end_ns: int | None = None,
         categories: list[str] | None = None,
         fields: Fields | None = None,
+        *,
         parent: Event | None = None,
         log_type: str | None = None,
         source_file: str | None = None,

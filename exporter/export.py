@@ -41,50 +41,55 @@ def export_streams(
 ) -> ExportCounts:
     """Export every line of every source to ``output``; ``format_line`` appends the ``\\n``."""
     counts = ExportCounts()
-    out = bytearray()
     for label, stream in sources:
-        lineno = 0
-        pending = b""
-        while True:
-            chunk = stream.read1(CHUNK_BYTES)  # type: ignore[attr-defined]
-            if not chunk:
+        _export_stream(label, stream, output, format_line, matches, errors, counts)
+    return counts
+
+
+def _export_stream(
+    label: str,
+    stream: BinaryIO,
+    output: BinaryIO,
+    format_line: Formatter,
+    matches: Matcher | None,
+    errors: TextIO,
+    counts: ExportCounts,
+) -> None:
+    lineno = 0
+    read = exported = 0
+    pending = b""
+    out = bytearray()
+    while True:
+        chunk = stream.read1(CHUNK_BYTES)  # type: ignore[attr-defined]
+        if not chunk:
+            if not pending:
                 break
-            lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
-            pending = lines.pop()
-            strip_cr = b"\r" in chunk
-            for line in lines:
-                lineno += 1
-                if strip_cr and line[-1:] == b"\r":
-                    line = line[:-1]
-                if not line:
-                    continue
-                counts.read += 1
-                try:
-                    event = read_event(line)
-                    if matches is not None and not matches(event):
-                        continue
-                    out += format_line(event)
-                except EventExporterError as exc:
-                    _reject(counts, errors, label, lineno, exc)
-                    continue
-                counts.exported += 1
-            if out:
-                output.write(out)
-                output.flush()
-                out.clear()
-        if pending:
+            chunk, pending = pending + b"\n", b""  # a last line without its newline
+        lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
+        pending = lines.pop()
+        strip_cr = b"\r" in chunk
+        for line in lines:
             lineno += 1
-            counts.read += 1
+            if strip_cr and line[-1:] == b"\r":
+                line = line[:-1]
+            if not line:
+                continue
+            read += 1
             try:
-                event = read_event(pending.rstrip(b"\r"))
-                if matches is None or matches(event):
-                    out += format_line(event)
-                    counts.exported += 1
+                event = read_event(line)
+                if matches is not None and not matches(event):
+                    continue
+                out += format_line(event)
             except EventExporterError as exc:
                 _reject(counts, errors, label, lineno, exc)
-    output.write(out)
-    output.flush()
-    return counts
+                continue
+            exported += 1
+        if out:
+            output.write(out)
+            output.flush()
+            out.clear()
+    counts.read += read
+    counts.exported += exported
 
 
 def _reject(counts: ExportCounts, errors: TextIO, label: str, lineno: int, exc: Exception) -> None:

@@ -13,7 +13,7 @@ US = 1_000
 
 def test_json_typing_rules() -> None:
     event = read_event(
-        b'{"event":"e","hostname":"h","start_time":1795304520.099772,'
+        b'{"event":"e","hostname":"h","start_time":"2026-11-21T23:42:00.099772Z",'
         b'"end_time":"2026-11-21T23:42:00.1Z","categories":["a"],"fields":{'
         b'"i":-5,"t":1795304520.1,"r":"2026-11-21T23:42:00.099700Z","s":"2026-11-21T23:42:00Z",'
         b'"l":["x","y"],"e":[],"plain":"1.5"}}'
@@ -32,6 +32,15 @@ def test_json_typing_rules() -> None:
         "e": [],
         "plain": "1.5",
     }
+
+
+def test_json_rfc3339_strings_stay_strings_in_a_unix_time_line() -> None:
+    """Dovecot writes every timeval of a line in one format: with unix start/end times a
+    string in RFC 3339 shape was a string field."""
+    event = read_event(
+        b'{"start_time":1795304520.099772,"fields":{"r":"2026-11-21T23:42:00.099700Z"}}'
+    )
+    assert event.fields == {"r": "2026-11-21T23:42:00.099700Z"}
 
 
 def test_json_microseconds_are_exact_for_every_value_in_a_second() -> None:

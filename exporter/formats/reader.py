@@ -5,15 +5,16 @@ not valid UTF-8 are kept (as surrogates), never an error.
 
 JSON typing: integer -> int; number with a fraction -> Timestamp (unix seconds, exact to
 the nanosecond: Dovecot's six digits go through a float, more take a Decimal path);
-array of strings -> strlist;
-a string of Dovecot's exact RFC 3339 shape ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` -> Timestamp;
-other strings -> str. ``start_time`` / ``end_time`` accept either format at any precision.
+array of strings -> strlist; a string of Dovecot's exact RFC 3339 shape
+``YYYY-MM-DDTHH:MM:SS.ffffffZ`` -> Timestamp, unless the line's own start/end times are
+numbers (Dovecot then wrote every timeval as a number); other strings -> str.
+``start_time`` / ``end_time`` accept either format at any precision.
 
 Tab-text carries no types, so values are typed by shape: a canonical integer -> int; a
 timestamp of the line's time format (taken from ``start_time``) with six digits ->
 Timestamp; a value that holds an escaped TAB or \\x01 and whose pieces are themselves
-escaped text -> strlist; else str. Any choice
-writes the same tab-text bytes back; only a conversion to json can show the guess.
+escaped text -> strlist; else str. Any choice writes the same tab-text bytes back; only
+a conversion to json can show the guess.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from exporter.formats.text import from_bytes, tab_escape, tab_unescape
 from exporter.formats.timefmt import parse_rfc3339_ns, parse_time_ns, parse_unix_ns
 
 _MEMBERS: Final = ("event", "hostname", "start_time", "end_time", "categories", "fields")
+_MEMBER_SET: Final = frozenset(_MEMBERS)
+_NUMBERS: Final = frozenset((float, int, Decimal))
 _ITEMS: Final = ("event:", "hostname:", "start_time:", "end_time:", "category:", "field:")
 _EXACT_FLOAT_LIMIT: Final = 2.0**32  # below this, round(f * 1e6) recovers 6 decimals exactly
 _MORE_THAN_US = re.compile(rb"[0-9]\.[0-9]{7}")
@@ -41,10 +44,10 @@ _RFC3339_US = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}
 
 def read_event(line: bytes) -> Event:
     """One event from one line (without its newline). Raises EventParseError."""
-    if line[:1] == b"{":
-        return read_json(line)
     if not line:
         raise EventParseError("empty line")
+    if line[0] == 0x7B:  # "{"
+        return read_json(line)
     return read_tabtext(line)
 
 
@@ -94,53 +97,71 @@ def _event_from_json(obj: Any, line: bytes | None) -> Event:
     """``line`` is the raw text when numbers came as floats, None when they are Decimal."""
     if type(obj) is not dict:
         raise EventParseError(f"a JSON event is an object, not {_json_kind(obj)}")
-    if len(obj) > 6 or not obj.keys() <= set(_MEMBERS):
-        unknown = next(k for k in obj if k not in _MEMBERS)
+    if not obj.keys() <= _MEMBER_SET:
+        unknown = next(k for k in obj if k not in _MEMBER_SET)
         raise EventParseError(f"unknown member {unknown!r} (allowed: {', '.join(_MEMBERS)})")
-    name = obj.get("event")
-    hostname = obj.get("hostname")
-    if name is not None and type(name) is not str:
+    get = obj.get
+    name = get("event")
+    hostname = get("hostname")
+    start = get("start_time")
+    end = get("end_time")
+    categories = get("categories")
+    fields = get("fields")
+    if type(name) is not str and name is not None:
         raise EventParseError(f'"event" must be a string, not {_json_kind(name)}')
-    if hostname is not None and type(hostname) is not str:
+    if type(hostname) is not str and hostname is not None:
         raise EventParseError(f'"hostname" must be a string, not {_json_kind(hostname)}')
-    start = obj.get("start_time")
-    end = obj.get("end_time")
-    if line is not None and (type(start) is float or type(end) is float):
-        member = b'"start_time":' if type(start) is float else b'"end_time":'
-        if _digits_beyond_us(line, member):
+    unix_times = type(start) in _NUMBERS or type(end) in _NUMBERS
+    # Float times: exact through round(x * 1e6) when the text had at most 6 decimals.
+    if type(start) is float:
+        if line is not None:
+            if _digits_beyond_us(line, b'"start_time":'):
+                raise _NeedsExactParse
+            line = None  # one exporter writes every time at one precision: floats are exact
+        if not -_EXACT_FLOAT_LIMIT < start < _EXACT_FLOAT_LIMIT:
             raise _NeedsExactParse
-        line = None  # the exporter wrote every time with the same precision: floats are exact
-    categories = obj.get("categories")
-    if categories is None:
+        start = round(start * 1e6) * 1000
+    elif start is not None:
+        start = _json_time_ns("start_time", start)
+    if type(end) is float:
+        if line is not None:
+            if _digits_beyond_us(line, b'"end_time":'):
+                raise _NeedsExactParse
+            line = None
+        if not -_EXACT_FLOAT_LIMIT < end < _EXACT_FLOAT_LIMIT:
+            raise _NeedsExactParse
+        end = round(end * 1e6) * 1000
+    elif end is not None:
+        end = _json_time_ns("end_time", end)
+    if type(categories) is list:
+        for category in categories:
+            if type(category) is not str:
+                raise EventParseError('"categories" must be an array of strings')
+    elif categories is None:
         categories = []
-    elif type(categories) is not list or not all(type(c) is str for c in categories):
+    else:
         raise EventParseError('"categories" must be an array of strings')
-    fields = obj.get("fields")
-    if fields is None:
+    if type(fields) is dict:
+        # A line whose own times are numbers was written with unix times: Dovecot wrote
+        # its timeval fields as numbers too, so no string there is a timestamp.
+        _type_json_fields(fields, line, not unix_times)
+    elif fields is None:
         fields = {}
-    elif type(fields) is dict:
-        _type_json_fields(fields, line)
     else:
         raise EventParseError(f'"fields" must be an object, not {_json_kind(fields)}')
-    return Event(
-        name,
-        hostname=hostname,
-        start_ns=None if start is None else _json_time_ns("start_time", start),
-        end_ns=None if end is None else _json_time_ns("end_time", end),
-        categories=categories,
-        fields=fields,
-    )
+    return Event(name, hostname, start, end, categories, fields)
 
 
-def _type_json_fields(fields: dict[str, Any], line: bytes | None) -> None:
+def _type_json_fields(fields: dict[str, Any], line: bytes | None, look_for_times: bool) -> None:
     """Turn JSON values into field values in place (keys and order stay).
 
-    ``line`` is set when float values have not been shown exact yet.
+    ``line`` is set while float values have not been shown exact yet; RFC 3339 strings
+    are made timestamps only when ``look_for_times``.
     """
     for key, value in fields.items():
         kind = type(value)
         if kind is str:
-            if len(value) == 27 and value[26] == "Z" and _RFC3339_US.match(value):
+            if look_for_times and len(value) == 27 and _RFC3339_US.match(value):
                 ns = parse_rfc3339_ns(value)
                 if ns is not None:
                     fields[key] = Timestamp(ns)
@@ -154,8 +175,9 @@ def _type_json_fields(fields: dict[str, Any], line: bytes | None) -> None:
                 line = None
             fields[key] = Timestamp(_number_ns(value))
         elif kind is list:
-            if not all(type(item) is str for item in value):
-                raise EventParseError(f"field {key!r}: an array value must hold only strings")
+            for item in value:
+                if type(item) is not str:
+                    raise EventParseError(f"field {key!r}: an array value must hold only strings")
         else:
             raise EventParseError(
                 f"field {key!r}: {_json_kind(value)} is not a Dovecot field type "
@@ -165,7 +187,7 @@ def _type_json_fields(fields: dict[str, Any], line: bytes | None) -> None:
 
 def _json_time_ns(member: str, value: Any) -> int:
     kind = type(value)
-    if kind is float or kind is Decimal:
+    if kind is Decimal:
         return _number_ns(value)
     if kind is int:
         return value * 1_000_000_000  # type: ignore[no-any-return]

@@ -50,44 +50,47 @@ def _unix_formatter(digits: int, divisor: int) -> TimeFormatter:
 
         return unix_seconds
 
+    pattern = f"%d.%0{digits}d"
+
     def unix(ns: int) -> str:
         if ns >= 0:
-            sec, sub = divmod(ns, NS_PER_S)
-            return f"{sec}.{sub // divisor:0{digits}d}"
+            return pattern % (ns // NS_PER_S, ns % NS_PER_S // divisor)
         sec, sub = divmod(-ns, NS_PER_S)
         frac = sub // divisor
         sign = "-" if sec or frac else ""  # what truncates to zero has no sign
-        return f"{sign}{sec}.{frac:0{digits}d}"
+        return sign + pattern % (sec, frac)
 
     return unix
 
 
 def _rfc3339_formatter(digits: int, divisor: int) -> TimeFormatter:
+    """Formats with a per-second cache of the date and time part, and remembers the last
+    result: Dovecot stamps every event handled in one ioloop run with the same end_time."""
     prefixes: dict[int, str] = {}
+    pattern = f"%s.%0{digits}dZ" if digits else "%sZ"
+    last_ns = -1
+    last_text = ""
 
     def prefix(sec: int) -> str:
-        text = prefixes.get(sec)
-        if text is None:
-            if len(prefixes) >= _CACHE_LIMIT:
-                prefixes.clear()
-            t = time.gmtime(sec)
-            text = (
-                f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-                f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-            )
-            prefixes[sec] = text
+        if len(prefixes) >= _CACHE_LIMIT:
+            prefixes.clear()
+        t = time.gmtime(sec)
+        text = (
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+            f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        )
+        prefixes[sec] = text
         return text
 
-    if digits == 0:
-
-        def rfc3339_seconds(ns: int) -> str:
-            return prefix(ns // NS_PER_S) + "Z"
-
-        return rfc3339_seconds
-
     def rfc3339(ns: int) -> str:
-        sec, sub = divmod(ns, NS_PER_S)
-        return f"{prefix(sec)}.{sub // divisor:0{digits}d}Z"
+        nonlocal last_ns, last_text
+        if ns == last_ns:
+            return last_text
+        sec = ns // NS_PER_S
+        text = prefixes.get(sec) or prefix(sec)
+        last_text = pattern % (text, ns % NS_PER_S // divisor) if digits else pattern % text
+        last_ns = ns
+        return last_text
 
     return rfc3339
 

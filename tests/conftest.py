@@ -1,0 +1,9 @@
+"""Test settings shared by every test module."""
+
+from __future__ import annotations
+
+from hypothesis import settings
+
+# The machines are shared and noisy: no per-example wall-clock deadline.
+settings.register_profile("default", deadline=None)
+settings.load_profile("default")

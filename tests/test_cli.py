@@ -1,0 +1,178 @@
+"""The ``export`` command as a user runs it: files, stdin, options, errors, exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.cli import main
+from tests.samples import EVENTS_FILE, expected_bodies
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _export(tmp_path: Path, *args: str) -> tuple[int, bytes]:
+    out = tmp_path / "out"
+    code = main(["export", "--output", str(out), *args])
+    return code, out.read_bytes() if out.exists() else b""
+
+
+def _run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_default_is_dovecot_json_rfc3339(tmp_path: Path) -> None:
+    code, out = _export(tmp_path, str(EVENTS_FILE))
+    assert code == 0
+    lines = out.split(b"\n")
+    assert lines[-1] == b""
+    assert set(lines[:-1]) >= set(expected_bodies("json_rfc3339_all")) - {
+        b for b in expected_bodies("json_rfc3339_all") if b'"cmd_tag":"b9"' in b
+    }
+    assert len(lines) == 37
+
+
+def test_tabtext_unix_with_include_and_filter(tmp_path: Path) -> None:
+    code, out = _export(
+        tmp_path,
+        "--format",
+        "tab-text",
+        "--time-format",
+        "unix",
+        "--include",
+        "name fields",
+        "--filter",
+        "event=imap_command_finished AND cmd_name=select",
+        str(EVENTS_FILE),
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 3  # the capture has three SELECT commands
+    for line in lines:
+        assert line.startswith(b"event:imap_command_finished\tfield:")
+        assert line in expected_bodies("tabtext_unix_name_fields")
+
+
+def test_fields_precision_and_comma_separated_include(tmp_path: Path) -> None:
+    code, out = _export(
+        tmp_path,
+        "--include",
+        "name,timestamps,fields",
+        "--fields",
+        "user, duration",
+        "--time-precision",
+        "ns",
+        "--filter",
+        "event=auth_request_finished AND success=yes",
+        str(EVENTS_FILE),
+    )
+    assert code == 0
+    first = out.splitlines()[0]
+    assert first == (
+        b'{"event":"auth_request_finished","start_time":"2026-11-21T23:44:21.081854000Z",'
+        b'"end_time":"2026-11-21T23:44:36.096185000Z",'
+        b'"fields":{"user":"testuser","duration":15014257}}'
+    )
+
+
+def test_truncate_option(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.write_bytes(b'{"event":"e","fields":{"k":"' + b"x" * 20 + b'"}}\n')
+    code, out = _export(tmp_path, "--truncate", "5", "--include", "fields", str(src))
+    assert (code, out) == (0, b'{"fields":{"k":"xxxxx..."}}\n')
+
+
+def test_bad_lines_are_reported_and_the_rest_exported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in"
+    src.write_bytes(b'{"event":"a"}\n{"event":\n\nevent:b\nnonsense\r\n{"event":"c"}')
+    code, out = _export(tmp_path, "--include", "name", str(src))
+    assert code == 1
+    assert out == b'{"event":"a"}\n{"event":"b"}\n{"event":"c"}\n'
+    err = capsys.readouterr().err
+    assert f"{src}:2: column " in err
+    assert "not valid JSON" in err
+    assert f"{src}:5: column 1: unknown item 'nonsense'" in err
+    assert "2 of 5 lines rejected, 3 exported" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--filter", "event=a AND"], "--filter: event filter: unexpected end of input at column"),
+        (["--include", "name,bogus"], "unknown include word 'bogus'"),
+        (["--format", "xml"], "invalid choice: 'xml'"),
+        (["--truncate", "0"], "must be at least 1"),
+        (["/nonexistent/events"], "cannot read /nonexistent/events"),
+    ],
+)
+def test_usage_errors_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["export", "--output", str(tmp_path / "o"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_stdin_to_stdout_as_a_user_pipes_it() -> None:
+    result = _run("export", "--include", "name", stdin=EVENTS_FILE.read_bytes())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(b"\n") == 36
+    assert result.stdout.startswith(b'{"event":"auth_passdb_request_finished"}\n')
+
+
+def test_filter_error_points_at_the_position() -> None:
+    result = _run("export", "--filter", "event=imap_* AND (cmd_name=x")
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert "at column 29" in err
+    assert err.rstrip().endswith("^")
+
+
+def test_tabtext_converted_to_json_and_back_is_unchanged(tmp_path: Path) -> None:
+    """tab-text has no types, so json shows guesses (``"1"`` becomes 1); converting that
+    json back to tab-text still gives Dovecot's bytes."""
+    tab = b"\n".join(expected_bodies("tabtext_unix_all")) + b"\n"
+    (tmp_path / "tab").write_bytes(tab)
+    assert (
+        main(
+            [
+                "export",
+                "--time-format",
+                "unix",
+                "--output",
+                str(tmp_path / "json"),
+                str(tmp_path / "tab"),
+            ]
+        )
+        == 0
+    )
+    json_lines = (tmp_path / "json").read_bytes().splitlines()
+    assert len(json_lines) == 36
+    assert all(line.startswith(b'{"event":') for line in json_lines)
+    assert (
+        main(
+            [
+                "export",
+                "--format",
+                "tab-text",
+                "--time-format",
+                "unix",
+                "--output",
+                str(tmp_path / "back"),
+                str(tmp_path / "json"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "back").read_bytes() == tab
