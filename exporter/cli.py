@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
             "the rest exported); 2 usage error, bad filter or unreadable file"
         ),
     )
-    export.add_argument("files", nargs="*", metavar="FILE", help="input files (default: stdin)")
+    export.add_argument("files", nargs="*", metavar="FILE", help="input files; - or none: stdin")
     export.add_argument("--format", choices=FORMATS, default="json", help="default: json")
     export.add_argument(
         "--time-format", choices=TIME_FORMATS, default="rfc3339", help="default: rfc3339"
@@ -124,6 +124,9 @@ def _export(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         sources: list[tuple[str, BinaryIO]] = []
         for path in args.files:
+            if path == "-":
+                sources.append(("<stdin>", sys.stdin.buffer))
+                continue
             try:
                 sources.append((path, stack.enter_context(open(path, "rb"))))
             except OSError as exc:

@@ -5,7 +5,7 @@ Field values are plain Python objects so orjson can serialize a fields dict as i
     str            Dovecot ``str``; bytes that were not valid UTF-8 are kept as lone
                    surrogates (``surrogateescape``), so tab-text can write them back raw
                    and JSON can replace each one with U+FFFD, as Dovecot does
-    int            Dovecot ``intmax`` (64-bit signed; bool is refused)
+    int            Dovecot ``intmax``: -2**63 to 2**64-1 (what orjson reads; bool refused)
     Timestamp      Dovecot ``timeval``, integer nanoseconds since the epoch
     list[str]      Dovecot ``strlist``: ordered, no duplicates
 
@@ -23,8 +23,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-INT64_MIN: Final = -(2**63)
-INT64_MAX: Final = 2**63 - 1
+# Dovecot's intmax is signed 64-bit; orjson also reads unsigned 64-bit values, and both
+# are kept as they are.
+INT_MIN: Final = -(2**63)
+INT_MAX: Final = 2**64 - 1
 NS_PER_US: Final = 1_000
 NS_PER_S: Final = 1_000_000_000
 
@@ -93,8 +95,8 @@ def check_field_value(key: str, value: object) -> FieldValue:
     if kind is str or kind is Timestamp:
         return value  # type: ignore[return-value]
     if kind is int:
-        if not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
-            raise ValueError(f"field {key!r}: {value} does not fit in a 64-bit signed integer")
+        if not INT_MIN <= value <= INT_MAX:  # type: ignore[operator]
+            raise ValueError(f"field {key!r}: {value} does not fit in 64 bits")
         return value  # type: ignore[return-value]
     if kind is list and all(type(item) is str for item in value):  # type: ignore[attr-defined]
         return _dedupe(value)  # type: ignore[arg-type]
@@ -109,7 +111,11 @@ def _dedupe(items: Iterable[str]) -> list[str]:
 
 
 class Event:
-    """One event. Built by readers (already flat) or in-process with the builder methods."""
+    """One event. Built by readers (already flat) or in-process with the builder methods.
+
+    The constructor trusts its arguments (the readers have checked them); the builder
+    methods (:meth:`add_str`, :meth:`set`, ...) check every value.
+    """
 
     __slots__ = (
         "categories",

@@ -14,7 +14,7 @@ from typing import BinaryIO, Final, TextIO
 
 from exporter.errors import EventExporterError
 from exporter.event import Event
-from exporter.formats.reader import read_event
+from exporter.formats.reader import read_json, read_tabtext
 
 CHUNK_BYTES: Final = 1 << 18
 REPORTED_ERRORS_MAX: Final = 100
@@ -76,7 +76,7 @@ def _export_stream(
                 continue
             read += 1
             try:
-                event = read_event(line)
+                event = read_json(line) if line[0] == 0x7B else read_tabtext(line)
                 if matches is not None and not matches(event):
                     continue
                 out += format_line(event)

@@ -30,7 +30,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporter.event import Event
+from exporter.event import Event, Timestamp
 from exporter.export import export_streams
 from exporter.filter import compile_filter
 from exporter.formats import FormatSpec, make_formatter
@@ -41,30 +41,42 @@ FILTER = "event=imap_command_finished OR event=auth_* OR event=mail_*"
 
 
 def make_events(count: int, seed: int) -> list[Event]:
-    """Realistic events: the real Dovecot capture, with varied users, sessions and values."""
+    """Realistic events: the real Dovecot capture, with varied users, sessions and values.
+
+    As in the capture, consecutive events handled in one ioloop run of Dovecot's stats
+    process (here 1 to 4) share one end_time, which can even precede their start_time.
+    """
     rng = random.Random(seed)
     templates = [read_event(line) for line in SAMPLES.read_bytes().splitlines()]
-    t0 = templates[0].start_ns or 0
     events: list[Event] = []
+    clock = templates[0].start_ns or 0
+    end = clock
+    group_left = 0
     for i in range(count):
         base = templates[i % len(templates)]
-        shift = i * 431_000 + rng.randrange(1_000) * 1_000
+        clock += rng.randrange(50, 900) * 1_000  # microseconds between events
+        if group_left == 0:
+            group_left = rng.randrange(1, 5)
+            end = clock + rng.randrange(-200, 2_000) * 1_000
+        group_left -= 1
         fields = dict(base.fields)
         for key, value in fields.items():
             if key in ("user", "original_user", "translated_user"):
                 fields[key] = f"user{rng.randrange(5000):04d}@example.org"
             elif key == "session":
                 fields[key] = "".join(rng.choices("ABCDEFGHabcdefgh0123456789+/", k=16))
+            elif key == "last_run_time":
+                fields[key] = Timestamp(clock - rng.randrange(1, 50) * 1_000)
             elif type(value) is int:
                 fields[key] = rng.randrange(0, max(2, value * 2))
         events.append(
             Event(
                 base.name,
-                hostname="mail01.example.org",
-                start_ns=(base.start_ns or t0) + shift,
-                end_ns=(base.end_ns or t0) + shift + rng.randrange(2_000) * 1_000,
-                categories=list(base.categories),
-                fields=fields,
+                "mail01.example.org",
+                clock,
+                end,
+                list(base.categories),
+                fields,
             )
         )
     return events

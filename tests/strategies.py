@@ -8,7 +8,7 @@ from typing import Final
 
 from hypothesis import strategies as st
 
-from exporter.event import INT64_MAX, INT64_MIN, Event, FieldValue, Timestamp
+from exporter.event import INT_MAX, INT_MIN, Event, FieldValue, Timestamp
 from exporter.formats.text import from_bytes
 
 # From year 1 to year 9999: what RFC 3339 can write with four year digits.
@@ -45,7 +45,7 @@ def events(
         strlist = st.lists(text, max_size=4, unique=True)
     value: st.SearchStrategy[FieldValue] = st.one_of(
         str_value,
-        st.integers(INT64_MIN, INT64_MAX),
+        st.integers(INT_MIN, INT_MAX),
         stamp.map(Timestamp),
         strlist,
     )

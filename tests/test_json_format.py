@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -135,3 +136,17 @@ def test_truncation_applies_to_strlist_elements_not_ints() -> None:
 
 def test_newline_option_appends_one_newline() -> None:
     assert make_formatter(FormatSpec(include=frozenset()), newline=True)(Event()) == b"{}\n"
+
+
+def test_a_value_no_format_knows_is_our_error() -> None:
+    """Events built with ``Event(...)`` directly are trusted; still, what no format can
+    write fails with our error, not a foreign one."""
+    from exporter.errors import EventFormatError
+
+    json_fmt = make_formatter(FormatSpec())
+    tab_fmt = make_formatter(FormatSpec(format="tab-text"))
+    with pytest.raises(EventFormatError, match="cannot write event as json"):
+        json_fmt(Event("e", fields={"x": object()}))  # type: ignore[dict-item]
+    for bad in (1.5, {"a": 1}, None, object()):
+        with pytest.raises(EventFormatError, match="cannot write a .* field value"):
+            tab_fmt(Event("e", fields={"x": bad}))  # type: ignore[dict-item]

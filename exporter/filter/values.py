@@ -13,11 +13,12 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
-from exporter.event import INT64_MAX, INT64_MIN
 from exporter.filter.ip import Network, parse_network
 from exporter.filter.wildcard import is_escaped_literal, unescape
 
 UINT32_MAX: Final = 2**32 - 1  # Dovecot parses intervals into an unsigned int
+INT64_MIN: Final = -(2**63)  # filter values are Dovecot's intmax_t ...
+INT64_MAX: Final = 2**63 - 1
 UINT64_MAX: Final = 2**64 - 1  # ... and sizes into a uoff_t
 
 _INTEGER = re.compile(r"-?([0-9]+)")

@@ -22,10 +22,10 @@ from typing import Any
 import orjson
 
 from exporter.errors import EventFormatError
-from exporter.event import Event, Fields, Timestamp
+from exporter.event import Event, Fields
 from exporter.formats.spec import ALL_INCLUDES, FormatSpec
 from exporter.formats.text import cut_bytes, scrub_surrogates
-from exporter.formats.timefmt import make_time_formatter
+from exporter.formats.timefmt import make_time_formatter, remember_last
 
 Formatter = Callable[[Event], bytes]
 
@@ -43,9 +43,9 @@ def make_json_formatter(spec: FormatSpec, *, newline: bool = False) -> Formatter
         time_value = fmt_time
 
     def default(obj: object) -> object:
-        if type(obj) is Timestamp:
-            return time_value(obj.ns)
-        raise TypeError(f"{type(obj).__name__} is not a field type")
+        # orjson calls this only for types it does not know; anything but a Timestamp
+        # has no .ns, and the AttributeError reaches us as orjson's TypeError.
+        return time_value(obj.ns)  # type: ignore[attr-defined]
 
     dumps = orjson.dumps
     option = orjson.OPT_APPEND_NEWLINE if newline else 0
@@ -81,6 +81,7 @@ def make_json_formatter(spec: FormatSpec, *, newline: bool = False) -> Formatter
         return out
 
     everything = spec.include == ALL_INCLUDES and not keys and limit is None
+    end_time_value = remember_last(time_value)
 
     def format_json(event: Event) -> bytes:
         name = event.name
@@ -92,7 +93,7 @@ def make_json_formatter(spec: FormatSpec, *, newline: bool = False) -> Formatter
                 "event": name,
                 "hostname": hostname,
                 "start_time": time_value(start),
-                "end_time": time_value(end),
+                "end_time": end_time_value(end),
                 "categories": event.categories,
                 "fields": event.fields,
             }

@@ -27,13 +27,12 @@ from typing import Any, Final
 import orjson
 
 from exporter.errors import EventParseError
-from exporter.event import INT64_MAX, INT64_MIN, Event, Fields, Timestamp
+from exporter.event import INT_MAX, INT_MIN, Event, Fields, Timestamp
 from exporter.formats.text import from_bytes, tab_escape, tab_unescape
 from exporter.formats.timefmt import parse_rfc3339_ns, parse_time_ns, parse_unix_ns
 
 _MEMBERS: Final = ("event", "hostname", "start_time", "end_time", "categories", "fields")
 _MEMBER_SET: Final = frozenset(_MEMBERS)
-_NUMBERS: Final = frozenset((float, int, Decimal))
 _ITEMS: Final = ("event:", "hostname:", "start_time:", "end_time:", "category:", "field:")
 _EXACT_FLOAT_LIMIT: Final = 2.0**32  # below this, round(f * 1e6) recovers 6 decimals exactly
 _MORE_THAN_US = re.compile(rb"[0-9]\.[0-9]{7}")
@@ -63,11 +62,11 @@ def read_json(line: bytes) -> Event:
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return _event_from_json(_loads_exact(line), None)
+        return _event_from_json(_loads_exact(line), None, exact=True)
     try:
         return _event_from_json(obj, line)
     except _NeedsExactParse:
-        return _event_from_json(_loads_exact(line), None)
+        return _event_from_json(_loads_exact(line), None, exact=True)
 
 
 def _digits_beyond_us(line: bytes, member: bytes) -> bool:
@@ -93,8 +92,9 @@ def _no_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not allowed", name, 0)
 
 
-def _event_from_json(obj: Any, line: bytes | None) -> Event:
-    """``line`` is the raw text when numbers came as floats, None when they are Decimal."""
+def _event_from_json(obj: Any, line: bytes | None, exact: bool = False) -> Event:
+    """``line`` is the raw text while float numbers are not shown exact yet; ``exact``
+    when the numbers were read as Decimal."""
     if type(obj) is not dict:
         raise EventParseError(f"a JSON event is an object, not {_json_kind(obj)}")
     if not obj.keys() <= _MEMBER_SET:
@@ -111,27 +111,32 @@ def _event_from_json(obj: Any, line: bytes | None) -> Event:
         raise EventParseError(f'"event" must be a string, not {_json_kind(name)}')
     if type(hostname) is not str and hostname is not None:
         raise EventParseError(f'"hostname" must be a string, not {_json_kind(hostname)}')
-    unix_times = type(start) in _NUMBERS or type(end) in _NUMBERS
-    # Float times: exact through round(x * 1e6) when the text had at most 6 decimals.
+    # Float times: exact through round(x * 1e6) when the text had at most 6 decimals,
+    # which the raw digits after start_time (or end_time) tell.
+    unix_times = False
     if type(start) is float:
         if line is not None:
-            if _digits_beyond_us(line, b'"start_time":'):
+            at = line.find(b'"start_time":') + 13
+            dot = line.find(b".", at, at + 32)
+            if dot > 0 and line[dot + 7 : dot + 8].isdigit():
                 raise _NeedsExactParse
             line = None  # one exporter writes every time at one precision: floats are exact
         if not -_EXACT_FLOAT_LIMIT < start < _EXACT_FLOAT_LIMIT:
             raise _NeedsExactParse
         start = round(start * 1e6) * 1000
+        unix_times = True
     elif start is not None:
+        unix_times = type(start) is not str
         start = _json_time_ns("start_time", start)
     if type(end) is float:
-        if line is not None:
-            if _digits_beyond_us(line, b'"end_time":'):
-                raise _NeedsExactParse
-            line = None
+        if line is not None and _digits_beyond_us(line, b'"end_time":'):
+            raise _NeedsExactParse
         if not -_EXACT_FLOAT_LIMIT < end < _EXACT_FLOAT_LIMIT:
             raise _NeedsExactParse
         end = round(end * 1e6) * 1000
+        unix_times = True
     elif end is not None:
+        unix_times = unix_times or type(end) is not str
         end = _json_time_ns("end_time", end)
     if type(categories) is list:
         for category in categories:
@@ -142,14 +147,44 @@ def _event_from_json(obj: Any, line: bytes | None) -> Event:
     else:
         raise EventParseError('"categories" must be an array of strings')
     if type(fields) is dict:
-        # A line whose own times are numbers was written with unix times: Dovecot wrote
-        # its timeval fields as numbers too, so no string there is a timestamp.
-        _type_json_fields(fields, line, not unix_times)
+        if unix_times and line is None and not exact:
+            _type_unix_json_fields(fields)
+        else:
+            # A line whose own times are numbers was written with unix times: Dovecot
+            # wrote its timeval fields as numbers too, so no string there is a timestamp.
+            _type_json_fields(fields, line, not unix_times)
     elif fields is None:
         fields = {}
     else:
         raise EventParseError(f'"fields" must be an object, not {_json_kind(fields)}')
     return Event(name, hostname, start, end, categories, fields)
+
+
+def _type_unix_json_fields(fields: dict[str, Any]) -> None:
+    """The common case of :func:`_type_json_fields`: orjson read the line, its times were
+    unix numbers with at most six decimals. Strings need no look, and every int orjson
+    gives is in our range."""
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is str or kind is int:
+            continue
+        if kind is float:
+            if not -_EXACT_FLOAT_LIMIT < value < _EXACT_FLOAT_LIMIT:
+                raise _NeedsExactParse
+            fields[key] = Timestamp(round(value * 1e6) * 1000)
+        elif kind is list:
+            for item in value:
+                if type(item) is not str:
+                    raise EventParseError(f"field {key!r}: an array value must hold only strings")
+        else:
+            raise _not_a_field_type(key, value)
+
+
+def _not_a_field_type(key: str, value: Any) -> EventParseError:
+    return EventParseError(
+        f"field {key!r}: {_json_kind(value)} is not a Dovecot field type "
+        "(allowed: string, integer, number with a fraction, array of strings)"
+    )
 
 
 def _type_json_fields(fields: dict[str, Any], line: bytes | None, look_for_times: bool) -> None:
@@ -166,8 +201,8 @@ def _type_json_fields(fields: dict[str, Any], line: bytes | None, look_for_times
                 if ns is not None:
                     fields[key] = Timestamp(ns)
         elif kind is int:
-            if value > INT64_MAX or value < INT64_MIN:
-                raise EventParseError(f"field {key!r}: {value} does not fit in a 64-bit integer")
+            if value > INT_MAX or value < INT_MIN:
+                raise EventParseError(f"field {key!r}: {value} does not fit in 64 bits")
         elif kind is float or kind is Decimal:
             if line is not None:
                 if _MORE_THAN_US.search(line):
@@ -179,10 +214,7 @@ def _type_json_fields(fields: dict[str, Any], line: bytes | None, look_for_times
                 if type(item) is not str:
                     raise EventParseError(f"field {key!r}: an array value must hold only strings")
         else:
-            raise EventParseError(
-                f"field {key!r}: {_json_kind(value)} is not a Dovecot field type "
-                "(allowed: string, integer, number with a fraction, array of strings)"
-            )
+            raise _not_a_field_type(key, value)
 
 
 def _json_time_ns(member: str, value: Any) -> int:
@@ -286,7 +318,7 @@ def _tab_value(raw: str, time_kind: str) -> str | int | Timestamp | list[str]:
     if value and value[0] in "-0123456789":
         if _INT.match(value) and value != "-0":
             number = int(value)
-            if INT64_MIN <= number <= INT64_MAX:
+            if INT_MIN <= number <= INT_MAX:
                 return number
         elif time_kind != "rfc3339" and _UNIX_US.match(value):
             return Timestamp(parse_unix_ns(value))  # type: ignore[arg-type]

@@ -13,12 +13,13 @@ again value by value with escaping.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from exporter.errors import EventFormatError
 from exporter.event import Event, FieldValue, Timestamp
 from exporter.formats.spec import FormatSpec
 from exporter.formats.text import cut_bytes, raw_bytes, tab_escape
-from exporter.formats.timefmt import make_time_formatter
+from exporter.formats.timefmt import make_time_formatter, remember_last
 
 Formatter = Callable[[Event], bytes]
 
@@ -31,6 +32,7 @@ def strlist_text(items: list[str]) -> str:
 def make_tabtext_formatter(spec: FormatSpec, *, newline: bool = False) -> Formatter:
     """A function writing one event as Dovecot tab-text (plus ``\\n`` when ``newline``)."""
     fmt_time = make_time_formatter(spec.time_format, spec.time_precision)
+    fmt_end_time = remember_last(fmt_time)
     want_name = "name" in spec.include
     want_host = "hostname" in spec.include
     want_times = "timestamps" in spec.include
@@ -52,7 +54,9 @@ def make_tabtext_formatter(spec: FormatSpec, *, newline: bool = False) -> Format
             return strlist_text(value)  # type: ignore[arg-type]
         if kind is Timestamp:
             return fmt_time(value.ns)  # type: ignore[union-attr]
-        return str(value)
+        if kind is int:
+            return str(value)
+        raise _not_a_field_type(value)
 
     def escaped_line(event: Event) -> str:
         """Every value escaped one by one: correct for any event, slower."""
@@ -75,12 +79,19 @@ def make_tabtext_formatter(spec: FormatSpec, *, newline: bool = False) -> Format
                     parts.append("field:" + tab_escape(key) + "=" + value_text(fields[key]))
         return "\t".join(parts)
 
+    def special_text(value: FieldValue) -> str:
+        """A strlist or timestamp value, as written (strlists fully escaped)."""
+        if type(value) is list:
+            return strlist_text(value)
+        if type(value) is Timestamp:
+            return fmt_time(value.ns)
+        raise _not_a_field_type(value)
+
     def format_tabtext(event: Event) -> bytes:
         if limit is not None:
             return _encode(escaped_line(event) + end)
         parts: list[str] = []
         extra_tabs = 0
-        x01 = 0
         if want_name and event.name is not None:
             parts.append("event:" + event.name)
         if want_host and event.hostname is not None:
@@ -89,7 +100,7 @@ def make_tabtext_formatter(spec: FormatSpec, *, newline: bool = False) -> Format
             if event.start_ns is not None:
                 parts.append("start_time:" + fmt_time(event.start_ns))
             if event.end_ns is not None:
-                parts.append("end_time:" + fmt_time(event.end_ns))
+                parts.append("end_time:" + fmt_end_time(event.end_ns))
         if want_cats:
             cats = event.categories
             if cats:
@@ -97,33 +108,42 @@ def make_tabtext_formatter(spec: FormatSpec, *, newline: bool = False) -> Format
                 extra_tabs = len(cats) - 1
             else:
                 parts.append("")
+        items: Iterable[tuple[str, FieldValue]] = ()
         if want_fields:
             fields = event.fields
-            for key in keys or fields:
-                if key not in fields:
-                    continue
-                value = fields[key]
-                kind = type(value)
-                if kind is str or kind is int:
-                    parts.append(f"field:{key}={value}")
-                elif kind is list:
-                    text = strlist_text(value)  # type: ignore[arg-type]
-                    x01 += text.count("\x01")
-                    parts.append(f"field:{key}={text}")
-                else:
-                    parts.append(f"field:{key}={fmt_time(value.ns)}")  # type: ignore[union-attr]
+            items = fields.items() if not keys else [(k, fields[k]) for k in keys if k in fields]
+            parts += [
+                f"field:{k}={v}" if type(v) in _PLAIN else f"field:{k}={special_text(v)}"
+                for k, v in items
+            ]
         line = "\t".join(parts)
+        # Raw values were joined unescaped: right only if none held a byte to escape.
         if (
-            line.count("\t") != len(parts) - 1 + extra_tabs
-            or line.count("\x01") != x01
-            or "\n" in line
+            "\n" in line
             or "\r" in line
             or "\x00" in line
+            or line.count("\t") != len(parts) - 1 + extra_tabs
+            or ("\x01" in line and line.count("\x01") != _strlist_x01(items))
         ):
             line = escaped_line(event)
         return _encode(line + end)
 
     return format_tabtext
+
+
+_PLAIN = frozenset((str, int))
+
+
+def _not_a_field_type(value: object) -> EventFormatError:
+    return EventFormatError(
+        f"cannot write a {type(value).__name__} field value "
+        "(allowed: str, int, Timestamp, list of str)"
+    )
+
+
+def _strlist_x01(items: Iterable[tuple[str, FieldValue]]) -> int:
+    """How many \\x01 the escaping of the written strlist values puts into a line."""
+    return sum(strlist_text(v).count("\x01") for _, v in items if type(v) is list)
 
 
 def _encode(line: str) -> bytes:

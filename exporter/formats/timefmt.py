@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from exporter.errors import EventParseError, UsageError
 
@@ -25,8 +25,10 @@ PRECISIONS: Final[tuple[Precision, ...]] = ("s", "ms", "us", "ns")
 NS_PER_S: Final = 1_000_000_000
 _DIGITS: Final[dict[str, int]] = {"s": 0, "ms": 3, "us": 6, "ns": 9}
 _CACHE_LIMIT: Final = 4096
+_THREE_DIGITS: Final = tuple(f"{i:03d}" for i in range(1000))
 
 TimeFormatter = Callable[[int], str]
+T = TypeVar("T")
 
 
 def make_time_formatter(time_format: str, precision: str = "us") -> TimeFormatter:
@@ -64,12 +66,9 @@ def _unix_formatter(digits: int, divisor: int) -> TimeFormatter:
 
 
 def _rfc3339_formatter(digits: int, divisor: int) -> TimeFormatter:
-    """Formats with a per-second cache of the date and time part, and remembers the last
-    result: Dovecot stamps every event handled in one ioloop run with the same end_time."""
+    """Formats with a per-second cache of the date and time part."""
     prefixes: dict[int, str] = {}
-    pattern = f"%s.%0{digits}dZ" if digits else "%sZ"
-    last_ns = -1
-    last_text = ""
+    get = prefixes.get
 
     def prefix(sec: int) -> str:
         if len(prefixes) >= _CACHE_LIMIT:
@@ -82,17 +81,52 @@ def _rfc3339_formatter(digits: int, divisor: int) -> TimeFormatter:
         prefixes[sec] = text
         return text
 
+    if digits == 0:
+
+        def rfc3339_seconds(ns: int) -> str:
+            sec = ns // NS_PER_S
+            return (get(sec) or prefix(sec)) + "Z"
+
+        return rfc3339_seconds
+
+    if digits == 6:  # Dovecot's: the fraction from two 3-digit pieces, no formatting
+
+        def rfc3339_us(ns: int) -> str:
+            sec = ns // NS_PER_S
+            text = get(sec)
+            if text is None:
+                text = prefix(sec)
+            us = ns % NS_PER_S // 1000
+            return text + "." + _THREE_DIGITS[us // 1000] + _THREE_DIGITS[us % 1000] + "Z"
+
+        return rfc3339_us
+
+    pattern = f"%s.%0{digits}dZ"
+
     def rfc3339(ns: int) -> str:
-        nonlocal last_ns, last_text
-        if ns == last_ns:
-            return last_text
         sec = ns // NS_PER_S
-        text = prefixes.get(sec) or prefix(sec)
-        last_text = pattern % (text, ns % NS_PER_S // divisor) if digits else pattern % text
-        last_ns = ns
-        return last_text
+        text = get(sec)
+        if text is None:
+            text = prefix(sec)
+        return pattern % (text, ns % NS_PER_S // divisor)
 
     return rfc3339
+
+
+def remember_last(fmt: Callable[[int], T]) -> Callable[[int], T]:
+    """``fmt`` that reuses its last result: Dovecot stamps every event handled in one
+    ioloop run of its stats process with the same end_time."""
+    last_ns = -1
+    last_value: T
+
+    def remembered(ns: int) -> T:
+        nonlocal last_ns, last_value
+        if ns != last_ns:
+            last_value = fmt(ns)
+            last_ns = ns
+        return last_value
+
+    return remembered
 
 
 # -- reading timestamps back --------------------------------------------------------
@@ -100,6 +134,8 @@ def _rfc3339_formatter(digits: int, divisor: int) -> TimeFormatter:
 _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z\Z")
 _UNIX = re.compile(r"(-?)(\d+)(?:\.(\d{1,9}))?\Z")
 _EPOCH_DAYS: dict[tuple[int, int, int], int] = {}
+# "YYYY-MM-DDTHH:MM:SS" -> nanoseconds, for the fast path of parse_time_ns.
+_SECONDS: dict[str, int] = {}
 
 
 def parse_rfc3339_ns(text: str) -> int | None:
@@ -114,8 +150,11 @@ def parse_rfc3339_ns(text: str) -> int | None:
         return None
     frac = m.group(7) or ""
     days = _days_from_civil(year, month, day)
-    seconds = days * 86400 + hour * 3600 + minute * 60 + second
-    return seconds * NS_PER_S + int(frac.ljust(9, "0") or "0")
+    seconds = (days * 86400 + hour * 3600 + minute * 60 + second) * NS_PER_S
+    if len(_SECONDS) >= _CACHE_LIMIT:
+        _SECONDS.clear()
+    _SECONDS[text[:19]] = seconds
+    return seconds + int(frac.ljust(9, "0") or "0")
 
 
 def parse_unix_ns(text: str) -> int | None:
@@ -130,6 +169,11 @@ def parse_unix_ns(text: str) -> int | None:
 
 def parse_time_ns(text: str) -> int:
     """A start/end time in either format and any precision; EventParseError otherwise."""
+    if len(text) == 27 and text[19] == "." and text[26] == "Z":  # Dovecot's own shape
+        seconds = _SECONDS.get(text[:19])
+        frac = text[20:26]
+        if seconds is not None and frac.isdigit() and frac.isascii():
+            return seconds + int(frac) * 1000
     ns = parse_rfc3339_ns(text)
     if ns is None:
         ns = parse_unix_ns(text)
