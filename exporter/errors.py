@@ -4,7 +4,11 @@
     ├── FilterSyntaxError     a filter expression does not parse (position + expectation)
     ├── EventParseError       one input line is not a Dovecot json / tab-text event
     ├── EventFormatError      an event built in-process holds something no format can write
-    └── UsageError            a command-line option or setting has a value we do not accept
+    ├── UsageError            a command-line option or setting has a value we do not accept
+    └── DeliveryError         a driver could not deliver a batch; drivers raise only these:
+        ├── RetryableDeliveryError   try again (optionally not before ``retry_after`` s)
+        └── PermanentDeliveryError   never going to work: dead-letter the batch
+            └── DriverClosedError    send() on a driver that was closed
 
 Code that calls into us catches ``EventExporterError``; anything else escaping is a bug.
 """
@@ -69,3 +73,26 @@ def _or_list(items: tuple[str, ...]) -> str:
     if len(items) == 1:
         return items[0]
     return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+class DeliveryError(EventExporterError):
+    """A driver could not deliver a batch. Drivers raise only subclasses of this."""
+
+
+class RetryableDeliveryError(DeliveryError):
+    """The destination may take the batch later; ``retry_after`` seconds when it said so.
+
+    A ``retry_after`` pauses the whole exporter, not just this batch.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The destination will never take this batch: it goes to the dead-letter file."""
+
+
+class DriverClosedError(PermanentDeliveryError):
+    """send() was called on a driver after aclose()."""

@@ -32,6 +32,30 @@ class ExportCounts:
     rejected: int = 0
 
 
+class LineSplitter:
+    """Turns chunks of bytes into whole lines; a trailing CR is dropped."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The complete lines so far; an empty chunk means end of input."""
+        if not chunk:
+            if not self._pending:
+                return []
+            chunk, self._pending = self._pending + b"\n", b""
+        lines = (self._pending + chunk).split(b"\n") if self._pending else chunk.split(b"\n")
+        self._pending = lines.pop()
+        if b"\r" in chunk:
+            lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
+        return lines
+
+
+def read_line(line: bytes) -> Event:
+    """One non-empty line of Dovecot json or tab-text."""
+    return read_json(line) if line[0] == 0x7B else read_tabtext(line)
+
+
 def export_streams(
     sources: Iterable[tuple[str, BinaryIO]],
     output: BinaryIO,
@@ -55,23 +79,13 @@ def _export_stream(
     errors: TextIO,
     counts: ExportCounts,
 ) -> None:
-    lineno = 0
-    read = exported = 0
-    pending = b""
+    splitter = LineSplitter()
+    lineno = read = exported = 0
     out = bytearray()
     while True:
         chunk = stream.read1(CHUNK_BYTES)  # type: ignore[attr-defined]
-        if not chunk:
-            if not pending:
-                break
-            chunk, pending = pending + b"\n", b""  # a last line without its newline
-        lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
-        pending = lines.pop()
-        strip_cr = b"\r" in chunk
-        for line in lines:
+        for line in splitter.feed(chunk):
             lineno += 1
-            if strip_cr and line[-1:] == b"\r":
-                line = line[:-1]
             if not line:
                 continue
             read += 1
@@ -81,18 +95,21 @@ def _export_stream(
                     continue
                 out += format_line(event)
             except EventExporterError as exc:
-                _reject(counts, errors, label, lineno, exc)
+                reject(counts, errors, label, lineno, exc)
                 continue
             exported += 1
         if out:
             output.write(out)
             output.flush()
             out.clear()
+        if not chunk:
+            break
     counts.read += read
     counts.exported += exported
 
 
-def _reject(counts: ExportCounts, errors: TextIO, label: str, lineno: int, exc: Exception) -> None:
+def reject(counts: ExportCounts, errors: TextIO, label: str, lineno: int, exc: Exception) -> None:
+    """Count a line that could not be exported and report it (the first 100 only)."""
     counts.rejected += 1
     if counts.rejected <= REPORTED_ERRORS_MAX:
         errors.write(f"event-exporter: {label}:{lineno}: {exc}\n")

@@ -1,0 +1,34 @@
+"""The ``drop`` driver: events are encoded, then discarded (benchmarks and dry runs)."""
+
+from __future__ import annotations
+
+from drivers.base import Batch
+from exporter.errors import DriverClosedError
+
+
+class DropDriver:
+    """Accepts every batch and keeps nothing but counts."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.bytes = 0
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        return "drop"
+
+    async def send(self, batch: Batch) -> None:
+        if self._closed:
+            raise DriverClosedError("drop: send after close")
+        self.events += len(batch)
+        self.bytes += len(batch.data)
+
+    async def flush(self) -> None:
+        return None
+
+    async def reopen(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        self._closed = True

@@ -1,0 +1,158 @@
+"""An exporter at run time: its queue, its one consumer, retries, dead-letters, counters.
+
+Events reach an exporter already encoded (a line ending with ``\\n``). The consumer
+takes batches from the queue and hands each to the one retry loop; a batch that cannot
+be delivered goes to the dead-letter file, one record per event. At shutdown the queue
+is closed and drained until a deadline; whatever is still undelivered then (the batch in
+flight included, which may thereby exist twice) is dead-lettered, so every accepted
+event ends up delivered, dead-lettered, or counted as dropped with its reason.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import anyio
+
+from drivers.base import Batch, Driver
+from exporter.deadletter import DeadLetterFile
+from exporter.delivery import DeliveryCounters, PauseGate, deliver
+from exporter.errors import UsageError
+from exporter.queue import EventQueue, Overflow
+from exporter.retry import RetryPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    """Queue, batch and retry knobs of one exporter."""
+
+    queue_max_events: int = 100_000
+    queue_max_bytes: int = 64 << 20
+    overflow: Overflow = Overflow.BLOCK
+    batch_max_events: int = 1000
+    batch_max_bytes: int = 1 << 20
+    batch_max_age: float = 1.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        if self.batch_max_events < 1 or self.batch_max_bytes < 1:
+            raise UsageError("batch limits must be positive")
+        if self.batch_max_age < 0:
+            raise UsageError(f"batch max age must not be negative, got {self.batch_max_age}")
+
+
+@dataclass
+class ExporterStats:
+    """What happened to the events an exporter accepted."""
+
+    received: int = 0
+    exported: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    delivery: DeliveryCounters = field(default_factory=DeliveryCounters)
+
+    @property
+    def retried(self) -> int:
+        return self.delivery.retries
+
+    def summary(self) -> str:
+        dropped = sum(self.dropped.values())
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.dropped.items()))
+        return (
+            f"received {self.received}, exported {self.exported}, retried {self.retried}, "
+            f"dropped {dropped}{f' ({reasons})' if reasons else ''}, "
+            f"dead-lettered {self.dead_lettered}"
+        )
+
+
+class Exporter:
+    """One destination's queue and delivery. ``run()`` is its consumer task."""
+
+    def __init__(
+        self,
+        name: str,
+        driver: Driver,
+        settings: DeliverySettings,
+        dead_letters: DeadLetterFile | None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.name = name
+        self.driver = driver
+        self.settings = settings
+        self.stats = ExporterStats()
+        self.queue = EventQueue(
+            settings.queue_max_events, settings.queue_max_bytes, settings.overflow, self._drop
+        )
+        self.gate = PauseGate()
+        self._dead_letters = dead_letters
+        self._rng = rng or random.Random()
+        self._in_flight: Batch | None = None
+        self.finished = anyio.Event()
+
+    # -- producers ---------------------------------------------------------------------
+
+    def offer(self, line: bytes) -> bool:
+        """Queue one encoded event; False when full under ``block`` (then await room)."""
+        if self.queue.offer(line):
+            self.stats.received += 1
+            return True
+        return False
+
+    async def put(self, line: bytes) -> None:
+        await self.queue.put(line)
+        self.stats.received += 1
+
+    def _drop(self, reason: str, count: int) -> None:
+        self.stats.dropped[reason] += count
+
+    # -- the consumer ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Deliver batches until the queue is closed and empty."""
+        settings = self.settings
+        try:
+            while True:
+                batch = await self.queue.next_batch(
+                    settings.batch_max_events, settings.batch_max_bytes, settings.batch_max_age
+                )
+                if batch is None:
+                    break
+                self._in_flight = batch
+                outcome = await deliver(
+                    self.driver,
+                    batch,
+                    settings.retry,
+                    self.gate,
+                    self.stats.delivery,
+                    rng=self._rng,
+                )
+                self._in_flight = None
+                self.stats.batches += 1
+                if outcome.failure is None:
+                    self.stats.exported += len(batch)
+                else:
+                    self.dead_letter(batch.lines(), outcome.failure, outcome.attempts)
+            await self.driver.flush()
+        finally:
+            self.finished.set()
+
+    def abandon(self, reason: str) -> None:
+        """Dead-letter the batch in flight and everything queued (shutdown deadline)."""
+        if self._in_flight is not None:
+            self.dead_letter(self._in_flight.lines(), reason, 0)
+            self._in_flight = None
+        self.dead_letter((item[:-1] for item in self.queue.take_all()), reason, 0)
+
+    def dead_letter(self, events: Iterable[bytes], reason: str, attempts: int) -> None:
+        if self._dead_letters is None:
+            events = list(events)
+            self.stats.dropped[f"undeliverable, no dead-letter file: {reason}"] += len(events)
+            return
+        self.stats.dead_lettered += self._dead_letters.write(
+            events, destination=self.driver.name, reason=reason, attempts=attempts
+        )

@@ -1,0 +1,66 @@
+"""Test doubles for the delivery engine: a scripted driver and a recording sleep."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import anyio
+
+from drivers.base import Batch
+from exporter.errors import DeliveryError, DriverClosedError
+
+
+class ScriptedDriver:
+    """Fails as scripted (one entry per send: None = succeed, or an error to raise),
+    then succeeds; keeps every delivered line in order."""
+
+    def __init__(self, script: Iterable[BaseException | None] = ()) -> None:
+        self.script = list(script)
+        self.lines: list[bytes] = []
+        self.sends = 0
+        self.closed = False
+        self.gate: anyio.Event | None = None
+        """When set, send() waits for it before delivering (a slow destination)."""
+
+    @property
+    def name(self) -> str:
+        return "scripted"
+
+    async def send(self, batch: Batch) -> None:
+        if self.closed:
+            raise DriverClosedError("scripted: send after close")
+        self.sends += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.script:
+            outcome = self.script.pop(0)
+            if outcome is not None:
+                raise outcome
+        self.lines.extend(batch.lines())
+
+    async def flush(self) -> None:
+        return None
+
+    async def reopen(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class RecordingSleep:
+    """Records what the retry loop asked to sleep, without sleeping."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+        await anyio.lowlevel.checkpoint()
+
+
+def lines(count: int, prefix: bytes = b"e") -> list[bytes]:
+    return [prefix + str(i).encode() + b"\n" for i in range(count)]
+
+
+__all__ = ["DeliveryError", "RecordingSleep", "ScriptedDriver", "lines"]

@@ -1,0 +1,136 @@
+"""An exporter end to end with a scripted driver: order, dead letters, pauses, abandon."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import anyio
+import orjson
+import pytest
+
+from exporter.deadletter import DeadLetterFile, read_dead_letters
+from exporter.engine import DeliverySettings, Exporter
+from exporter.errors import PermanentDeliveryError, RetryableDeliveryError
+from exporter.queue import Overflow
+from exporter.retry import RetryPolicy
+from tests.fakes import ScriptedDriver, lines
+
+pytestmark = pytest.mark.anyio
+FAST = RetryPolicy(initial_delay=0.001, max_delay=0.002)
+
+
+def _exporter(driver: ScriptedDriver, tmp_path: Path, **settings: object) -> tuple[Exporter, Path]:
+    path = tmp_path / "dead.ndjson"
+    values: dict[str, object] = {"batch_max_age": 0.0, "retry": FAST, **settings}
+    exporter = Exporter(
+        "test",
+        driver,
+        DeliverySettings(**values),  # type: ignore[arg-type]
+        DeadLetterFile(path),
+        rng=random.Random(1),
+    )
+    return exporter, path
+
+
+async def _run(exporter: Exporter, items: list[bytes]) -> None:
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(exporter.run)
+            for item in items:
+                if not exporter.offer(item):
+                    await exporter.put(item)
+            exporter.queue.close()
+
+
+async def test_every_event_delivered_in_order_in_batches(tmp_path: Path) -> None:
+    driver = ScriptedDriver([RetryableDeliveryError("blip")])
+    exporter, dead = _exporter(driver, tmp_path, batch_max_events=100, queue_max_events=250)
+    await _run(exporter, lines(1000))
+    assert driver.lines == [item[:-1] for item in lines(1000)]
+    stats = exporter.stats
+    assert (stats.received, stats.exported, stats.retried, stats.dead_lettered) == (
+        1000,
+        1000,
+        1,
+        0,
+    )
+    assert not dead.exists()
+
+
+async def test_permanent_failure_goes_to_the_dead_letter_file(tmp_path: Path) -> None:
+    driver = ScriptedDriver([PermanentDeliveryError("dest: 400 bad request")])
+    exporter, dead = _exporter(driver, tmp_path, batch_max_events=2)
+    await _run(exporter, [b'{"event":"a"}\n', b"b\xff\n", b"c\n"])
+    assert driver.lines == [b"c"]
+    records = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert [r["reason"] for r in records] == ["dest: 400 bad request"] * 2
+    assert records[0]["event"] == '{"event":"a"}'
+    assert records[0]["attempts"] == 1
+    assert records[0]["destination"] == "scripted"
+    assert records[0]["time"].endswith("Z")
+    assert [event for _, event in read_dead_letters(dead)] == [b'{"event":"a"}', b"b\xff"]
+    assert exporter.stats.summary() == (
+        "received 3, exported 1, retried 0, dropped 0, dead-lettered 2"
+    )
+
+
+async def test_exhausted_retries_are_dead_lettered_with_attempts(tmp_path: Path) -> None:
+    driver = ScriptedDriver([RetryableDeliveryError("down")] * 3)
+    exporter, dead = _exporter(driver, tmp_path, retry=RetryPolicy(0.001, 0.001, max_attempts=3))
+    await _run(exporter, [b"x\n"])
+    (record,) = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert record["attempts"] == 3
+    assert record["reason"] == "gave up after 3 attempts: down"
+
+
+async def test_retry_after_pauses_the_whole_exporter(tmp_path: Path) -> None:
+    """The batch after the one that got Retry-After also waits for the pause."""
+    driver = ScriptedDriver([RetryableDeliveryError("busy", retry_after=0.2)])
+    exporter, _ = _exporter(driver, tmp_path, batch_max_events=1)
+    start = anyio.current_time()
+    await _run(exporter, [b"a\n", b"b\n"])
+    assert driver.lines == [b"a", b"b"]
+    assert anyio.current_time() - start >= 0.2
+    assert exporter.stats.delivery.retry_after_pauses == 1
+
+
+async def test_drops_are_counted_with_their_reason(tmp_path: Path) -> None:
+    driver = ScriptedDriver()
+    driver.gate = anyio.Event()  # the destination takes nothing until released
+    exporter, _ = _exporter(
+        driver, tmp_path, queue_max_events=5, overflow=Overflow.DROP_NEWEST, batch_max_events=5
+    )
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(exporter.run)
+            await anyio.wait_all_tasks_blocked()
+            for item in lines(5):
+                assert exporter.offer(item)
+            await anyio.wait_all_tasks_blocked()  # those 5 are in flight now
+            for item in lines(20, b"late"):
+                assert exporter.offer(item)
+            driver.gate.set()
+            exporter.queue.close()
+    stats = exporter.stats
+    assert stats.received == 25
+    assert stats.exported == 10
+    assert dict(stats.dropped) == {"queue full (drop_newest)": 15}
+    assert "dropped 15 (queue full (drop_newest): 15)" in stats.summary()
+
+
+async def test_abandon_dead_letters_in_flight_and_queued(tmp_path: Path) -> None:
+    driver = ScriptedDriver()
+    driver.gate = anyio.Event()  # never released: a destination that hangs
+    exporter, dead = _exporter(driver, tmp_path, batch_max_events=2)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(exporter.run)
+            for item in lines(5):
+                exporter.offer(item)
+            await anyio.wait_all_tasks_blocked()
+            tasks.cancel_scope.cancel()
+    exporter.abandon("shutdown: deadline passed")
+    events = [event for _, event in read_dead_letters(dead)]
+    assert events == [item[:-1] for item in lines(5)]
+    assert exporter.stats.dead_lettered == 5

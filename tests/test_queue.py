@@ -1,0 +1,147 @@
+"""The bounded queue: backpressure, overflow policies, and how batches close."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from exporter.errors import UsageError
+from exporter.queue import EventQueue
+from tests.fakes import lines
+
+pytestmark = pytest.mark.anyio
+
+
+def _queue(
+    max_events: int = 4, max_bytes: int = 1000, overflow: str = "block"
+) -> tuple[EventQueue, dict[str, int]]:
+    drops: dict[str, int] = {}
+
+    def on_drop(reason: str, count: int) -> None:
+        drops[reason] = drops.get(reason, 0) + count
+
+    return EventQueue(max_events, max_bytes, overflow, on_drop), drops
+
+
+async def test_block_refuses_when_full_by_count_or_bytes() -> None:
+    queue, drops = _queue(max_events=2)
+    assert queue.offer(b"a\n")
+    assert queue.offer(b"b\n")
+    assert not queue.offer(b"c\n")
+    queue, _ = _queue(max_bytes=5)
+    assert queue.offer(b"abc\n")
+    assert not queue.offer(b"de\n")  # 4 + 3 bytes > 5
+    assert drops == {}
+
+
+async def test_an_item_larger_than_the_byte_bound_fits_an_empty_queue() -> None:
+    queue, _ = _queue(max_bytes=2)
+    assert queue.offer(b"larger than two\n")
+    assert not queue.offer(b"x\n")
+
+
+async def test_drop_newest_and_drop_oldest_count_what_they_drop() -> None:
+    queue, drops = _queue(max_events=2, overflow="drop_newest")
+    for item in lines(5):
+        assert queue.offer(item)
+    assert drops == {"queue full (drop_newest)": 3}
+    batch = await queue.next_batch(10, 1000, 0)
+    assert batch is not None
+    assert list(batch.lines()) == [b"e0", b"e1"]
+
+    queue, drops = _queue(max_events=2, overflow="drop_oldest")
+    for item in lines(5):
+        assert queue.offer(item)
+    assert drops == {"queue full (drop_oldest)": 3}
+    batch = await queue.next_batch(10, 1000, 0)
+    assert batch is not None
+    assert list(batch.lines()) == [b"e3", b"e4"]
+
+
+async def test_unknown_policy_and_bad_bounds_are_refused() -> None:
+    with pytest.raises(UsageError, match="allowed: block, drop_newest, drop_oldest"):
+        _queue(overflow="spill")
+    with pytest.raises(UsageError, match="positive"):
+        _queue(max_events=0)
+
+
+async def test_batch_closes_at_max_events_and_max_bytes() -> None:
+    queue, _ = _queue(max_events=100)
+    for item in lines(10):
+        queue.offer(item)
+    with anyio.fail_after(5):
+        first = await queue.next_batch(4, 1000, 60)
+        second = await queue.next_batch(100, 7, 60)  # "e4\n" + "e5\n" = 6 bytes; + 3 > 7
+    assert first is not None
+    assert list(first.lines()) == [b"e0", b"e1", b"e2", b"e3"]
+    assert second is not None
+    assert list(second.lines()) == [b"e4", b"e5"]
+
+
+async def test_batch_closes_at_max_age_after_its_first_event() -> None:
+    queue, _ = _queue()
+    queue.offer(b"only\n")
+    with anyio.fail_after(5):
+        start = anyio.current_time()
+        batch = await queue.next_batch(100, 1000, 0.05)
+    assert batch is not None
+    assert list(batch.lines()) == [b"only"]
+    assert anyio.current_time() - start >= 0.05
+
+
+async def test_consumer_wakes_for_an_event_arriving_later() -> None:
+    queue, _ = _queue()
+    got: list[bytes] = []
+
+    async def consume() -> None:
+        batch = await queue.next_batch(1, 1000, 60)
+        assert batch is not None
+        got.extend(batch.lines())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(consume)
+            await anyio.wait_all_tasks_blocked()
+            queue.offer(b"late\n")
+    assert got == [b"late"]
+
+
+async def test_close_drains_without_waiting_then_ends() -> None:
+    queue, _ = _queue()
+    for item in lines(3):
+        queue.offer(item)
+    queue.close()
+    with anyio.fail_after(5):
+        batch = await queue.next_batch(100, 1000, 60)
+        assert batch is not None
+        assert len(batch) == 3
+        assert await queue.next_batch(100, 1000, 60) is None
+
+
+async def test_block_is_real_backpressure_and_the_bound_holds() -> None:
+    """A producer of 1,000 events into a queue of 10 waits for the consumer; the queue
+    never holds more than its bound and nothing is lost or reordered."""
+    queue, drops = _queue(max_events=10, max_bytes=10_000)
+    seen: list[bytes] = []
+    high_water = 0
+
+    async def produce() -> None:
+        nonlocal high_water
+        for item in lines(1000):
+            if not queue.offer(item):
+                await queue.put(item)
+            high_water = max(high_water, len(queue))
+        queue.close()
+
+    async def consume() -> None:
+        while (batch := await queue.next_batch(3, 10_000, 0)) is not None:
+            seen.extend(batch.lines())
+            await anyio.lowlevel.checkpoint()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(consume)
+            tasks.start_soon(produce)
+    assert seen == [item[:-1] for item in lines(1000)]
+    assert high_water <= 10
+    assert drops == {}
