@@ -1,7 +1,8 @@
 """The ``event-exporter`` command line.
 
 Exit codes are part of the interface: 0 all input read, 1 some lines rejected (each
-reported on stderr), 2 a usage error, a bad filter or an unreadable file.
+reported on stderr), 2 a usage error, a bad filter, an unreadable input or an unwritable
+output, 3 (with --to) some events dead-lettered or dropped, 141 stdout closed early.
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import BinaryIO, Final
+from typing import BinaryIO
 
-from exporter.errors import FilterSyntaxError, UsageError
+from exporter.cli_common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    format_and_filter,
+    open_sources,
+    usage_error,
+)
+from exporter.cli_delivery import add_delivery_options, replay_command, ship_command
+from exporter.errors import UsageError
 from exporter.export import export_streams
-from exporter.filter import compile_filter
-from exporter.formats import ALL_INCLUDES, FormatSpec, make_formatter, parse_fields, parse_include
+from exporter.formats import make_formatter
 from exporter.formats.spec import FORMATS, INCLUDE_WORDS, LOG_TRUNCATE_BYTES
 from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
-
-EXIT_OK: Final = 0
-EXIT_REJECTED: Final = 1
-EXIT_USAGE: Final = 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,7 +98,26 @@ def build_parser() -> argparse.ArgumentParser:
         f"(Dovecot's log driver uses {LOG_TRUNCATE_BYTES})",
     )
     export.add_argument("--output", metavar="FILE", default=None, help="default: stdout")
+    add_delivery_options(export, required=False)
+
+    replay = commands.add_parser(
+        "replay",
+        help="send the events of a dead-letter file again",
+        description="Sends every event of a dead-letter file to DEST, through the same "
+        "queue, batching and retries as export --to.",
+        epilog="exit status: 0 all delivered; 2 usage error or unreadable file; "
+        "3 some events dead-lettered again or dropped",
+    )
+    replay.add_argument("dead_letter_file", metavar="DEADLETTER")
+    add_delivery_options(replay, required=True)
     return parser
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return b != "-" and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,55 +126,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    if args.command == "export":
-        return _export(args)
-    raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
+    if args.command == "replay":
+        return replay_command(args)
+    if args.to is not None:
+        return ship_command(args)
+    return _export(args)
 
 
 def _export(args: argparse.Namespace) -> int:
-    try:
-        spec = FormatSpec(
-            format=args.format,
-            time_format=args.time_format,
-            time_precision=args.time_precision,
-            include=ALL_INCLUDES if args.include is None else parse_include(args.include),
-            fields=parse_fields(args.fields),
-            truncate=args.truncate,
-        )
-        event_filter = compile_filter(args.filter)
-    except FilterSyntaxError as exc:
-        return _usage(f"--filter: {exc}\n{exc.caret()}")
-    except UsageError as exc:
-        return _usage(str(exc))
     with contextlib.ExitStack() as stack:
-        sources: list[tuple[str, BinaryIO]] = []
-        for path in args.files:
-            if path == "-":
-                sources.append(("<stdin>", sys.stdin.buffer))
-                continue
-            try:
-                sources.append((path, stack.enter_context(open(path, "rb"))))
-            except OSError as exc:
-                return _usage(f"cannot read {path}: {exc.strerror}")
-        if not sources:
-            sources.append(("<stdin>", sys.stdin.buffer))
+        try:
+            spec, event_filter = format_and_filter(args)
+            sources = open_sources(args.files, stack)
+        except UsageError as exc:
+            return usage_error(str(exc))
+        if args.output and any(_same_file(args.output, path) for path in args.files):
+            return usage_error(f"--output {args.output} is also an input file")
         try:
             output: BinaryIO = (
                 stack.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
             )
         except OSError as exc:
-            return _usage(f"cannot write {args.output}: {exc.strerror}")
+            return usage_error(f"cannot write {args.output}: {exc.strerror}")
         format_line = make_formatter(spec, newline=True)
         matches = None if event_filter.match_all else event_filter.matches
         try:
             counts = export_streams(sources, output, format_line, matches, sys.stderr)
         except BrokenPipeError:
-            # The reader went away (``| head``): stop quietly, as other filters do.
+            # The reader went away (``| head``): stop quietly with the status of a
+            # process killed by SIGPIPE, as other filters do.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_REJECTED
+            return EXIT_BROKEN_PIPE
         except OSError as exc:
-            sys.stderr.write(f"event-exporter: {exc}\n")
-            return EXIT_USAGE
+            return usage_error(f"cannot write {args.output or 'stdout'}: {exc.strerror}")
     if counts.rejected:
         sys.stderr.write(
             f"event-exporter: {counts.rejected} of {counts.read} lines rejected, "
@@ -157,8 +166,3 @@ def _export(args: argparse.Namespace) -> int:
         )
         return EXIT_REJECTED
     return EXIT_OK
-
-
-def _usage(message: str) -> int:
-    sys.stderr.write(f"event-exporter: {message}\n")
-    return EXIT_USAGE

@@ -14,13 +14,13 @@ from typing import BinaryIO, Final, TextIO
 
 from exporter.errors import EventExporterError
 from exporter.event import Event
-from exporter.formats.reader import read_json, read_tabtext
+from exporter.formats.reader import read_event
+from exporter.formats.spec import Formatter
 
 CHUNK_BYTES: Final = 1 << 18
 REPORTED_ERRORS_MAX: Final = 100
 
 Matcher = Callable[[Event], bool]
-Formatter = Callable[[Event], bytes]
 
 
 @dataclass
@@ -44,16 +44,12 @@ class LineSplitter:
             if not self._pending:
                 return []
             chunk, self._pending = self._pending + b"\n", b""
-        lines = (self._pending + chunk).split(b"\n") if self._pending else chunk.split(b"\n")
+        data = self._pending + chunk if self._pending else chunk
+        lines = data.split(b"\n")
         self._pending = lines.pop()
-        if b"\r" in chunk:
+        if b"\r" in data:
             lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
         return lines
-
-
-def read_line(line: bytes) -> Event:
-    """One non-empty line of Dovecot json or tab-text."""
-    return read_json(line) if line[0] == 0x7B else read_tabtext(line)
 
 
 def export_streams(
@@ -90,11 +86,11 @@ def _export_stream(
                 continue
             read += 1
             try:
-                event = read_json(line) if line[0] == 0x7B else read_tabtext(line)
+                event = read_event(line)
                 if matches is not None and not matches(event):
                     continue
                 out += format_line(event)
-            except EventExporterError as exc:
+            except Exception as exc:  # one bad line never takes the others down
                 reject(counts, errors, label, lineno, exc)
                 continue
             exported += 1
@@ -112,6 +108,7 @@ def reject(counts: ExportCounts, errors: TextIO, label: str, lineno: int, exc: E
     """Count a line that could not be exported and report it (the first 100 only)."""
     counts.rejected += 1
     if counts.rejected <= REPORTED_ERRORS_MAX:
-        errors.write(f"event-exporter: {label}:{lineno}: {exc}\n")
+        what = exc if isinstance(exc, EventExporterError) else f"internal error: {exc!r}"
+        errors.write(f"event-exporter: {label}:{lineno}: {what}\n")
     elif counts.rejected == REPORTED_ERRORS_MAX + 1:
         errors.write("event-exporter: further rejected lines are counted but not shown\n")

@@ -15,16 +15,9 @@ from typing import BinaryIO, TextIO
 import anyio
 
 from exporter.engine import Exporter
-from exporter.errors import EventExporterError
-from exporter.export import (
-    CHUNK_BYTES,
-    ExportCounts,
-    Formatter,
-    LineSplitter,
-    Matcher,
-    read_line,
-    reject,
-)
+from exporter.export import CHUNK_BYTES, ExportCounts, LineSplitter, Matcher, reject
+from exporter.formats.reader import read_event
+from exporter.formats.spec import Formatter
 
 Producer = Callable[[Exporter], Awaitable[None]]
 
@@ -105,11 +98,11 @@ async def produce_lines(
                     continue
                 counts.read += 1
                 try:
-                    event = read_line(line)
+                    event = read_event(line)
                     if matches is not None and not matches(event):
                         continue
                     encoded = format_line(event)
-                except EventExporterError as exc:
+                except Exception as exc:  # one bad line never takes the others down
                     reject(counts, errors, label, lineno, exc)
                     continue
                 counts.exported += 1

@@ -33,8 +33,10 @@ def events(
     *,
     granularity_ns: int = 1_000,
     plain_values: bool = False,
+    with_times: bool = False,
 ) -> st.SearchStrategy[Event]:
-    """Flat events. ``plain_values``: only values whose type survives tab-text's guessing."""
+    """Flat events. ``plain_values``: only values whose type survives tab-text's guessing;
+    ``with_times``: a start time always (a line's own times tell how to read its values)."""
     stamp = times(granularity_ns)
     str_value = text.filter(lambda s: not _LOOKS_TYPED.fullmatch(s))
     if plain_values:
@@ -55,7 +57,7 @@ def events(
         build,
         st.none() | text,
         hostname=st.none() | text,
-        start_ns=st.none() | stamp,
+        start_ns=stamp if with_times else st.none() | stamp,
         end_ns=st.none() | stamp,
         categories=st.lists(text, max_size=3),
         fields=st.dictionaries(key, value, max_size=6),

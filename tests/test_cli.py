@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from exporter.cli import main
+from exporter.event import Event
 from tests.samples import EVENTS_FILE, expected_bodies
 
 REPO = Path(__file__).resolve().parent.parent
@@ -176,3 +179,73 @@ def test_tabtext_converted_to_json_and_back_is_unchanged(tmp_path: Path) -> None
         == 0
     )
     assert (tmp_path / "back").read_bytes() == tab
+
+
+def test_cr_split_from_its_lf_across_reads_is_still_dropped() -> None:
+    from exporter.export import LineSplitter
+
+    splitter = LineSplitter()
+    assert splitter.feed(b"event:a\tfield:x=1\r") == []
+    assert splitter.feed(b"\nevent:b\r\n") == [b"event:a\tfield:x=1", b"event:b"]
+    assert splitter.feed(b"") == []
+
+
+def test_a_line_that_breaks_something_inside_is_rejected_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exporter.formats.reader import read_event
+
+    def flaky(line: bytes) -> Event:
+        if b"boom" in line:
+            raise RuntimeError("unexpected")
+        return read_event(line)
+
+    monkeypatch.setattr("exporter.export.read_event", flaky)
+    src = tmp_path / "in"
+    src.write_bytes(b"event:a\nevent:boom\nevent:c\n")
+    code, out = _export(tmp_path, "--include", "name", str(src))
+    assert code == 1
+    assert out == b'{"event":"a"}\n{"event":"c"}\n'
+    assert ":2: internal error: RuntimeError('unexpected')" in capsys.readouterr().err
+
+
+def test_output_that_is_an_input_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.write_bytes(b"event:a\n")
+    assert main(["export", "--output", str(src), str(src)]) == 2
+    assert src.read_bytes() == b"event:a\n"
+
+
+def test_closed_stdout_ends_like_a_filter_killed_by_sigpipe() -> None:
+    big = EVENTS_FILE.read_bytes() * 3000
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "export"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stderr is not None
+    stdin = proc.stdin
+
+    def feed() -> None:
+        with contextlib.suppress(BrokenPipeError):
+            stdin.write(big)
+            stdin.close()
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        proc.stdout.read(10)
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == 141
+        assert b"Traceback" not in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        writer.join(timeout=10)
+        for pipe in (proc.stdin, proc.stderr):
+            with contextlib.suppress(OSError):
+                pipe.close()

@@ -150,3 +150,26 @@ def test_a_value_no_format_knows_is_our_error() -> None:
     for bad in (1.5, {"a": 1}, None, object()):
         with pytest.raises(EventFormatError, match="cannot write a .* field value"):
             tab_fmt(Event("e", fields={"x": bad}))  # type: ignore[dict-item]
+
+
+def test_keys_equal_after_replacing_invalid_bytes_stay_two_members() -> None:
+    event = Event(fields={from_bytes(b"\xff"): 1, from_bytes(b"\xfe"): 2})
+    assert _fmt(event, include=frozenset({"fields"})) == (
+        b'{"fields":{"\xef\xbf\xbd":1,"\xef\xbf\xbd":2}}'
+    )
+
+
+def test_timestamps_out_of_range_are_our_error() -> None:
+    from exporter.errors import EventFormatError
+
+    for name in ("json", "tab-text"):
+        fmt = make_formatter(FormatSpec(format=name))
+        with pytest.raises(EventFormatError, match="out of range"):
+            fmt(Event("e", "h", 10**30, 0, [], {}))
+
+
+def test_first_end_time_of_minus_one_nanosecond() -> None:
+    """remember_last has no value that counts as 'nothing yet' by accident."""
+    assert _fmt(Event(end_ns=-1), include=frozenset({"timestamps"})) == (
+        b'{"end_time":"1969-12-31T23:59:59.999999Z"}'
+    )

@@ -141,3 +141,47 @@ def test_tabtext_errors_name_the_item_and_column(line: bytes, message: str, colu
     with pytest.raises(EventParseError, match=message) as info:
         read_event(line)
     assert info.value.column == column
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"fields":{"a":1e40031143}}',
+        b'{"start_time":1e999999999}',
+        b'{"start_time":1e400}',
+        b'{"start_time":99999999999999}',
+        b"start_time:99999999999999999999.000000",
+        b"start_time:\xd9\xa1.5",  # an Arabic-Indic digit is not a digit here
+    ],
+)
+def test_extreme_numbers_are_rejected_lines_not_crashes(line: bytes) -> None:
+    with pytest.raises(EventParseError):
+        read_event(line)
+
+
+def test_every_float_time_keeps_its_own_digits() -> None:
+    """A line mixing precisions is still read exactly."""
+    event = read_event(b'{"start_time":1.500000,"end_time":2.123456789,"fields":{"t":3.123456789}}')
+    assert event.end_ns == 2_123_456_789
+    assert event.fields["t"] == Timestamp(3_123_456_789)
+
+
+def test_strings_are_times_only_in_the_lines_own_shape_and_precision() -> None:
+    rfc = "2026-11-21T23:42:00.099772Z"
+    assert read_event(b'{"fields":{"s":"%s"}}' % rfc.encode()).fields["s"] == rfc  # no times
+    ms_line = b'{"start_time":"2026-11-21T23:42:00.099Z","fields":{"s":"%s","m":"%s"}}' % (
+        rfc.encode(),
+        b"2026-11-21T23:42:00.123Z",
+    )
+    fields = read_event(ms_line).fields
+    assert fields["s"] == rfc  # six digits in a line written at ms: a string
+    assert fields["m"] == Timestamp(1_795_304_520_123_000_000)
+    tab = read_event(b"start_time:1795304520.099\tfield:s=1795304520.099772\tfield:t=1.500")
+    assert tab.fields == {"s": "1795304520.099772", "t": Timestamp(1_500_000_000)}
+    assert read_event(b"event:e\tfield:s=1795304520.099772").fields["s"] == "1795304520.099772"
+
+
+def test_tabtext_key_twice_is_an_error() -> None:
+    with pytest.raises(EventParseError, match="field 'a' appears twice") as info:
+        read_event(b"event:e\tfield:a=1\tfield:a=2")
+    assert info.value.column == 19

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from exporter.formats.jsonfmt import Formatter, make_json_formatter
-from exporter.formats.spec import ALL_INCLUDES, FormatSpec, parse_fields, parse_include
+from exporter.formats.jsonfmt import make_json_formatter
+from exporter.formats.spec import ALL_INCLUDES, FormatSpec, Formatter, parse_fields, parse_include
 from exporter.formats.tabtext import make_tabtext_formatter
 
 __all__ = [

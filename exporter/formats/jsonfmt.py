@@ -23,11 +23,9 @@ import orjson
 
 from exporter.errors import EventFormatError
 from exporter.event import Event, Fields
-from exporter.formats.spec import ALL_INCLUDES, FormatSpec
+from exporter.formats.spec import ALL_INCLUDES, FormatSpec, Formatter
 from exporter.formats.text import cut_bytes, scrub_surrogates
 from exporter.formats.timefmt import make_time_formatter, remember_last
-
-Formatter = Callable[[Event], bytes]
 
 
 def make_json_formatter(spec: FormatSpec, *, newline: bool = False) -> Formatter:
@@ -113,19 +111,34 @@ def make_json_formatter(spec: FormatSpec, *, newline: bool = False) -> Formatter
 def _dumps_scrubbed(out: dict[str, Any], default: Callable[[object], object], option: int) -> bytes:
     """Serialize again with every lone surrogate (invalid byte) replaced by U+FFFD."""
     clean: dict[str, Any] = {}
-    for member, value in out.items():
-        if type(value) is str:
-            clean[member] = scrub_surrogates(value)
-        elif member == "categories":
-            clean[member] = [scrub_surrogates(c) for c in value]
-        elif member == "fields":
-            clean[member] = {scrub_surrogates(k): _scrub_value(v) for k, v in value.items()}
-        else:
-            clean[member] = value
     try:
+        for member, value in out.items():
+            if type(value) is str:
+                clean[member] = scrub_surrogates(value)
+            elif member == "categories":
+                clean[member] = [scrub_surrogates(c) for c in value]
+            elif member == "fields":
+                clean[member] = _fields_fragment(value, default)
+            else:
+                clean[member] = value
         return orjson.dumps(clean, default, option)
     except TypeError as exc:
+        if isinstance(exc.__cause__, EventFormatError):  # raised by default(): say why
+            raise exc.__cause__ from None
         raise EventFormatError(f"cannot write event as json: {exc}") from None
+
+
+def _fields_fragment(
+    fields: dict[str, object], default: Callable[[object], object]
+) -> orjson.Fragment:
+    """The fields object written pair by pair: two keys that differ only in invalid
+    bytes both become U+FFFD... and stay two members, as Dovecot writes them."""
+    dumps = orjson.dumps
+    pairs = [
+        dumps(scrub_surrogates(key)) + b":" + dumps(_scrub_value(value), default)
+        for key, value in fields.items()
+    ]
+    return orjson.Fragment(b"{" + b",".join(pairs) + b"}")
 
 
 def _scrub_value(value: object) -> object:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Final
 
 import orjson
@@ -29,16 +29,32 @@ import orjson
 from exporter.errors import EventParseError
 from exporter.event import INT_MAX, INT_MIN, Event, Fields, Timestamp
 from exporter.formats.text import from_bytes, tab_escape, tab_unescape
-from exporter.formats.timefmt import parse_rfc3339_ns, parse_time_ns, parse_unix_ns
+from exporter.formats.timefmt import (
+    MAX_TIME_NS,
+    MIN_TIME_NS,
+    parse_rfc3339_ns,
+    parse_time_ns,
+    parse_time_ns_or_none,
+)
 
 _MEMBERS: Final = ("event", "hostname", "start_time", "end_time", "categories", "fields")
 _MEMBER_SET: Final = frozenset(_MEMBERS)
 _ITEMS: Final = ("event:", "hostname:", "start_time:", "end_time:", "category:", "field:")
 _EXACT_FLOAT_LIMIT: Final = 2.0**32  # below this, round(f * 1e6) recovers 6 decimals exactly
+_DECIMAL_SECONDS_LIMIT: Final = Decimal(10**12)  # far beyond year 9999, far within Decimal
 _MORE_THAN_US = re.compile(rb"[0-9]\.[0-9]{7}")
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
-_UNIX_US = re.compile(r"-?[0-9]+\.[0-9]{6}\Z")
-_RFC3339_US = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z\Z")
+_RFC3339_BY_DIGITS: Final = {
+    digits: re.compile(
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+        + (rf"\.[0-9]{{{digits}}}" if digits else "")
+        + r"Z\Z"
+    )
+    for digits in range(10)
+}
+_UNIX_BY_DIGITS: Final = {
+    digits: re.compile(rf"-?[0-9]+\.[0-9]{{{digits}}}\Z") for digits in range(1, 10)
+}
 
 
 def read_event(line: bytes) -> Event:
@@ -62,11 +78,11 @@ def read_json(line: bytes) -> Event:
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return _event_from_json(_loads_exact(line), None, exact=True)
+        return _event_from_json(_loads_exact(line), None)
     try:
         return _event_from_json(obj, line)
     except _NeedsExactParse:
-        return _event_from_json(_loads_exact(line), None, exact=True)
+        return _event_from_json(_loads_exact(line), None)
 
 
 def _digits_beyond_us(line: bytes, member: bytes) -> bool:
@@ -92,9 +108,9 @@ def _no_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not allowed", name, 0)
 
 
-def _event_from_json(obj: Any, line: bytes | None, exact: bool = False) -> Event:
-    """``line`` is the raw text while float numbers are not shown exact yet; ``exact``
-    when the numbers were read as Decimal."""
+def _event_from_json(obj: Any, line: bytes | None) -> Event:
+    """``line`` is the raw text when orjson read the numbers (as floats), None when they
+    are Decimal and exact already."""
     if type(obj) is not dict:
         raise EventParseError(f"a JSON event is an object, not {_json_kind(obj)}")
     if not obj.keys() <= _MEMBER_SET:
@@ -111,33 +127,16 @@ def _event_from_json(obj: Any, line: bytes | None, exact: bool = False) -> Event
         raise EventParseError(f'"event" must be a string, not {_json_kind(name)}')
     if type(hostname) is not str and hostname is not None:
         raise EventParseError(f'"hostname" must be a string, not {_json_kind(hostname)}')
-    # Float times: exact through round(x * 1e6) when the text had at most 6 decimals,
-    # which the raw digits after start_time (or end_time) tell.
-    unix_times = False
-    if type(start) is float:
-        if line is not None:
-            at = line.find(b'"start_time":') + 13
-            dot = line.find(b".", at, at + 32)
-            if dot > 0 and line[dot + 7 : dot + 8].isdigit():
-                raise _NeedsExactParse
-            line = None  # one exporter writes every time at one precision: floats are exact
-        if not -_EXACT_FLOAT_LIMIT < start < _EXACT_FLOAT_LIMIT:
-            raise _NeedsExactParse
-        start = round(start * 1e6) * 1000
-        unix_times = True
-    elif start is not None:
-        unix_times = type(start) is not str
-        start = _json_time_ns("start_time", start)
-    if type(end) is float:
-        if line is not None and _digits_beyond_us(line, b'"end_time":'):
-            raise _NeedsExactParse
-        if not -_EXACT_FLOAT_LIMIT < end < _EXACT_FLOAT_LIMIT:
-            raise _NeedsExactParse
-        end = round(end * 1e6) * 1000
-        unix_times = True
-    elif end is not None:
-        unix_times = unix_times or type(end) is not str
-        end = _json_time_ns("end_time", end)
+    # The line's own times tell how its exporter wrote timestamps: field values of that
+    # shape and precision are timestamps, other values are what they look like.
+    shape: _TimeShape = None
+    if start is not None:
+        shape = _time_shape(start)
+        start = _json_time_ns("start_time", start, line)
+    if end is not None:
+        if shape is None:
+            shape = _time_shape(end)
+        end = _json_time_ns("end_time", end, line)
     if type(categories) is list:
         for category in categories:
             if type(category) is not str:
@@ -147,12 +146,10 @@ def _event_from_json(obj: Any, line: bytes | None, exact: bool = False) -> Event
     else:
         raise EventParseError('"categories" must be an array of strings')
     if type(fields) is dict:
-        if unix_times and line is None and not exact:
-            _type_unix_json_fields(fields)
+        if shape == "number" and line is not None:
+            _type_unix_json_fields(fields, line)
         else:
-            # A line whose own times are numbers was written with unix times: Dovecot
-            # wrote its timeval fields as numbers too, so no string there is a timestamp.
-            _type_json_fields(fields, line, not unix_times)
+            _type_json_fields(fields, line, shape)
     elif fields is None:
         fields = {}
     else:
@@ -160,18 +157,31 @@ def _event_from_json(obj: Any, line: bytes | None, exact: bool = False) -> Event
     return Event(name, hostname, start, end, categories, fields)
 
 
-def _type_unix_json_fields(fields: dict[str, Any]) -> None:
-    """The common case of :func:`_type_json_fields`: orjson read the line, its times were
-    unix numbers with at most six decimals. Strings need no look, and every int orjson
-    gives is in our range."""
+# "number" (unix times), the fraction digit count of RFC 3339 times, or None (no times).
+_TimeShape = str | int | None
+
+
+def _time_shape(value: Any) -> _TimeShape:
+    if type(value) is str:
+        dot = value.find(".")
+        return 0 if dot < 0 else len(value) - dot - 2  # digits between "." and "Z"
+    return "number"
+
+
+def _type_unix_json_fields(fields: dict[str, Any], line: bytes) -> None:
+    """The common case of :func:`_type_json_fields`: orjson read a line whose times are
+    unix numbers. Strings need no look, and every int orjson gives is in our range."""
+    checked = False
     for key, value in fields.items():
         kind = type(value)
         if kind is str or kind is int:
             continue
         if kind is float:
-            if not -_EXACT_FLOAT_LIMIT < value < _EXACT_FLOAT_LIMIT:
-                raise _NeedsExactParse
-            fields[key] = Timestamp(round(value * 1e6) * 1000)
+            if not checked:
+                if _MORE_THAN_US.search(line):
+                    raise _NeedsExactParse
+                checked = True
+            fields[key] = Timestamp(_float_ns(value))
         elif kind is list:
             for item in value:
                 if type(item) is not str:
@@ -187,28 +197,31 @@ def _not_a_field_type(key: str, value: Any) -> EventParseError:
     )
 
 
-def _type_json_fields(fields: dict[str, Any], line: bytes | None, look_for_times: bool) -> None:
+def _type_json_fields(fields: dict[str, Any], line: bytes | None, shape: _TimeShape) -> None:
     """Turn JSON values into field values in place (keys and order stay).
 
-    ``line`` is set while float values have not been shown exact yet; RFC 3339 strings
-    are made timestamps only when ``look_for_times``.
+    Numbers with a fraction are timestamps; strings are timestamps only when the line's
+    own times are RFC 3339 strings with the same number of fraction digits.
     """
+    time_text = _RFC3339_BY_DIGITS.get(shape) if type(shape) is int else None
     for key, value in fields.items():
         kind = type(value)
         if kind is str:
-            if look_for_times and len(value) == 27 and _RFC3339_US.match(value):
+            if time_text is not None and time_text.match(value):
                 ns = parse_rfc3339_ns(value)
                 if ns is not None:
                     fields[key] = Timestamp(ns)
         elif kind is int:
             if value > INT_MAX or value < INT_MIN:
                 raise EventParseError(f"field {key!r}: {value} does not fit in 64 bits")
-        elif kind is float or kind is Decimal:
+        elif kind is float:
             if line is not None:
                 if _MORE_THAN_US.search(line):
                     raise _NeedsExactParse
                 line = None
-            fields[key] = Timestamp(_number_ns(value))
+            fields[key] = Timestamp(_float_ns(value))
+        elif kind is Decimal:
+            fields[key] = Timestamp(_decimal_ns(f"field {key!r}", value))
         elif kind is list:
             for item in value:
                 if type(item) is not str:
@@ -217,11 +230,17 @@ def _type_json_fields(fields: dict[str, Any], line: bytes | None, look_for_times
             raise _not_a_field_type(key, value)
 
 
-def _json_time_ns(member: str, value: Any) -> int:
+def _json_time_ns(member: str, value: Any, line: bytes | None) -> int:
     kind = type(value)
+    if kind is float:
+        if line is not None and _digits_beyond_us(line, b'"' + member.encode() + b'":'):
+            raise _NeedsExactParse
+        return _float_ns(value)
     if kind is Decimal:
-        return _number_ns(value)
+        return _decimal_ns(f'"{member}"', value)
     if kind is int:
+        if not MIN_TIME_NS <= value * 1_000_000_000 <= MAX_TIME_NS:
+            raise EventParseError(f'"{member}": {value} is out of range (years 1 to 9999)')
         return value * 1_000_000_000  # type: ignore[no-any-return]
     if kind is str:
         try:
@@ -231,19 +250,24 @@ def _json_time_ns(member: str, value: Any) -> int:
     raise EventParseError(f'"{member}" must be a number or a string, not {_json_kind(value)}')
 
 
-def _number_ns(value: float | Decimal) -> int:
-    """Unix seconds to integer nanoseconds with no float error.
+def _float_ns(value: float) -> int:
+    """Unix seconds read as a float whose text had at most 6 decimals, to nanoseconds.
 
-    A float reaches here only when its text had at most 6 decimals and is small enough
-    for ``round(value * 1e6)`` to give those digits back exactly.
+    Below 2**32 seconds ``round(value * 1e6)`` gives those decimals back exactly; larger
+    values take the exact Decimal path.
     """
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise EventParseError(f"{value} is not a timestamp")
-        return int((value * 1_000_000_000).to_integral_value())
     if -_EXACT_FLOAT_LIMIT < value < _EXACT_FLOAT_LIMIT:
         return round(value * 1e6) * 1000
     raise _NeedsExactParse
+
+
+def _decimal_ns(what: str, value: Decimal) -> int:
+    """Unix seconds read exactly, to nanoseconds (truncated, like every time we write)."""
+    if value.is_finite() and -_DECIMAL_SECONDS_LIMIT < value < _DECIMAL_SECONDS_LIMIT:
+        ns = int(value.scaleb(9).to_integral_value(rounding=ROUND_FLOOR))
+        if MIN_TIME_NS <= ns <= MAX_TIME_NS:
+            return ns
+    raise EventParseError(f"{what}: {value} is not a timestamp in years 1 to 9999")
 
 
 def _json_kind(value: Any) -> str:
@@ -270,7 +294,7 @@ def read_tabtext(line: bytes) -> Event:
     event = Event()
     categories = event.categories
     fields: Fields = event.fields
-    time_kind = ""  # "unix" or "rfc3339" once a start/end time was seen
+    time_text: re.Pattern[str] | None = None  # the shape of this line's own times
     column = 1
     for item in text.split("\t"):
         here = column
@@ -281,7 +305,10 @@ def read_tabtext(line: bytes) -> Event:
             key, sep, raw = item[6:].partition("=")
             if not sep:
                 raise EventParseError(f"field item {_clip(item)!r} has no '='", here)
-            fields[tab_unescape(key)] = _tab_value(raw, time_kind)
+            key = tab_unescape(key)
+            if key in fields:
+                raise EventParseError(f"field {key!r} appears twice", here)
+            fields[key] = _tab_value(raw, time_text)
         elif item.startswith("category:"):
             categories.append(tab_unescape(item[9:]))
         elif item.startswith("event:"):
@@ -294,7 +321,8 @@ def read_tabtext(line: bytes) -> Event:
                 ns = parse_time_ns(value)
             except EventParseError as exc:
                 raise EventParseError(f"{member}: {exc}", here) from None
-            time_kind = "rfc3339" if value.endswith("Z") else "unix"
+            if time_text is None:
+                time_text = _time_pattern(value)
             if member == "start_time":
                 event.start_ns = ns
             else:
@@ -306,10 +334,19 @@ def read_tabtext(line: bytes) -> Event:
     return event
 
 
-def _tab_value(raw: str, time_kind: str) -> str | int | Timestamp | list[str]:
+def _time_pattern(text: str) -> re.Pattern[str] | None:
+    """The pattern of timestamps written like ``text`` (same format, same precision)."""
+    dot = text.find(".")
+    if text.endswith("Z"):
+        return _RFC3339_BY_DIGITS[0 if dot < 0 else len(text) - dot - 2]
+    return None if dot < 0 else _UNIX_BY_DIGITS[len(text) - dot - 1]
+
+
+def _tab_value(raw: str, time_text: re.Pattern[str] | None) -> str | int | Timestamp | list[str]:
+    """Type a value by its shape: canonical int, a timestamp written like the line's own
+    times, a strlist (escaped TABs, every piece itself escaped text), else str."""
     value = tab_unescape(raw)
     if "\t" in value or "\x01" in value:
-        # A strlist if every piece is itself escaped text (so writing it back is exact).
         pieces = value.split("\t")
         items = [tab_unescape(piece) for piece in pieces]
         if all(tab_escape(item) == piece for item, piece in zip(items, pieces, strict=True)):
@@ -320,10 +357,8 @@ def _tab_value(raw: str, time_kind: str) -> str | int | Timestamp | list[str]:
             number = int(value)
             if INT_MIN <= number <= INT_MAX:
                 return number
-        elif time_kind != "rfc3339" and _UNIX_US.match(value):
-            return Timestamp(parse_unix_ns(value))  # type: ignore[arg-type]
-        elif time_kind != "unix" and _RFC3339_US.match(value):
-            ns = parse_rfc3339_ns(value)
+        elif time_text is not None and time_text.match(value):
+            ns = parse_time_ns_or_none(value)
             if ns is not None:
                 return Timestamp(ns)
     return value

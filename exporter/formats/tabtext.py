@@ -13,15 +13,13 @@ again value by value with escaping.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from exporter.errors import EventFormatError
 from exporter.event import Event, FieldValue, Timestamp
-from exporter.formats.spec import FormatSpec
+from exporter.formats.spec import FormatSpec, Formatter
 from exporter.formats.text import cut_bytes, raw_bytes, tab_escape
 from exporter.formats.timefmt import make_time_formatter, remember_last
-
-Formatter = Callable[[Event], bytes]
 
 
 def strlist_text(items: list[str]) -> str:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Final, Literal, TypeVar
 
-from exporter.errors import EventParseError, UsageError
+from exporter.errors import EventFormatError, EventParseError, UsageError
 
 TimeFormat = Literal["rfc3339", "unix"]
 Precision = Literal["s", "ms", "us", "ns"]
@@ -23,6 +23,9 @@ TIME_FORMATS: Final[tuple[TimeFormat, ...]] = ("rfc3339", "unix")
 PRECISIONS: Final[tuple[Precision, ...]] = ("s", "ms", "us", "ns")
 
 NS_PER_S: Final = 1_000_000_000
+# What RFC 3339 can write with four year digits: years 1 to 9999.
+MIN_TIME_NS: Final = -62_135_596_800 * NS_PER_S
+MAX_TIME_NS: Final = 253_402_300_800 * NS_PER_S - 1
 _DIGITS: Final[dict[str, int]] = {"s": 0, "ms": 3, "us": 6, "ns": 9}
 _CACHE_LIMIT: Final = 4096
 _THREE_DIGITS: Final = tuple(f"{i:03d}" for i in range(1000))
@@ -73,6 +76,10 @@ def _rfc3339_formatter(digits: int, divisor: int) -> TimeFormatter:
     def prefix(sec: int) -> str:
         if len(prefixes) >= _CACHE_LIMIT:
             prefixes.clear()
+        if not MIN_TIME_NS <= sec * NS_PER_S <= MAX_TIME_NS:
+            raise EventFormatError(
+                f"timestamp {sec} s is out of range for RFC 3339 (years 1 to 9999)"
+            )
         t = time.gmtime(sec)
         text = (
             f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
@@ -116,7 +123,7 @@ def _rfc3339_formatter(digits: int, divisor: int) -> TimeFormatter:
 def remember_last(fmt: Callable[[int], T]) -> Callable[[int], T]:
     """``fmt`` that reuses its last result: Dovecot stamps every event handled in one
     ioloop run of its stats process with the same end_time."""
-    last_ns = -1
+    last_ns: int | None = None
     last_value: T
 
     def remembered(ns: int) -> T:
@@ -131,8 +138,10 @@ def remember_last(fmt: Callable[[int], T]) -> Callable[[int], T]:
 
 # -- reading timestamps back --------------------------------------------------------
 
-_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z\Z")
-_UNIX = re.compile(r"(-?)(\d+)(?:\.(\d{1,9}))?\Z")
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z\Z"
+)
+_UNIX = re.compile(r"(-?)([0-9]{1,12})(?:\.([0-9]{1,9}))?\Z")
 _EPOCH_DAYS: dict[tuple[int, int, int], int] = {}
 # "YYYY-MM-DDTHH:MM:SS" -> nanoseconds, for the fast path of parse_time_ns.
 _SECONDS: dict[str, int] = {}
@@ -144,7 +153,7 @@ def parse_rfc3339_ns(text: str) -> int | None:
     if m is None:
         return None
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-    if not (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month)):
+    if not (year >= 1 and 1 <= month <= 12 and 1 <= day <= _days_in_month(year, month)):
         return None
     if hour > 23 or minute > 59 or second > 59:
         return None
@@ -164,7 +173,17 @@ def parse_unix_ns(text: str) -> int | None:
         return None
     sign, sec, frac = m.groups()
     ns = int(sec) * NS_PER_S + int((frac or "").ljust(9, "0") or "0")
-    return -ns if sign else ns
+    if sign:
+        ns = -ns
+    return ns if MIN_TIME_NS <= ns <= MAX_TIME_NS else None
+
+
+def parse_time_ns_or_none(text: str) -> int | None:
+    """Nanoseconds for a timestamp in either format (years 1 to 9999), else None."""
+    ns = parse_rfc3339_ns(text)
+    if ns is None:
+        ns = parse_unix_ns(text)
+    return ns
 
 
 def parse_time_ns(text: str) -> int:
@@ -174,13 +193,11 @@ def parse_time_ns(text: str) -> int:
         frac = text[20:26]
         if seconds is not None and frac.isdigit() and frac.isascii():
             return seconds + int(frac) * 1000
-    ns = parse_rfc3339_ns(text)
-    if ns is None:
-        ns = parse_unix_ns(text)
+    ns = parse_time_ns_or_none(text)
     if ns is None:
         raise EventParseError(
             f"{text!r} is not a timestamp (expected unix seconds like 1795304520.099772 "
-            "or RFC 3339 like 2026-11-21T23:42:00.099772Z)"
+            "or RFC 3339 like 2026-11-21T23:42:00.099772Z, years 1 to 9999)"
         )
     return ns
 

@@ -1,0 +1,53 @@
+"""What the commands share: exit codes, option checking, opening inputs."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from typing import BinaryIO, Final
+
+from exporter.errors import FilterSyntaxError, UsageError
+from exporter.filter import EventFilter, compile_filter
+from exporter.formats import ALL_INCLUDES, FormatSpec, parse_fields, parse_include
+
+EXIT_OK: Final = 0
+EXIT_REJECTED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_LOSS: Final = 3
+EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE, as a filter killed by SIGPIPE reports
+
+
+def format_and_filter(args: argparse.Namespace) -> tuple[FormatSpec, EventFilter]:
+    """The format spec and compiled filter the export options ask for (UsageError if bad)."""
+    spec = FormatSpec(
+        format=args.format,
+        time_format=args.time_format,
+        time_precision=args.time_precision,
+        include=ALL_INCLUDES if args.include is None else parse_include(args.include),
+        fields=parse_fields(args.fields),
+        truncate=args.truncate,
+    )
+    try:
+        return spec, compile_filter(args.filter)
+    except FilterSyntaxError as exc:
+        raise UsageError(f"--filter: {exc}\n{exc.caret()}") from None
+
+
+def open_sources(paths: list[str], stack: contextlib.ExitStack) -> list[tuple[str, BinaryIO]]:
+    """The input streams, stdin for none or ``-``; UsageError names an unreadable file."""
+    sources: list[tuple[str, BinaryIO]] = []
+    for path in paths:
+        if path == "-":
+            sources.append(("<stdin>", sys.stdin.buffer))
+            continue
+        try:
+            sources.append((path, stack.enter_context(open(path, "rb"))))  # noqa: SIM115 - closed by the caller's stack
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    return sources or [("<stdin>", sys.stdin.buffer)]
+
+
+def usage_error(message: str) -> int:
+    sys.stderr.write(f"event-exporter: {message}\n")
+    return EXIT_USAGE

@@ -1,0 +1,241 @@
+"""``export --to DEST`` and ``replay``: shipping through the delivery engine.
+
+Both exit when every accepted event was delivered or dead-lettered: 0 when all were
+delivered, 3 when any was dead-lettered or dropped (1 when only input lines were
+rejected), always with a one-line summary on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+import anyio
+
+from drivers.base import Driver
+from exporter.cli_common import (
+    EXIT_LOSS,
+    EXIT_OK,
+    EXIT_REJECTED,
+    format_and_filter,
+    open_sources,
+    usage_error,
+)
+from exporter.deadletter import DeadLetterFile, read_dead_letters
+from exporter.destinations import SCHEMES, parse_destination
+from exporter.engine import DeliverySettings, Exporter
+from exporter.errors import EventParseError, UsageError
+from exporter.export import ExportCounts
+from exporter.formats import make_formatter
+from exporter.formats.spec import LOG_TRUNCATE_BYTES
+from exporter.memory import tune_malloc
+from exporter.queue import OVERFLOW_CHOICES
+from exporter.retry import RetryPolicy
+from exporter.shipping import Producer, produce_encoded, produce_lines, ship
+
+DEFAULT_DEAD_LETTER = "event-exporter.deadletter.ndjson"
+_defaults = DeliverySettings()
+_retry_defaults = RetryPolicy()
+T = TypeVar("T", int, float)
+
+
+def _number(kind: Callable[[str], T], minimum: T, what: str) -> Callable[[str], T]:
+    def parse(text: str) -> T:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
+        return value
+
+    return parse
+
+
+_count = _number(int, 1, "a whole number")
+_seconds = _number(float, 0.0, "a number of seconds")
+
+
+def _file_mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode like 0600") from None
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file mode (0000 to 0777)")
+    return mode
+
+
+def add_delivery_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    group = parser.add_argument_group("delivery (export --to, replay)")
+    group.add_argument(
+        "--to",
+        metavar="DEST",
+        required=required,
+        help=f"ship through the delivery engine to DEST: {', '.join(SCHEMES)}",
+    )
+    group.add_argument("--batch-max-events", type=_count, default=_defaults.batch_max_events)
+    group.add_argument(
+        "--batch-max-bytes", type=_count, default=_defaults.batch_max_bytes, metavar="BYTES"
+    )
+    group.add_argument(
+        "--batch-max-age", type=_seconds, default=_defaults.batch_max_age, metavar="SECONDS"
+    )
+    group.add_argument("--queue-max-events", type=_count, default=_defaults.queue_max_events)
+    group.add_argument(
+        "--queue-max-bytes", type=_count, default=_defaults.queue_max_bytes, metavar="BYTES"
+    )
+    group.add_argument(
+        "--overflow",
+        choices=OVERFLOW_CHOICES,
+        default=_defaults.overflow.value,
+        help="when the queue is full: wait (block), or drop and count; default: block",
+    )
+    group.add_argument(
+        "--retry-max-attempts", type=_count, default=None, help="default: until delivered"
+    )
+    group.add_argument(
+        "--retry-max-elapsed",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop retrying a batch after this long; default: no limit",
+    )
+    group.add_argument(
+        "--retry-initial-delay",
+        type=_seconds,
+        default=_retry_defaults.initial_delay,
+        metavar="SECONDS",
+    )
+    group.add_argument(
+        "--retry-max-delay",
+        type=_seconds,
+        default=_retry_defaults.max_delay,
+        metavar="SECONDS",
+    )
+    group.add_argument(
+        "--dead-letter",
+        metavar="PATH",
+        default=DEFAULT_DEAD_LETTER,
+        help=f"where undeliverable events go; default: ./{DEFAULT_DEAD_LETTER}",
+    )
+    group.add_argument(
+        "--shutdown-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="after SIGTERM/SIGINT, keep delivering this long, then dead-letter the rest",
+    )
+    group.add_argument(
+        "--file-mode",
+        type=_file_mode,
+        default=0o600,
+        metavar="OCTAL",
+        help="mode of a file the file: destination creates; default 0600",
+    )
+    group.add_argument(
+        "--fsync",
+        choices=("none", "batch", "interval"),
+        default="none",
+        help="file: destination: fsync never, after every batch, or every second",
+    )
+
+
+def _settings(args: argparse.Namespace) -> DeliverySettings:
+    retry = RetryPolicy(
+        initial_delay=args.retry_initial_delay,
+        max_delay=max(args.retry_max_delay, args.retry_initial_delay),
+        max_attempts=args.retry_max_attempts,
+        max_elapsed=args.retry_max_elapsed,
+    )
+    return DeliverySettings(
+        queue_max_events=args.queue_max_events,
+        queue_max_bytes=args.queue_max_bytes,
+        overflow=args.overflow,
+        batch_max_events=args.batch_max_events,
+        batch_max_bytes=args.batch_max_bytes,
+        batch_max_age=args.batch_max_age,
+        retry=retry,
+    )
+
+
+def ship_command(args: argparse.Namespace) -> int:
+    """``export --to DEST``."""
+    if args.output is not None:
+        return usage_error("--output and --to exclude each other: events go to DEST")
+    counts = ExportCounts()
+    with contextlib.ExitStack() as stack:
+        try:
+            spec, event_filter = format_and_filter(args)
+            destination = parse_destination(args.to)
+            settings = _settings(args)
+            sources = open_sources(args.files, stack)
+        except UsageError as exc:
+            return usage_error(str(exc))
+        if destination.is_log and args.truncate is None:
+            spec = dataclasses.replace(spec, truncate=LOG_TRUNCATE_BYTES)  # as Dovecot's log
+        format_line = make_formatter(spec, newline=True)
+        matches = None if event_filter.match_all else event_filter.matches
+
+        async def producer(exporter: Exporter) -> None:
+            await produce_lines(sources, exporter, format_line, matches, sys.stderr, counts)
+
+        driver = destination.open(file_mode=args.file_mode, fsync=args.fsync)
+        exporter = _run(args, driver, settings, producer)
+    return _report(args, exporter, counts)
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    """``replay DEADLETTER --to DEST``."""
+    try:
+        destination = parse_destination(args.to)
+        settings = _settings(args)
+        events = [event for _, event in read_dead_letters(args.dead_letter_file)]
+    except UsageError as exc:
+        return usage_error(str(exc))
+    except EventParseError as exc:
+        return usage_error(str(exc))
+    except OSError as exc:
+        return usage_error(f"cannot read {args.dead_letter_file}: {exc.strerror}")
+    if args.dead_letter == args.dead_letter_file:
+        return usage_error("--dead-letter must differ from the file being replayed")
+
+    async def producer(exporter: Exporter) -> None:
+        await produce_encoded(events, exporter)
+
+    driver = destination.open(file_mode=args.file_mode, fsync=args.fsync)
+    exporter = _run(args, driver, settings, producer)
+    return _report(args, exporter, ExportCounts(read=len(events), exported=len(events)))
+
+
+def _run(
+    args: argparse.Namespace, driver: Driver, settings: DeliverySettings, producer: Producer
+) -> Exporter:
+    tune_malloc()
+    exporter = Exporter(args.to, driver, settings, DeadLetterFile(args.dead_letter))
+
+    async def main() -> None:
+        try:
+            await ship(producer, exporter, shutdown_timeout=args.shutdown_timeout)
+        finally:
+            await driver.aclose()
+
+    anyio.run(main)
+    return exporter
+
+
+def _report(args: argparse.Namespace, exporter: Exporter, counts: ExportCounts) -> int:
+    stats = exporter.stats
+    line = f"event-exporter: {args.to}: {stats.summary()}"
+    if counts.rejected:
+        line += f"; {counts.rejected} of {counts.read} input lines rejected"
+    if stats.dead_lettered:
+        line += f"; dead letters in {args.dead_letter}"
+    sys.stderr.write(line + "\n")
+    if stats.dead_lettered or sum(stats.dropped.values()):
+        return EXIT_LOSS
+    return EXIT_REJECTED if counts.rejected else EXIT_OK
