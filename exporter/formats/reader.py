@@ -39,6 +39,7 @@ from exporter.formats.timefmt import (
 
 _MEMBERS: Final = ("event", "hostname", "start_time", "end_time", "categories", "fields")
 _MEMBER_SET: Final = frozenset(_MEMBERS)
+_MEMBER_NEEDLES: Final = {name: b'"' + name.encode() + b'":' for name in _MEMBERS}
 _ITEMS: Final = ("event:", "hostname:", "start_time:", "end_time:", "category:", "field:")
 _EXACT_FLOAT_LIMIT: Final = 2.0**32  # below this, round(f * 1e6) recovers 6 decimals exactly
 _DECIMAL_SECONDS_LIMIT: Final = Decimal(10**12)  # far beyond year 9999, far within Decimal
@@ -85,14 +86,24 @@ def read_json(line: bytes) -> Event:
         return _event_from_json(_loads_exact(line), None)
 
 
+def _float_digits_beyond_us(line: bytes, key: str) -> bool:
+    """:func:`_digits_beyond_us` for the number of field ``key``."""
+    if key.isascii() and key.isprintable() and '"' not in key and "\\" not in key:
+        return _digits_beyond_us(line, b'"' + key.encode() + b'":')
+    return _MORE_THAN_US.search(line) is not None  # a key JSON escapes: scan it all
+
+
 def _digits_beyond_us(line: bytes, member: bytes) -> bool:
     """Whether the number after ``member`` in the raw line has more than 6 decimals.
 
     A float cannot tell 1795304520.099772 from 1795304520.0997721, so the raw text
     decides; Dovecot's 6 digits stay on the fast float path.
     """
-    start = line.find(member) + len(member)
-    dot = line.find(b".", start, start + 32)
+    at = line.find(member)
+    if at < 0:
+        return True  # not where we expected it: let the exact path decide
+    at += len(member)
+    dot = line.find(b".", at, at + 32)
     return dot >= 0 and line[dot + 7 : dot + 8].isdigit()
 
 
@@ -130,7 +141,12 @@ def _event_from_json(obj: Any, line: bytes | None) -> Event:
     # The line's own times tell how its exporter wrote timestamps: field values of that
     # shape and precision are timestamps, other values are what they look like.
     shape: _TimeShape = None
-    if start is not None:
+    if type(start) is float and line is not None:  # the common case, inline
+        if _digits_beyond_us(line, b'"start_time":'):
+            raise _NeedsExactParse
+        start = _float_ns(start)
+        shape = "number"
+    elif start is not None:
         shape = _time_shape(start)
         start = _json_time_ns("start_time", start, line)
     if end is not None:
@@ -171,16 +187,13 @@ def _time_shape(value: Any) -> _TimeShape:
 def _type_unix_json_fields(fields: dict[str, Any], line: bytes) -> None:
     """The common case of :func:`_type_json_fields`: orjson read a line whose times are
     unix numbers. Strings need no look, and every int orjson gives is in our range."""
-    checked = False
     for key, value in fields.items():
         kind = type(value)
         if kind is str or kind is int:
             continue
         if kind is float:
-            if not checked:
-                if _MORE_THAN_US.search(line):
-                    raise _NeedsExactParse
-                checked = True
+            if _float_digits_beyond_us(line, key):
+                raise _NeedsExactParse
             fields[key] = Timestamp(_float_ns(value))
         elif kind is list:
             for item in value:
@@ -215,10 +228,8 @@ def _type_json_fields(fields: dict[str, Any], line: bytes | None, shape: _TimeSh
             if value > INT_MAX or value < INT_MIN:
                 raise EventParseError(f"field {key!r}: {value} does not fit in 64 bits")
         elif kind is float:
-            if line is not None:
-                if _MORE_THAN_US.search(line):
-                    raise _NeedsExactParse
-                line = None
+            if line is not None and _float_digits_beyond_us(line, key):
+                raise _NeedsExactParse
             fields[key] = Timestamp(_float_ns(value))
         elif kind is Decimal:
             fields[key] = Timestamp(_decimal_ns(f"field {key!r}", value))
@@ -233,7 +244,7 @@ def _type_json_fields(fields: dict[str, Any], line: bytes | None, shape: _TimeSh
 def _json_time_ns(member: str, value: Any, line: bytes | None) -> int:
     kind = type(value)
     if kind is float:
-        if line is not None and _digits_beyond_us(line, b'"' + member.encode() + b'":'):
+        if line is not None and _digits_beyond_us(line, _MEMBER_NEEDLES[member]):
             raise _NeedsExactParse
         return _float_ns(value)
     if kind is Decimal:
