@@ -108,10 +108,12 @@ def engine(events: list[Event], driver: Driver) -> float:
             tasks.start_soon(exporter.run)
             start = time.perf_counter()
             offer = exporter.offer
-            for event in events:
+            for i, event in enumerate(events, 1):
                 line = fmt(event)
                 if not offer(line):
                     await exporter.put(line)
+                if i % 1000 == 0:  # a real source yields per read, as produce_lines does
+                    await anyio.lowlevel.checkpoint()
             exporter.queue.close()
             await exporter.finished.wait()
         elapsed = time.perf_counter() - start

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import main
+from exporter.cli_delivery import DEFAULT_DEAD_LETTER
+from exporter.destinations import parse_destination
+from exporter.engine import DeliverySettings
 from exporter.formats import FormatSpec, parse_include
+from exporter.queue import Overflow
+from exporter.retry import RetryPolicy
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
@@ -37,7 +42,7 @@ def test_readme_lists_every_export_option(capsys: pytest.CaptureFixture[str]) ->
         assert option in README, option
 
 
-def test_config_example_format_keys_are_valid() -> None:
+def test_config_example_keys_are_valid_settings() -> None:
     config = tomllib.loads((REPO / "config.example.toml").read_text())
     for exporter in config["exporter"].values():
         FormatSpec(
@@ -46,6 +51,26 @@ def test_config_example_format_keys_are_valid() -> None:
             time_precision=exporter["time_precision"],
             truncate=exporter["truncate"] or None,
         )
+        parse_destination(exporter["destination"])
+        assert int(exporter["file_mode"], 8) == 0o600
+        assert exporter["fsync"] in ("none", "batch", "interval")
+        defaults = DeliverySettings(
+            queue_max_events=exporter["queue_max_events"],
+            queue_max_bytes=exporter["queue_max_bytes"],
+            overflow=Overflow(exporter["overflow"]),
+            batch_max_events=exporter["batch_max_events"],
+            batch_max_bytes=exporter["batch_max_bytes"],
+            batch_max_age=exporter["batch_max_age"],
+            retry=RetryPolicy(
+                initial_delay=exporter["retry_initial_delay"],
+                max_delay=exporter["retry_max_delay"],
+                max_attempts=exporter["retry_max_attempts"] or None,
+                max_elapsed=exporter["retry_max_elapsed"] or None,
+                max_retry_after=exporter["retry_max_retry_after"],
+            ),
+        )
+        assert defaults == DeliverySettings()  # the example shows the defaults
+    assert config["global"]["dead_letter"] == DEFAULT_DEAD_LETTER
     for metric in config["metric"].values():
         assert metric["exporter"] in config["exporter"]
         parse_include(" ".join(metric["include"]))
