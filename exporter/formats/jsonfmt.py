@@ -47,11 +47,7 @@ def make_json_formatter(spec: FormatSpec, *, newline: bool = False) -> Formatter
 
     dumps = orjson.dumps
     option = orjson.OPT_APPEND_NEWLINE if newline else 0
-    want_name = "name" in spec.include
-    want_host = "hostname" in spec.include
-    want_times = "timestamps" in spec.include
-    want_cats = "categories" in spec.include
-    want_fields = "fields" in spec.include
+    want_name, want_host, want_times, want_cats, want_fields = spec.sections()
     keys = spec.fields
     limit = spec.truncate
 

@@ -196,11 +196,15 @@ def _type_unix_json_fields(fields: dict[str, Any], line: bytes) -> None:
                 raise _NeedsExactParse
             fields[key] = Timestamp(_float_ns(value))
         elif kind is list:
-            for item in value:
-                if type(item) is not str:
-                    raise EventParseError(f"field {key!r}: an array value must hold only strings")
+            _check_strlist(key, value)
         else:
             raise _not_a_field_type(key, value)
+
+
+def _check_strlist(key: str, value: list[Any]) -> None:
+    for item in value:
+        if type(item) is not str:
+            raise EventParseError(f"field {key!r}: an array value must hold only strings")
 
 
 def _not_a_field_type(key: str, value: Any) -> EventParseError:
@@ -234,9 +238,7 @@ def _type_json_fields(fields: dict[str, Any], line: bytes | None, shape: _TimeSh
         elif kind is Decimal:
             fields[key] = Timestamp(_decimal_ns(f"field {key!r}", value))
         elif kind is list:
-            for item in value:
-                if type(item) is not str:
-                    raise EventParseError(f"field {key!r}: an array value must hold only strings")
+            _check_strlist(key, value)
         else:
             raise _not_a_field_type(key, value)
 

@@ -74,3 +74,13 @@ class FormatSpec:
             raise UsageError(f"truncate must be a positive number of bytes, got {self.truncate!r}")
         if len(set(self.fields)) != len(self.fields):
             object.__setattr__(self, "fields", tuple(dict.fromkeys(self.fields)))
+
+    def sections(self) -> tuple[bool, bool, bool, bool, bool]:
+        """Whether name, hostname, timestamps, categories and fields are written."""
+        return (
+            "name" in self.include,
+            "hostname" in self.include,
+            "timestamps" in self.include,
+            "categories" in self.include,
+            "fields" in self.include,
+        )

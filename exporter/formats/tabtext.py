@@ -31,11 +31,7 @@ def make_tabtext_formatter(spec: FormatSpec, *, newline: bool = False) -> Format
     """A function writing one event as Dovecot tab-text (plus ``\\n`` when ``newline``)."""
     fmt_time = make_time_formatter(spec.time_format, spec.time_precision)
     fmt_end_time = remember_last(fmt_time)
-    want_name = "name" in spec.include
-    want_host = "hostname" in spec.include
-    want_times = "timestamps" in spec.include
-    want_cats = "categories" in spec.include
-    want_fields = "fields" in spec.include
+    want_name, want_host, want_times, want_cats, want_fields = spec.sections()
     keys = spec.fields
     limit = spec.truncate
     end = "\n" if newline else ""
