@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -174,7 +175,8 @@ def ship_command(args: argparse.Namespace) -> int:
             destination = parse_destination(args.to)
             settings = _settings(args)
             sources = open_sources(args.files, stack)
-        except UsageError as exc:
+            driver = destination.open(file_mode=args.file_mode, fsync=args.fsync)
+        except (UsageError, ValueError) as exc:  # drivers refuse bad settings with ValueError
             return usage_error(str(exc))
         if destination.is_log and args.truncate is None:
             spec = dataclasses.replace(spec, truncate=LOG_TRUNCATE_BYTES)  # as Dovecot's log
@@ -184,32 +186,36 @@ def ship_command(args: argparse.Namespace) -> int:
         async def producer(exporter: Exporter) -> None:
             await produce_lines(sources, exporter, format_line, matches, sys.stderr, counts)
 
-        driver = destination.open(file_mode=args.file_mode, fsync=args.fsync)
         exporter = _run(args, driver, settings, producer)
     return _report(args, exporter, counts)
 
 
 def replay_command(args: argparse.Namespace) -> int:
     """``replay DEADLETTER --to DEST``."""
+    if _same_file(args.dead_letter, args.dead_letter_file):
+        return usage_error("--dead-letter must differ from the file being replayed")
     try:
         destination = parse_destination(args.to)
         settings = _settings(args)
         events = [event for _, event in read_dead_letters(args.dead_letter_file)]
-    except UsageError as exc:
-        return usage_error(str(exc))
-    except EventParseError as exc:
+        driver = destination.open(file_mode=args.file_mode, fsync=args.fsync)
+    except (UsageError, EventParseError, ValueError) as exc:
         return usage_error(str(exc))
     except OSError as exc:
         return usage_error(f"cannot read {args.dead_letter_file}: {exc.strerror}")
-    if args.dead_letter == args.dead_letter_file:
-        return usage_error("--dead-letter must differ from the file being replayed")
 
     async def producer(exporter: Exporter) -> None:
         await produce_encoded(events, exporter)
 
-    driver = destination.open(file_mode=args.file_mode, fsync=args.fsync)
     exporter = _run(args, driver, settings, producer)
     return _report(args, exporter, ExportCounts(read=len(events), exported=len(events)))
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _run(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import anyio
@@ -48,12 +48,18 @@ class DeliverySettings:
 class ExporterStats:
     """What happened to the events an exporter accepted."""
 
-    received: int = 0
     exported: int = 0
     dead_lettered: int = 0
     batches: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     delivery: DeliveryCounters = field(default_factory=DeliveryCounters)
+    accepted: Callable[[], int] = field(default=lambda: 0, repr=False)
+    """Where ``received`` comes from (the queue counts what it accepted)."""
+
+    @property
+    def received(self) -> int:
+        """Events offered and accepted (dropped ones included)."""
+        return self.accepted()
 
     @property
     def retried(self) -> int:
@@ -84,28 +90,30 @@ class Exporter:
         self.name = name
         self.driver = driver
         self.settings = settings
-        self.stats = ExporterStats()
         self.queue = EventQueue(
-            settings.queue_max_events, settings.queue_max_bytes, settings.overflow, self._drop
+            settings.queue_max_events,
+            settings.queue_max_bytes,
+            settings.overflow,
+            self._drop,
+            batch_max_events=settings.batch_max_events,
+            batch_max_bytes=settings.batch_max_bytes,
+            batch_max_age=settings.batch_max_age,
         )
+        self.stats = ExporterStats(accepted=lambda: self.queue.accepted)
+        # The producers' entry points are the queue's own (one call per event, no wrapper):
+        self.offer: Callable[[bytes], bool] = self.queue.offer
+        """Queue one encoded event; False when full under ``block`` (then ``put`` it)."""
+        self.put: Callable[[bytes], Awaitable[None]] = self.queue.put
+        """Queue one encoded event, waiting for room under ``block``."""
         self.gate = PauseGate()
         self._dead_letters = dead_letters
         self._rng = rng or random.Random()
         self._in_flight: Batch | None = None
         self.finished = anyio.Event()
 
-    # -- producers ---------------------------------------------------------------------
-
-    def offer(self, line: bytes) -> bool:
-        """Queue one encoded event; False when full under ``block`` (then await room)."""
-        if self.queue.offer(line):
-            self.stats.received += 1
-            return True
-        return False
-
-    async def put(self, line: bytes) -> None:
-        await self.queue.put(line)
-        self.stats.received += 1
+    def force(self, line: bytes) -> None:
+        """Queue one encoded event past the queue's bounds (shutdown: a line already read)."""
+        self.queue.force(line)
 
     def _drop(self, reason: str, count: int) -> None:
         self.stats.dropped[reason] += count
@@ -117,9 +125,7 @@ class Exporter:
         settings = self.settings
         try:
             while True:
-                batch = await self.queue.next_batch(
-                    settings.batch_max_events, settings.batch_max_bytes, settings.batch_max_age
-                )
+                batch = await self.queue.next_batch()
                 if batch is None:
                     break
                 self._in_flight = batch

@@ -8,7 +8,9 @@ dead-letter file. A second signal stops delivery at once, with the same accounti
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
 from collections.abc import Awaitable, Callable, Iterable
 from typing import BinaryIO, TextIO
 
@@ -82,34 +84,70 @@ async def produce_lines(
     errors: TextIO,
     counts: ExportCounts,
 ) -> None:
-    """Read, filter and encode every line of every source into ``exporter``."""
+    """Read, filter and encode every line of every source into ``exporter``.
+
+    A line read is a line accepted: when shutdown stops input in the middle of a chunk
+    (or while waiting for room in the queue), the rest of that chunk still goes into the
+    queue, past its bound, so the drain delivers or dead-letters it. Pipes and sockets
+    are read only once readable, so stopping never abandons a read in progress.
+    """
+    encode = (format_line, matches, errors, counts)
     for label, stream in sources:
+        fd = stream.fileno()
+        wait = not stat.S_ISREG(os.fstat(fd).st_mode)
         splitter = LineSplitter()
         lineno = 0
         while True:
-            chunk = await anyio.to_thread.run_sync(
-                stream.read1,  # type: ignore[attr-defined]
-                CHUNK_BYTES,
-                abandon_on_cancel=True,
-            )
-            for line in splitter.feed(chunk):
-                lineno += 1
-                if not line:
-                    continue
-                counts.read += 1
-                try:
-                    event = read_event(line)
-                    if matches is not None and not matches(event):
-                        continue
-                    encoded = format_line(event)
-                except Exception as exc:  # one bad line never takes the others down
-                    reject(counts, errors, label, lineno, exc)
-                    continue
-                counts.exported += 1
-                if not exporter.offer(encoded):
-                    await exporter.put(encoded)
+            if wait:
+                await anyio.wait_readable(fd)
+            chunk = os.read(fd, CHUNK_BYTES)
+            lines = splitter.feed(chunk)
+            index = 0
+            waiting: bytes | None = None  # encoded, accepted, not yet in the queue
+            try:
+                while index < len(lines):
+                    index += 1
+                    encoded = _encode(lines[index - 1], lineno + index, label, *encode)
+                    if encoded is not None and not exporter.offer(encoded):
+                        waiting = encoded
+                        await exporter.put(encoded)
+                        waiting = None
+            except anyio.get_cancelled_exc_class():
+                if waiting is not None:
+                    exporter.force(waiting)
+                for offset, line in enumerate(lines[index:], index + 1):
+                    encoded = _encode(line, lineno + offset, label, *encode)
+                    if encoded is not None:
+                        exporter.force(encoded)
+                raise
+            lineno += len(lines)
             if not chunk:
                 break
+
+
+def _encode(
+    line: bytes,
+    lineno: int,
+    label: str,
+    format_line: Formatter,
+    matches: Matcher | None,
+    errors: TextIO,
+    counts: ExportCounts,
+) -> bytes | None:
+    """The encoded line to queue, or None (empty, filtered out, or rejected and reported)."""
+    if not line:
+        return None
+    counts.read += 1
+    try:
+        event = read_event(line)
+        if matches is not None and not matches(event):
+            return None
+        encoded = format_line(event)
+    except Exception as exc:  # one bad line never takes the others down
+        reject(counts, errors, label, lineno, exc)
+        return None
+    counts.exported += 1
+    return encoded
 
 
 async def produce_encoded(events: Iterable[bytes], exporter: Exporter) -> None:

@@ -249,3 +249,19 @@ def test_closed_stdout_ends_like_a_filter_killed_by_sigpipe() -> None:
         for pipe in (proc.stdin, proc.stderr):
             with contextlib.suppress(OSError):
                 pipe.close()
+
+
+def test_delivery_settings_a_driver_refuses_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long_socket = "/tmp/" + "s" * 120
+    assert main(["export", "--to", f"unix:{long_socket}", str(EVENTS_FILE)]) == 2
+    assert "unix" in capsys.readouterr().err
+
+
+def test_replay_refuses_to_dead_letter_into_the_file_it_replays(tmp_path: Path) -> None:
+    dead = tmp_path / "dl"
+    dead.write_bytes(b'{"event":"x"}\n')
+    code = main(["replay", str(dead), "--to", "drop", "--dead-letter", str(tmp_path / "." / "dl")])
+    assert code == 2
+    assert dead.read_bytes() == b'{"event":"x"}\n'

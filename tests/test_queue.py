@@ -13,14 +13,29 @@ pytestmark = pytest.mark.anyio
 
 
 def _queue(
-    max_events: int = 4, max_bytes: int = 1000, overflow: str = "block"
+    max_events: int = 4,
+    max_bytes: int = 1000,
+    overflow: str = "block",
+    *,
+    batch: tuple[int, int, float] = (10, 1000, 0),
 ) -> tuple[EventQueue, dict[str, int]]:
+    """A queue; ``batch`` is (batch_max_events, batch_max_bytes, batch_max_age)."""
     drops: dict[str, int] = {}
 
     def on_drop(reason: str, count: int) -> None:
         drops[reason] = drops.get(reason, 0) + count
 
-    return EventQueue(max_events, max_bytes, overflow, on_drop), drops
+    events, size, age = batch
+    queue = EventQueue(
+        max_events,
+        max_bytes,
+        overflow,
+        on_drop,
+        batch_max_events=events,
+        batch_max_bytes=size,
+        batch_max_age=age,
+    )
+    return queue, drops
 
 
 async def test_block_refuses_when_full_by_count_or_bytes() -> None:
@@ -45,7 +60,7 @@ async def test_drop_newest_and_drop_oldest_count_what_they_drop() -> None:
     for item in lines(5):
         assert queue.offer(item)
     assert drops == {"queue full (drop_newest)": 3}
-    batch = await queue.next_batch(10, 1000, 0)
+    batch = await queue.next_batch()
     assert batch is not None
     assert list(batch.lines()) == [b"e0", b"e1"]
 
@@ -53,7 +68,7 @@ async def test_drop_newest_and_drop_oldest_count_what_they_drop() -> None:
     for item in lines(5):
         assert queue.offer(item)
     assert drops == {"queue full (drop_oldest)": 3}
-    batch = await queue.next_batch(10, 1000, 0)
+    batch = await queue.next_batch()
     assert batch is not None
     assert list(batch.lines()) == [b"e3", b"e4"]
 
@@ -66,35 +81,37 @@ async def test_unknown_policy_and_bad_bounds_are_refused() -> None:
 
 
 async def test_batch_closes_at_max_events_and_max_bytes() -> None:
-    queue, _ = _queue(max_events=100)
+    by_count, _ = _queue(max_events=100, batch=(4, 1000, 60))
+    by_size, _ = _queue(max_events=100, batch=(100, 7, 60))
     for item in lines(10):
-        queue.offer(item)
+        by_count.offer(item)
+        by_size.offer(item)
     with anyio.fail_after(5):
-        first = await queue.next_batch(4, 1000, 60)
-        second = await queue.next_batch(100, 7, 60)  # "e4\n" + "e5\n" = 6 bytes; + 3 > 7
+        first = await by_count.next_batch()
+        second = await by_size.next_batch()  # "e0\n" + "e1\n" = 6 bytes; + 3 > 7
     assert first is not None
     assert list(first.lines()) == [b"e0", b"e1", b"e2", b"e3"]
     assert second is not None
-    assert list(second.lines()) == [b"e4", b"e5"]
+    assert list(second.lines()) == [b"e0", b"e1"]
 
 
 async def test_batch_closes_at_max_age_after_its_first_event() -> None:
-    queue, _ = _queue()
+    queue, _ = _queue(batch=(100, 1000, 0.05))
     queue.offer(b"only\n")
     with anyio.fail_after(5):
         start = anyio.current_time()
-        batch = await queue.next_batch(100, 1000, 0.05)
+        batch = await queue.next_batch()
     assert batch is not None
     assert list(batch.lines()) == [b"only"]
     assert anyio.current_time() - start >= 0.05
 
 
 async def test_consumer_wakes_for_an_event_arriving_later() -> None:
-    queue, _ = _queue()
+    queue, _ = _queue(batch=(1, 1000, 60))
     got: list[bytes] = []
 
     async def consume() -> None:
-        batch = await queue.next_batch(1, 1000, 60)
+        batch = await queue.next_batch()
         assert batch is not None
         got.extend(batch.lines())
 
@@ -107,21 +124,21 @@ async def test_consumer_wakes_for_an_event_arriving_later() -> None:
 
 
 async def test_close_drains_without_waiting_then_ends() -> None:
-    queue, _ = _queue()
+    queue, _ = _queue(batch=(100, 1000, 60))
     for item in lines(3):
         queue.offer(item)
     queue.close()
     with anyio.fail_after(5):
-        batch = await queue.next_batch(100, 1000, 60)
+        batch = await queue.next_batch()
         assert batch is not None
         assert len(batch) == 3
-        assert await queue.next_batch(100, 1000, 60) is None
+        assert await queue.next_batch() is None
 
 
 async def test_block_is_real_backpressure_and_the_bound_holds() -> None:
     """A producer of 1,000 events into a queue of 10 waits for the consumer; the queue
     never holds more than its bound and nothing is lost or reordered."""
-    queue, drops = _queue(max_events=10, max_bytes=10_000)
+    queue, drops = _queue(max_events=10, max_bytes=10_000, batch=(3, 10_000, 0))
     seen: list[bytes] = []
     high_water = 0
 
@@ -134,7 +151,7 @@ async def test_block_is_real_backpressure_and_the_bound_holds() -> None:
         queue.close()
 
     async def consume() -> None:
-        while (batch := await queue.next_batch(3, 10_000, 0)) is not None:
+        while (batch := await queue.next_batch()) is not None:
             seen.extend(batch.lines())
             await anyio.lowlevel.checkpoint()
 
