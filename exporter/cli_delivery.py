@@ -228,7 +228,7 @@ def _run(
         try:
             await ship(producer, exporter, shutdown_timeout=args.shutdown_timeout)
         finally:
-            await driver.aclose()
+            await exporter.close_driver()
 
     anyio.run(main)
     return exporter

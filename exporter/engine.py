@@ -11,6 +11,7 @@ event ends up delivered, dead-lettered, or counted as dropped with its reason.
 from __future__ import annotations
 
 import random
+import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import anyio
 from drivers.base import Batch, Driver
 from exporter.deadletter import DeadLetterFile
 from exporter.delivery import DeliveryCounters, PauseGate, deliver
-from exporter.errors import UsageError
+from exporter.errors import DeliveryError, UsageError
 from exporter.queue import EventQueue, Overflow
 from exporter.retry import RetryPolicy
 
@@ -86,8 +87,11 @@ class Exporter:
         dead_letters: DeadLetterFile | None,
         *,
         rng: random.Random | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
+        self.warn = warn or _warn_on_stderr(name)
+        """Where problems that lose no event go (a failed fsync at close, a failed reopen)."""
         self.driver = driver
         self.settings = settings
         self.queue = EventQueue(
@@ -143,9 +147,25 @@ class Exporter:
                     self.stats.exported += len(batch)
                 else:
                     self.dead_letter(batch.lines(), outcome.failure, outcome.attempts)
-            await self.driver.flush()
+            await self._driver_step("flush", self.driver.flush)
         finally:
             self.finished.set()
+
+    async def reopen(self) -> None:
+        """SIGHUP: the driver lets go of its file or connection; the next batch reopens it."""
+        await self._driver_step("reopen", self.driver.reopen)
+
+    async def close_driver(self) -> None:
+        """Release the driver; a failure there (a last fsync) is reported, not raised."""
+        await self._driver_step("close", self.driver.aclose)
+
+    async def _driver_step(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run a driver call that delivers nothing itself: its events were already
+        counted as exported, so a failure is worth a warning, not a crash."""
+        try:
+            await step()
+        except DeliveryError as exc:
+            self.warn(f"{what} failed: {exc}")
 
     def abandon(self, reason: str) -> None:
         """Dead-letter the batch in flight and everything queued (shutdown deadline)."""
@@ -162,3 +182,10 @@ class Exporter:
         self.stats.dead_lettered += self._dead_letters.write(
             events, destination=self.driver.name, reason=reason, attempts=attempts
         )
+
+
+def _warn_on_stderr(name: str) -> Callable[[str], None]:
+    def warn(message: str) -> None:
+        sys.stderr.write(f"event-exporter: {name}: {message}\n")
+
+    return warn

@@ -4,6 +4,7 @@ End of input is not shutdown: the exporter then delivers everything it accepted,
 long as its retry policy says to keep trying. SIGTERM or SIGINT is: input stops, the
 queue drains until ``shutdown_timeout``, and what is still undelivered then goes to the
 dead-letter file. A second signal stops delivery at once, with the same accounting.
+SIGHUP makes the driver let go of its file or connection (log rotation), nothing more.
 """
 
 from __future__ import annotations
@@ -43,9 +44,12 @@ async def ship(
 
     async def watch_signals(task_status: anyio.abc.TaskStatus[None]) -> None:
         nonlocal signals_seen
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as received:
             task_status.started()
-            async for _ in received:
+            async for signum in received:
+                if signum == signal.SIGHUP:  # a task: a write in flight must not delay SIGTERM
+                    tasks.start_soon(exporter.reopen)
+                    continue
                 signals_seen += 1
                 shutdown.set()
                 producer_scope.cancel()

@@ -134,3 +134,36 @@ async def test_abandon_dead_letters_in_flight_and_queued(tmp_path: Path) -> None
     events = [event for _, event in read_dead_letters(dead)]
     assert events == [item[:-1] for item in lines(5)]
     assert exporter.stats.dead_lettered == 5
+
+
+class _FailingHousekeeping(ScriptedDriver):
+    """Delivers, but its flush, reopen and close fail (a last fsync on a full disk)."""
+
+    async def flush(self) -> None:
+        raise RetryableDeliveryError("scripted: fsync failed (ENOSPC)")
+
+    async def reopen(self) -> None:
+        raise PermanentDeliveryError("scripted: close failed (EIO)")
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        raise RetryableDeliveryError("scripted: close failed (EIO)")
+
+
+async def test_failed_flush_reopen_and_close_are_warnings_not_crashes(tmp_path: Path) -> None:
+    driver = _FailingHousekeeping()
+    warnings: list[str] = []
+    exporter = Exporter(
+        "test", driver, DeliverySettings(batch_max_age=0.0), None, warn=warnings.append
+    )
+    await _run(exporter, lines(3))
+    await exporter.reopen()
+    await exporter.close_driver()
+    assert driver.lines == [item[:-1] for item in lines(3)]
+    assert exporter.stats.exported == 3
+    assert warnings == [
+        "flush failed: scripted: fsync failed (ENOSPC)",
+        "reopen failed: scripted: close failed (EIO)",
+        "close failed: scripted: close failed (EIO)",
+    ]
+    assert driver.closed

@@ -29,7 +29,9 @@ from tests.shipping_helpers import (
     accounting,
     bounded,
     dead_letter_events,
+    event_number,
     exporter_child,
+    numbered_tab_line,
     rss_kib,
     signal_pending,
     unread_bytes,
@@ -475,3 +477,54 @@ def test_drop_policies_never_block_and_count_every_drop(
     # Which ones survive: the first ones under drop_newest, the last ones under drop_oldest.
     survivors = range(queue) if policy == "drop_newest" else range(total - queue, total)
     assert set(survivors) <= kept
+
+
+# -- SIGHUP ----------------------------------------------------------------------------------
+
+
+def _lines_in(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines() if path.exists() else []
+
+
+def _holds_open(pid: int, path: Path) -> bool:
+    fds = Path(f"/proc/{pid}/fd")
+    targets = []
+    for fd in fds.iterdir():
+        try:
+            targets.append(os.readlink(fd))
+        except OSError:  # closed meanwhile
+            continue
+    return str(path) in targets
+
+
+def test_sighup_lets_go_of_a_rotated_file_and_the_next_events_go_to_a_new_one(
+    tmp_path: Path,
+) -> None:
+    """logrotate with a postrotate ``kill -HUP``: the file is renamed, SIGHUP closes it at
+    once (seen in /proc, with no event arriving to trigger the automatic check), and the
+    next events go to a new file at the configured path. No line lost, none split."""
+    out = tmp_path / "events.json"
+    rotated = tmp_path / "events.json.1"
+    with exporter_child(
+        "export",
+        "--to",
+        f"file:{out}",
+        "--batch-max-age",
+        "0.01",
+        "--dead-letter",
+        str(tmp_path / "dead"),
+    ) as child:
+        os.write(child.stdin_w, b"".join(numbered_tab_line(n) for n in range(1000)))
+        assert wait_until(lambda: len(_lines_in(out)) == 1000, timeout=10)
+        assert _holds_open(child.pid, out)
+        out.rename(rotated)
+        os.kill(child.pid, signal.SIGHUP)
+        assert wait_until(lambda: not _holds_open(child.pid, rotated), timeout=10)
+        assert not out.exists()  # reopened lazily, by the next batch
+        os.write(child.stdin_w, b"".join(numbered_tab_line(n) for n in range(1000, 1500)))
+        child.close_stdin()
+        child.wait_summary(timeout=10)
+        assert child.wait(timeout=10) == 0
+    assert [event_number(line) for line in _lines_in(rotated)] == list(range(1000))
+    assert [event_number(line) for line in _lines_in(out)] == list(range(1000, 1500))
+    assert child.summary.exported == 1500

@@ -44,7 +44,7 @@ def make_time_formatter(time_format: str, precision: str = "us") -> TimeFormatte
     divisor = 10 ** (9 - digits)
     if time_format == "unix":
         return _unix_formatter(digits, divisor)
-    return _rfc3339_formatter(digits, divisor)
+    return _rfc3339_formatter(digits)
 
 
 def _unix_formatter(digits: int, divisor: int) -> TimeFormatter:
@@ -68,56 +68,76 @@ def _unix_formatter(digits: int, divisor: int) -> TimeFormatter:
     return unix
 
 
-def _rfc3339_formatter(digits: int, divisor: int) -> TimeFormatter:
-    """Formats with a per-second cache of the date and time part."""
+def _rfc3339_formatter(digits: int) -> TimeFormatter:
+    """Formats with the date and time part of the last second seen at hand.
+
+    A time within that second costs one subtraction and small-int arithmetic (no
+    division of a 64-bit value, which is the dearest step here); another second comes
+    from a per-second cache of the date and time text.
+    """
     prefixes: dict[int, str] = {}
     get = prefixes.get
+    # [start ns, end ns) of the second at hand and its text up to the fraction
+    lo = hi = 0
+    head = ""
 
-    def prefix(sec: int) -> str:
-        if len(prefixes) >= _CACHE_LIMIT:
-            prefixes.clear()
-        if not MIN_TIME_NS <= sec * NS_PER_S <= MAX_TIME_NS:
-            raise EventFormatError(
-                f"timestamp {sec} s is out of range for RFC 3339 (years 1 to 9999)"
+    def enter(ns: int) -> None:
+        nonlocal lo, hi, head
+        sec = ns // NS_PER_S
+        text = get(sec)
+        if text is None:
+            if len(prefixes) >= _CACHE_LIMIT:
+                prefixes.clear()
+            if not MIN_TIME_NS <= sec * NS_PER_S <= MAX_TIME_NS:
+                raise EventFormatError(
+                    f"timestamp {sec} s is out of range for RFC 3339 (years 1 to 9999)"
+                )
+            t = time.gmtime(sec)
+            text = (
+                f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+                f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
             )
-        t = time.gmtime(sec)
-        text = (
-            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-            f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-        )
-        prefixes[sec] = text
-        return text
+            prefixes[sec] = text
+        lo = sec * NS_PER_S
+        hi = lo + NS_PER_S
+        head = text + "." if digits else text + "Z"
 
+    three = _THREE_DIGITS
     if digits == 0:
 
         def rfc3339_seconds(ns: int) -> str:
-            sec = ns // NS_PER_S
-            return (get(sec) or prefix(sec)) + "Z"
+            if not lo <= ns < hi:
+                enter(ns)
+            return head
 
         return rfc3339_seconds
+
+    if digits == 3:
+
+        def rfc3339_ms(ns: int) -> str:
+            if not lo <= ns < hi:
+                enter(ns)
+            return head + three[(ns - lo) // 1_000_000] + "Z"
+
+        return rfc3339_ms
 
     if digits == 6:  # Dovecot's: the fraction from two 3-digit pieces, no formatting
 
         def rfc3339_us(ns: int) -> str:
-            sec = ns // NS_PER_S
-            text = get(sec)
-            if text is None:
-                text = prefix(sec)
-            us = ns % NS_PER_S // 1000
-            return text + "." + _THREE_DIGITS[us // 1000] + _THREE_DIGITS[us % 1000] + "Z"
+            if not lo <= ns < hi:
+                enter(ns)
+            us = (ns - lo) // 1000
+            return head + three[us // 1000] + three[us % 1000] + "Z"
 
         return rfc3339_us
 
-    pattern = f"%s.%0{digits}dZ"
+    def rfc3339_ns(ns: int) -> str:
+        if not lo <= ns < hi:
+            enter(ns)
+        sub = ns - lo
+        return head + three[sub // 1_000_000] + three[sub // 1000 % 1000] + three[sub % 1000] + "Z"
 
-    def rfc3339(ns: int) -> str:
-        sec = ns // NS_PER_S
-        text = get(sec)
-        if text is None:
-            text = prefix(sec)
-        return pattern % (text, ns % NS_PER_S // divisor)
-
-    return rfc3339
+    return rfc3339_ns
 
 
 def remember_last(fmt: Callable[[int], T]) -> Callable[[int], T]:
