@@ -9,9 +9,14 @@ backoff and dead-lettering live in one place (``exporter.delivery``), not in dri
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
+
+
+def new_batch_key() -> str:
+    return str(uuid.uuid4())
 
 
 @dataclass(slots=True)
@@ -20,10 +25,12 @@ class Batch:
 
     ``ends[i]`` is the offset just past event ``i``'s newline, so a driver that needs
     the events one by one (datagrams, one request per event) can slice them out.
+    ``key`` names the batch, the same on every retry (an HTTP idempotency key).
     """
 
     data: bytearray = field(default_factory=bytearray)
     ends: list[int] = field(default_factory=list)
+    key: str = field(default_factory=new_batch_key, compare=False)
 
     def append(self, encoded_line: bytes) -> None:
         """Add one event; ``encoded_line`` already ends with ``\\n``."""
@@ -48,6 +55,11 @@ class Driver(Protocol):
     @property
     def name(self) -> str:
         """Where events go, for messages and metrics (``file:/var/log/x``); no secrets."""
+        ...
+
+    @property
+    def concurrency(self) -> int:
+        """How many batches may be in ``send`` at once (1: strictly one after another)."""
         ...
 
     async def send(self, batch: Batch) -> None:

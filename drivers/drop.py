@@ -18,6 +18,10 @@ class DropDriver:
     def name(self) -> str:
         return "drop"
 
+    @property
+    def concurrency(self) -> int:
+        return 1
+
     async def send(self, batch: Batch) -> None:
         if self._closed:
             raise DriverClosedError("drop: send after close")

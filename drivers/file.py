@@ -99,6 +99,10 @@ class FileDriver:
     def name(self) -> str:
         return f"file:{self._path}"
 
+    @property
+    def concurrency(self) -> int:
+        return 1
+
     async def send(self, batch: Batch) -> None:
         async with self._lock:
             if self._closed:

@@ -30,6 +30,10 @@ class LogDriver:
     def name(self) -> str:
         return f"log:{self._stream}"
 
+    @property
+    def concurrency(self) -> int:
+        return 1
+
     async def send(self, batch: Batch) -> None:
         if self._closed:
             raise DriverClosedError(f"{self.name}: send after close")

@@ -82,6 +82,10 @@ class UnixDriver:
     def name(self) -> str:
         return f"unix:{self._path}"
 
+    @property
+    def concurrency(self) -> int:
+        return 1
+
     async def send(self, batch: Batch) -> None:
         if self._closed:
             raise DriverClosedError(f"{self.name}: send after close")

@@ -26,8 +26,9 @@ from exporter.cli_common import (
     open_sources,
     usage_error,
 )
+from exporter.cli_http import add_http_options, http_settings
 from exporter.deadletter import DeadLetterFile, read_dead_letters
-from exporter.destinations import SCHEMES, parse_destination
+from exporter.destinations import SCHEMES, Destination, parse_destination
 from exporter.engine import DeliverySettings, Exporter
 from exporter.errors import EventParseError, UsageError
 from exporter.export import ExportCounts
@@ -36,7 +37,13 @@ from exporter.formats.spec import LOG_TRUNCATE_BYTES
 from exporter.memory import tune_malloc
 from exporter.queue import OVERFLOW_CHOICES
 from exporter.retry import RetryPolicy
-from exporter.shipping import Producer, produce_encoded, produce_lines, ship
+from exporter.shipping import (
+    Producer,
+    ignore_late_signals,
+    produce_encoded,
+    produce_lines,
+    ship,
+)
 
 DEFAULT_DEAD_LETTER = "event-exporter.deadletter.ndjson"
 _defaults = DeliverySettings()
@@ -107,6 +114,13 @@ def add_delivery_options(parser: argparse.ArgumentParser, *, required: bool) -> 
         help="stop retrying a batch after this long; default: no limit",
     )
     group.add_argument(
+        "--retry-after-max",
+        type=_seconds,
+        default=_retry_defaults.max_retry_after,
+        metavar="SECONDS",
+        help="the longest pause a destination's Retry-After may ask for",
+    )
+    group.add_argument(
         "--retry-initial-delay",
         type=_seconds,
         default=_retry_defaults.initial_delay,
@@ -144,6 +158,7 @@ def add_delivery_options(parser: argparse.ArgumentParser, *, required: bool) -> 
         default="none",
         help="file: destination: fsync never, after every batch, or every second",
     )
+    add_http_options(parser)
 
 
 def _settings(args: argparse.Namespace) -> DeliverySettings:
@@ -152,12 +167,14 @@ def _settings(args: argparse.Namespace) -> DeliverySettings:
         max_delay=max(args.retry_max_delay, args.retry_initial_delay),
         max_attempts=args.retry_max_attempts,
         max_elapsed=args.retry_max_elapsed,
+        max_retry_after=args.retry_after_max,
     )
     return DeliverySettings(
         queue_max_events=args.queue_max_events,
         queue_max_bytes=args.queue_max_bytes,
         overflow=args.overflow,
-        batch_max_events=args.batch_max_events,
+        # one event per request: one event per batch, so retries and dead letters are per event
+        batch_max_events=1 if args.http_body == "single" else args.batch_max_events,
         batch_max_bytes=args.batch_max_bytes,
         batch_max_age=args.batch_max_age,
         retry=retry,
@@ -175,7 +192,7 @@ def ship_command(args: argparse.Namespace) -> int:
             destination = parse_destination(args.to)
             settings = _settings(args)
             sources = open_sources(args.files, stack)
-            driver = destination.open(file_mode=args.file_mode, fsync=args.fsync)
+            driver = _open_driver(args, destination, spec.format)
         except (UsageError, ValueError) as exc:  # drivers refuse bad settings with ValueError
             return usage_error(str(exc))
         if destination.is_log and args.truncate is None:
@@ -198,7 +215,9 @@ def replay_command(args: argparse.Namespace) -> int:
         destination = parse_destination(args.to)
         settings = _settings(args)
         events = [event for _, event in read_dead_letters(args.dead_letter_file)]
-        driver = destination.open(file_mode=args.file_mode, fsync=args.fsync)
+        # dead letters keep the encoded event: json starts with "{", tab-text never does
+        kind = "json" if not events or events[0].startswith(b"{") else "tab-text"
+        driver = _open_driver(args, destination, kind)
     except (UsageError, EventParseError, ValueError) as exc:
         return usage_error(str(exc))
     except OSError as exc:
@@ -209,6 +228,15 @@ def replay_command(args: argparse.Namespace) -> int:
 
     exporter = _run(args, driver, settings, producer)
     return _report(args, exporter, ExportCounts(read=len(events), exported=len(events)))
+
+
+def _open_driver(args: argparse.Namespace, destination: Destination, event_format: str) -> Driver:
+    http = None
+    if destination.is_http:
+        http = http_settings(
+            args, destination.target, "json" if event_format == "json" else "tab-text"
+        )
+    return destination.open(file_mode=args.file_mode, fsync=args.fsync, http=http)
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -231,6 +259,7 @@ def _run(
             await exporter.close_driver()
 
     anyio.run(main)
+    ignore_late_signals()
     return exporter
 
 

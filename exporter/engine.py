@@ -112,7 +112,7 @@ class Exporter:
         self.gate = PauseGate()
         self._dead_letters = dead_letters
         self._rng = rng or random.Random()
-        self._in_flight: Batch | None = None
+        self._in_flight: dict[int, Batch] = {}  # by id(): batches compare by content
         self.finished = anyio.Event()
 
     def force(self, line: bytes) -> None:
@@ -125,31 +125,51 @@ class Exporter:
     # -- the consumer ------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Deliver batches until the queue is closed and empty."""
-        settings = self.settings
+        """Deliver batches until the queue is closed and empty.
+
+        Up to ``driver.concurrency`` batches are in delivery at once, each in its own
+        retry loop; a slot is taken before a batch leaves the queue, so the queue's
+        bounds plus that many batches bound the memory.
+        """
         try:
-            while True:
-                batch = await self.queue.next_batch()
-                if batch is None:
-                    break
-                self._in_flight = batch
-                outcome = await deliver(
-                    self.driver,
-                    batch,
-                    settings.retry,
-                    self.gate,
-                    self.stats.delivery,
-                    rng=self._rng,
-                )
-                self._in_flight = None
-                self.stats.batches += 1
-                if outcome.failure is None:
-                    self.stats.exported += len(batch)
-                else:
-                    self.dead_letter(batch.lines(), outcome.failure, outcome.attempts)
+            slots = anyio.Semaphore(max(1, self.driver.concurrency))
+            async with anyio.create_task_group() as deliveries:
+                while True:
+                    await slots.acquire()
+                    batch = await self.queue.next_batch()
+                    if batch is None:
+                        break
+                    self._in_flight[id(batch)] = batch
+                    deliveries.start_soon(self._deliver, batch, slots)
             await self._driver_step("flush", self.driver.flush)
         finally:
             self.finished.set()
+
+    async def _deliver(self, batch: Batch, slot: anyio.Semaphore) -> None:
+        try:
+            outcome = await deliver(
+                self.driver,
+                batch,
+                self.settings.retry,
+                self.gate,
+                self.stats.delivery,
+                rng=self._rng,
+            )
+        finally:
+            slot.release()
+        del self._in_flight[id(batch)]
+        self.stats.batches += 1
+        if outcome.failure is None:
+            self.stats.exported += len(batch)
+        else:
+            self.dead_letter(batch.lines(), outcome.failure, outcome.attempts)
+
+    def abandon(self, reason: str) -> None:
+        """Dead-letter the batches in flight and everything queued (shutdown deadline)."""
+        for batch in self._in_flight.values():
+            self.dead_letter(batch.lines(), reason, 0)
+        self._in_flight.clear()
+        self.dead_letter((item[:-1] for item in self.queue.take_all()), reason, 0)
 
     async def reopen(self) -> None:
         """SIGHUP: the driver lets go of its file or connection; the next batch reopens it."""
@@ -166,13 +186,6 @@ class Exporter:
             await step()
         except DeliveryError as exc:
             self.warn(f"{what} failed: {exc}")
-
-    def abandon(self, reason: str) -> None:
-        """Dead-letter the batch in flight and everything queued (shutdown deadline)."""
-        if self._in_flight is not None:
-            self.dead_letter(self._in_flight.lines(), reason, 0)
-            self._in_flight = None
-        self.dead_letter((item[:-1] for item in self.queue.take_all()), reason, 0)
 
     def dead_letter(self, events: Iterable[bytes], reason: str, attempts: int) -> None:
         if self._dead_letters is None:

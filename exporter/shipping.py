@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import BinaryIO, TextIO
 
 import anyio
@@ -23,6 +23,7 @@ from exporter.formats.reader import read_event
 from exporter.formats.spec import Formatter
 
 Producer = Callable[[Exporter], Awaitable[None]]
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 async def ship(
@@ -43,18 +44,26 @@ async def ship(
             await exporter.run()
 
     async def watch_signals(task_status: anyio.abc.TaskStatus[None]) -> None:
-        nonlocal signals_seen
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as received:
+        with anyio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGHUP) as received:
             task_status.started()
-            async for signum in received:
-                if signum == signal.SIGHUP:  # a task: a write in flight must not delay SIGTERM
-                    tasks.start_soon(exporter.reopen)
-                    continue
-                signals_seen += 1
-                shutdown.set()
-                producer_scope.cancel()
-                if signals_seen > 1:
-                    consumer_scope.cancel()
+            try:
+                await _watch(received)
+            finally:
+                # Closing the receiver restores the default action (death, no summary):
+                # a late SIGTERM stays pending until ignore_late_signals().
+                signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+
+    async def _watch(received: AsyncIterator[int]) -> None:
+        nonlocal signals_seen
+        async for signum in received:
+            if signum == signal.SIGHUP:  # a task: a write in flight must not delay SIGTERM
+                tasks.start_soon(exporter.reopen)
+                continue
+            signals_seen += 1
+            shutdown.set()
+            producer_scope.cancel()
+            if signals_seen > 1:
+                consumer_scope.cancel()
 
     async with anyio.create_task_group() as tasks:
         if handle_signals:
@@ -78,6 +87,14 @@ async def ship(
         reason = "shutdown: second signal" if signals_seen > 1 else "shutdown: deadline passed"
         exporter.abandon(reason)
     return shutdown.is_set()
+
+
+def ignore_late_signals() -> None:
+    """After :func:`ship`: a SIGTERM or SIGINT that comes once the work is done (pending
+    or later) is ignored, so the process still writes its summary and exit status."""
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
 async def produce_lines(

@@ -26,6 +26,10 @@ class ScriptedDriver:
     def name(self) -> str:
         return "scripted"
 
+    @property
+    def concurrency(self) -> int:
+        return 1
+
     async def send(self, batch: Batch) -> None:
         if self.closed:
             raise DriverClosedError("scripted: send after close")

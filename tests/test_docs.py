@@ -74,3 +74,21 @@ def test_config_example_keys_are_valid_settings() -> None:
     for metric in config["metric"].values():
         assert metric["exporter"] in config["exporter"]
         parse_include(" ".join(metric["include"]))
+
+
+def test_config_example_http_keys_are_the_http_settings() -> None:
+    from drivers.http import HttpSettings
+
+    config = tomllib.loads((REPO / "config.example.toml").read_text())
+    http = config["exporter"]["collector"]["http"]
+    for secret in ("bearer_token", "basic_password", "signing_key"):
+        assert http.pop(f"{secret}_env") == http.pop(f"{secret}_file") == ""  # none set
+    settings = HttpSettings(
+        url=config["exporter"]["collector"]["destination"],
+        basic_user=http.pop("basic_user") or None,
+        retry_statuses=frozenset(http.pop("retry_statuses")),
+        ca_file=http.pop("ca_file") or None,
+        unix_socket=http.pop("unix_socket") or None,
+        **http,
+    )
+    assert settings == HttpSettings(url=settings.url)  # the example shows the defaults

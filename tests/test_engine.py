@@ -9,6 +9,7 @@ import anyio
 import orjson
 import pytest
 
+from drivers.base import Batch
 from exporter.deadletter import DeadLetterFile, read_dead_letters
 from exporter.engine import DeliverySettings, Exporter
 from exporter.errors import PermanentDeliveryError, RetryableDeliveryError
@@ -167,3 +168,59 @@ async def test_failed_flush_reopen_and_close_are_warnings_not_crashes(tmp_path: 
         "close failed: scripted: close failed (EIO)",
     ]
     assert driver.closed
+
+
+class _Concurrent(ScriptedDriver):
+    """Takes up to ``limit`` batches at once; each waits until ``limit`` are in flight."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.in_flight = 0
+        self.most = 0
+        self.all_in = anyio.Event()
+
+    @property
+    def concurrency(self) -> int:
+        return self.limit
+
+    async def send(self, batch: Batch) -> None:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        if self.in_flight == self.limit:
+            self.all_in.set()
+        await self.all_in.wait()
+        await anyio.lowlevel.checkpoint()
+        self.in_flight -= 1
+        await super().send(batch)
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+async def test_up_to_the_drivers_concurrency_batches_are_in_flight(
+    tmp_path: Path, limit: int
+) -> None:
+    driver = _Concurrent(limit)
+    exporter, _ = _exporter(driver, tmp_path, batch_max_events=10)
+    await _run(exporter, lines(100))
+    assert driver.most == limit
+    assert sorted(driver.lines) == sorted(item[:-1] for item in lines(100))
+    assert exporter.stats.exported == 100
+
+
+async def test_abandon_dead_letters_every_batch_in_flight(tmp_path: Path) -> None:
+    driver = _Concurrent(4)  # 30 events make 3 batches: never 4 in flight, every send hangs
+    exporter, dead = _exporter(driver, tmp_path, batch_max_events=10)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(exporter.run)
+            for item in lines(30):
+                assert exporter.offer(item)
+            exporter.queue.close()
+            while driver.in_flight < 3:
+                await anyio.lowlevel.checkpoint()
+            tasks.cancel_scope.cancel()
+    exporter.abandon("shutdown: deadline passed")
+    assert exporter.stats.dead_lettered == 30
+    assert sorted(event for _, event in read_dead_letters(dead)) == sorted(
+        item[:-1] for item in lines(30)
+    )

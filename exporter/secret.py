@@ -1,0 +1,71 @@
+"""Secrets (tokens, passwords, signing keys) that never show up where text goes.
+
+A :class:`Secret` prints as ``'***'`` in reprs, messages, ``check`` output and anything
+else that formats it; only :meth:`Secret.reveal` gives the value, at the one place it is
+used (a header, an HMAC key). It comes from the environment or from a file, so it need
+not sit on a command line (visible in ``ps``) or in a config file shared with others.
+"""
+
+from __future__ import annotations
+
+import os
+
+from exporter.errors import UsageError
+
+
+class Secret:
+    """A value that is only ever revealed on purpose."""
+
+    __slots__ = ("_value", "origin")
+
+    def __init__(self, value: str, origin: str = "a literal") -> None:
+        if not value:
+            raise UsageError(f"secret from {origin} is empty")
+        self._value = value
+        self.origin = origin
+        """Where it came from (``environment variable TOKEN``), safe to print."""
+
+    @classmethod
+    def from_env(cls, name: str) -> Secret:
+        value = os.environ.get(name)
+        if value is None:
+            raise UsageError(f"environment variable {name} is not set (it should hold a secret)")
+        return cls(value, f"environment variable {name}")
+
+    @classmethod
+    def from_file(cls, path: str) -> Secret:
+        """The file's text without its final newline (as ``echo token > file`` leaves it)."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                value = f.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read secret file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"secret file {path} is not UTF-8 text") from None
+        return cls(value.removesuffix("\n").removesuffix("\r"), f"file {path}")
+
+    @classmethod
+    def load(cls, *, env: str | None = None, file: str | None = None) -> Secret | None:
+        """From ``env`` or ``file`` (not both), or None when neither is given."""
+        if env is not None and file is not None:
+            raise UsageError("give a secret by environment variable or by file, not both")
+        if env is not None:
+            return cls.from_env(env)
+        if file is not None:
+            return cls.from_file(file)
+        return None
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret('***' from {self.origin})"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)

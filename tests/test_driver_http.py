@@ -1,0 +1,555 @@
+"""The http-post driver against pytest-httpx: bodies, classification, Retry-After,
+compression, auth, signatures, idempotency keys and secrets kept out of every message."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import gzip
+import hashlib
+import logging
+from pathlib import Path
+
+import anyio
+import httpx
+import orjson
+import pytest
+from pytest_httpx import HTTPXMock
+
+from drivers.base import Batch
+from drivers.http import (
+    DEFAULT_RETRY_STATUSES,
+    HttpDriver,
+    HttpSettings,
+    classify_exception,
+    parse_retry_after,
+)
+from exporter.errors import (
+    DeliveryError,
+    DriverClosedError,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+    UsageError,
+)
+from exporter.secret import Secret
+
+pytestmark = pytest.mark.anyio
+URL = "http://127.0.0.1:9/ingest"
+NOW = 1_795_304_520.0
+TOKEN = "tok-3f9a-SECRET-never-printed"
+
+
+def _batch(*events: bytes) -> Batch:
+    batch = Batch()
+    for event in events:
+        batch.append(event + b"\n")
+    return batch
+
+
+EVENTS = (b'{"event":"a","fields":{"n":1}}', b'{"event":"b","fields":{"user":"\\u00e9"}}')
+
+
+def _driver(**settings: object) -> HttpDriver:
+    values: dict[str, object] = {"url": URL, **settings}
+    return HttpDriver(HttpSettings(**values), clock=lambda: NOW)  # type: ignore[arg-type]
+
+
+async def _send(driver: HttpDriver, batch: Batch) -> None:
+    with anyio.fail_after(10):
+        await driver.send(batch)
+
+
+# -- bodies ----------------------------------------------------------------------------
+
+
+async def test_ndjson_body_is_the_batch_as_it_is(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=204)
+    driver = _driver()
+    await _send(driver, _batch(*EVENTS))
+    request = httpx_mock.get_request()
+    assert request is not None
+    assert request.method == "POST"
+    assert str(request.url) == URL
+    assert request.content == EVENTS[0] + b"\n" + EVENTS[1] + b"\n"
+    assert request.headers["content-type"] == "application/x-ndjson"
+    assert request.headers["content-length"] == str(len(request.content))
+    assert "content-encoding" not in request.headers
+    await driver.aclose()
+
+
+async def test_json_array_body(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=200)
+    driver = _driver(body="json-array")
+    await _send(driver, _batch(*EVENTS))
+    request = httpx_mock.get_request()
+    assert request is not None
+    assert request.content == b"[" + EVENTS[0] + b"," + EVENTS[1] + b"]"
+    assert orjson.loads(request.content) == [orjson.loads(e) for e in EVENTS]
+    assert request.headers["content-type"] == "application/json"
+    await driver.aclose()
+
+
+def test_json_array_needs_json_events() -> None:
+    with pytest.raises(UsageError, match="json-array needs json"):
+        HttpSettings(url=URL, body="json-array", event_format="tab-text")
+
+
+@pytest.mark.parametrize(
+    ("event_format", "content_type", "events"),
+    [
+        ("json", "application/json", EVENTS),
+        ("tab-text", "text/plain", (b"event:a\tfield:n=1", b"event:b\thostname:h")),
+    ],
+)
+async def test_single_is_dovecots_request_one_per_event(
+    httpx_mock: HTTPXMock, event_format: str, content_type: str, events: tuple[bytes, ...]
+) -> None:
+    """Dovecot's http-post body: the event without newline, its format's Content-Type."""
+    httpx_mock.add_response(status_code=200, is_reusable=True)
+    driver = _driver(body="single", event_format=event_format)
+    await _send(driver, _batch(*events))
+    requests = httpx_mock.get_requests()
+    assert [r.content for r in requests] == list(events)
+    assert {r.headers["content-type"] for r in requests} == {content_type}
+    await driver.aclose()
+
+
+async def test_single_resumes_a_batch_after_the_events_already_taken(
+    httpx_mock: HTTPXMock,
+) -> None:
+    httpx_mock.add_response(status_code=204)
+    httpx_mock.add_response(status_code=503)
+    httpx_mock.add_response(status_code=204, is_reusable=True)
+    driver = _driver(body="single")
+    batch = _batch(b"{}", b"[1]", b"[2]")
+    with pytest.raises(RetryableDeliveryError):
+        await _send(driver, batch)
+    await _send(driver, batch)
+    assert [r.content for r in httpx_mock.get_requests()] == [b"{}", b"[1]", b"[1]", b"[2]"]
+    await driver.aclose()
+
+
+async def test_gzip_body_decompresses_to_the_exact_ndjson(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=204)
+    driver = _driver(compression="gzip", gzip_level=6)
+    events = [b'{"event":"e","fields":{"n":%d}}' % n for n in range(500)]
+    await _send(driver, _batch(*events))
+    request = httpx_mock.get_request()
+    assert request is not None
+    assert request.headers["content-encoding"] == "gzip"
+    assert request.headers["content-type"] == "application/x-ndjson"
+    assert len(request.content) < len(b"\n".join(events)) // 4
+    assert gzip.decompress(request.content) == b"".join(e + b"\n" for e in events)
+    await driver.aclose()
+
+
+# -- classification ------------------------------------------------------------------------
+
+DELIVERED = [200, 201, 202, 204, 299]
+RETRIED = sorted(DEFAULT_RETRY_STATUSES)
+PERMANENT = [400, 401, 403, 404, 409, 413, 422, 431, 451, 501, 505, 511, 599]
+
+
+@pytest.mark.parametrize("status", DELIVERED)
+async def test_2xx_is_delivered(httpx_mock: HTTPXMock, status: int) -> None:
+    httpx_mock.add_response(status_code=status, text="ok")
+    driver = _driver()
+    await _send(driver, _batch(b"{}"))
+    await driver.aclose()
+
+
+@pytest.mark.parametrize("status", RETRIED)
+async def test_retried_statuses(httpx_mock: HTTPXMock, status: int) -> None:
+    assert RETRIED == [408, 425, 429, 500, 502, 503, 504]
+    httpx_mock.add_response(status_code=status, text="busy, come back later")
+    driver = _driver()
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await _send(driver, _batch(b"{}"))
+    assert f"HTTP {status}" in str(caught.value)
+    assert "busy, come back later" in str(caught.value)
+    assert caught.value.retry_after is None  # no Retry-After: the backoff decides
+    await driver.aclose()
+
+
+@pytest.mark.parametrize("status", PERMANENT)
+async def test_other_statuses_are_permanent_with_status_and_body_excerpt(
+    httpx_mock: HTTPXMock, status: int
+) -> None:
+    body = "field 'user' is required\n" + "x" * 1000
+    httpx_mock.add_response(status_code=status, text=body)
+    driver = _driver()
+    with pytest.raises(PermanentDeliveryError) as caught:
+        await _send(driver, _batch(b"{}"))
+    message = str(caught.value)
+    assert message.startswith(f"{URL}: HTTP {status}")
+    assert "field 'user' is required" in message
+    assert message.endswith("...")
+    assert len(message) < 320  # the first bytes of the body, not all of it
+    await driver.aclose()
+
+
+async def test_a_redirect_is_not_followed_unless_enabled(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=308, headers={"Location": "http://127.0.0.1:9/v2"})
+    driver = _driver()
+    with pytest.raises(PermanentDeliveryError, match=r"308.*redirect to http://127.0.0.1:9/v2"):
+        await _send(driver, _batch(b"{}"))
+    await driver.aclose()
+
+    httpx_mock.add_response(status_code=308, headers={"Location": "http://127.0.0.1:9/v2"})
+    httpx_mock.add_response(url="http://127.0.0.1:9/v2", status_code=204)
+    driver = _driver(follow_redirects=True)
+    await _send(driver, _batch(b"{}"))
+    assert [str(r.url) for r in httpx_mock.get_requests()][-2:] == [URL, "http://127.0.0.1:9/v2"]
+    await driver.aclose()
+
+
+def test_the_retried_statuses_are_configurable() -> None:
+    settings = HttpSettings(url=URL, retry_statuses=frozenset({409}))
+    assert settings.retry_statuses == {409}
+    with pytest.raises(UsageError, match="204"):
+        HttpSettings(url=URL, retry_statuses=frozenset({204}))
+
+
+async def test_a_configured_retry_status_is_retried(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=409)
+    httpx_mock.add_response(status_code=503)
+    driver = _driver(retry_statuses=frozenset({409}))
+    with pytest.raises(RetryableDeliveryError):
+        await _send(driver, _batch(b"{}"))
+    with pytest.raises(PermanentDeliveryError):
+        await _send(driver, _batch(b"{}"))
+    await driver.aclose()
+
+
+def _exception(cls: type[Exception]) -> Exception:
+    """An instance of any httpx exception class, whatever its constructor wants."""
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, f"simulated {cls.__name__}")
+    return exc
+
+
+HTTPX_EXCEPTIONS = [
+    getattr(httpx, name)
+    for name in httpx.__all__
+    if isinstance(getattr(httpx, name), type) and issubclass(getattr(httpx, name), Exception)
+]
+RETRYABLE_HTTPX = {
+    "TimeoutException",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "WriteTimeout",
+    "PoolTimeout",
+    "NetworkError",
+    "ConnectError",
+    "ReadError",
+    "WriteError",
+    "CloseError",
+    "RemoteProtocolError",
+    "ProxyError",
+}
+
+
+def test_every_public_httpx_exception_is_classified() -> None:
+    assert len(HTTPX_EXCEPTIONS) >= 25  # the list is httpx's own, not ours
+    for cls in HTTPX_EXCEPTIONS:
+        error = classify_exception(_exception(cls), "http://x/", 60)
+        expected = RetryableDeliveryError if cls.__name__ in RETRYABLE_HTTPX else None
+        if expected is None:
+            assert type(error) is PermanentDeliveryError, cls
+        else:
+            assert type(error) is expected, cls
+        assert f"simulated {cls.__name__}" in str(error)
+    # A transport failure httpx did not wrap, and our whole-request deadline:
+    assert type(classify_exception(ConnectionResetError(104, "reset"), "u", 1)) is (
+        RetryableDeliveryError
+    )
+    assert "no response within 1.5 s" in str(classify_exception(TimeoutError(), "u", 1.5))
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("eof")],
+)
+async def test_transport_failures_are_retryable(httpx_mock: HTTPXMock, exc: Exception) -> None:
+    httpx_mock.add_exception(exc)
+    driver = _driver()
+    with pytest.raises(RetryableDeliveryError, match=str(exc)):
+        await _send(driver, _batch(b"{}"))
+    await driver.aclose()
+
+
+class _Hanging(httpx.AsyncBaseTransport):
+    """A server that takes the request and never answers."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_the_whole_request_deadline_is_retryable() -> None:
+    driver = HttpDriver(HttpSettings(url=URL, request_timeout=0.05), transport=_Hanging())
+    with pytest.raises(RetryableDeliveryError, match=r"no response within 0.05 s"):
+        await _send(driver, _batch(b"{}"))
+    await driver.aclose()
+
+
+# -- Retry-After ---------------------------------------------------------------------------
+
+
+async def test_retry_after_in_seconds(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=429, headers={"Retry-After": "7"})
+    driver = _driver()
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await _send(driver, _batch(b"{}"))
+    assert caught.value.retry_after == 7.0
+    await driver.aclose()
+
+
+async def test_retry_after_as_an_http_date(httpx_mock: HTTPXMock) -> None:
+    when = email.utils.formatdate(NOW + 120, usegmt=True)
+    httpx_mock.add_response(status_code=503, headers={"Retry-After": when})
+    driver = _driver()
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await _send(driver, _batch(b"{}"))
+    assert caught.value.retry_after == 120.0
+    await driver.aclose()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", 0.0),
+        (" 30 ", 30.0),
+        ("Sat, 21 Nov 2026 23:42:00 GMT", 0.0),  # in the past: at once
+        ("Sun, 06 Nov 1994 08:49:37 GMT", 0.0),
+        ("-5", None),
+        ("1.5", None),
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_values(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value, NOW) == expected
+
+
+async def test_retry_after_on_a_permanent_status_is_ignored(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=400, headers={"Retry-After": "5"})
+    driver = _driver()
+    with pytest.raises(PermanentDeliveryError):
+        await _send(driver, _batch(b"{}"))
+    await driver.aclose()
+
+
+# -- headers, auth, idempotency keys ----------------------------------------------------
+
+
+async def test_idempotency_key_is_stable_across_retries_and_differs_between_batches(
+    httpx_mock: HTTPXMock,
+) -> None:
+    httpx_mock.add_response(status_code=500)
+    httpx_mock.add_response(status_code=204, is_reusable=True)
+    driver = _driver()
+    first, second = _batch(b"{}"), _batch(b"{}")
+    with pytest.raises(RetryableDeliveryError):
+        await _send(driver, first)
+    await _send(driver, first)
+    await _send(driver, second)
+    keys = [r.headers["idempotency-key"] for r in httpx_mock.get_requests()]
+    assert keys == [first.key, first.key, second.key]
+    assert first.key != second.key
+    await driver.aclose()
+
+
+async def test_custom_headers_and_no_idempotency_header(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=204)
+    driver = _driver(headers={"X-Source": "imap01"}, idempotency_header="")
+    await _send(driver, _batch(b"{}"))
+    request = httpx_mock.get_request()
+    assert request is not None
+    assert request.headers["x-source"] == "imap01"
+    assert request.headers["user-agent"] == "event-exporter"
+    assert "idempotency-key" not in request.headers
+    await driver.aclose()
+
+
+async def test_bearer_token_from_the_environment(
+    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EE_TOKEN", TOKEN)
+    httpx_mock.add_response(status_code=204)
+    driver = _driver(bearer_token=Secret.from_env("EE_TOKEN"))
+    await _send(driver, _batch(b"{}"))
+    request = httpx_mock.get_request()
+    assert request is not None
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+    await driver.aclose()
+
+
+async def test_basic_auth_with_the_password_from_a_file(
+    httpx_mock: HTTPXMock, tmp_path: Path
+) -> None:
+    (tmp_path / "password").write_text(TOKEN + "\n")
+    httpx_mock.add_response(status_code=204)
+    driver = _driver(
+        basic_user="dovecot", basic_password=Secret.from_file(str(tmp_path / "password"))
+    )
+    await _send(driver, _batch(b"{}"))
+    request = httpx_mock.get_request()
+    assert request is not None
+    expected = base64.b64encode(f"dovecot:{TOKEN}".encode()).decode()
+    assert request.headers["authorization"] == f"Basic {expected}"
+    await driver.aclose()
+
+
+async def test_secrets_appear_in_no_message_log_line_or_repr(
+    httpx_mock: HTTPXMock, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EE_TOKEN", TOKEN)
+    monkeypatch.setenv("EE_KEY", TOKEN + "-key")
+    caplog.set_level(logging.DEBUG)
+    settings = HttpSettings(
+        url=URL + "?api_key=" + TOKEN,
+        bearer_token=Secret.from_env("EE_TOKEN"),
+        signing="stalwart",
+        signing_key=Secret.from_env("EE_KEY"),
+    )
+    driver = HttpDriver(settings)
+    texts = [repr(settings), str(settings), driver.name]
+    httpx_mock.add_response(status_code=401, text="bad token")
+    httpx_mock.add_response(status_code=503)
+    httpx_mock.add_exception(httpx.ConnectError("refused"))
+    httpx_mock.add_response(status_code=204)
+    for _ in range(3):
+        with pytest.raises(DeliveryError) as caught:
+            await _send(driver, _batch(b"{}"))
+        texts.append(str(caught.value))
+    await _send(driver, _batch(b"{}"))
+    await driver.aclose()
+    texts += [record.getMessage() for record in caplog.records]
+    assert any("HTTP 401" in text for text in texts)
+    assert len(caplog.records) > 0  # httpx did log the requests
+    for text in texts:
+        assert TOKEN not in text
+
+
+def test_credentials_in_the_url_are_refused() -> None:
+    with pytest.raises(UsageError, match="credentials in the URL") as caught:
+        HttpSettings(url=f"http://user:{TOKEN}@127.0.0.1/")
+    assert TOKEN not in str(caught.value)
+
+
+def test_secret_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EE_MISSING", raising=False)
+    with pytest.raises(UsageError, match="EE_MISSING is not set"):
+        Secret.from_env("EE_MISSING")
+    with pytest.raises(UsageError, match="cannot read secret file"):
+        Secret.from_file(str(tmp_path / "absent"))
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(UsageError, match="is empty"):
+        Secret.from_file(str(tmp_path / "empty"))
+    assert Secret.load() is None
+    with pytest.raises(UsageError, match="not both"):
+        Secret.load(env="A", file="B")
+    assert "***" in repr(Secret(TOKEN))
+    assert TOKEN not in repr(Secret(TOKEN))
+
+
+# -- signatures, against an independent HMAC ---------------------------------------------
+
+
+def _hmac_sha256(key: bytes, message: bytes) -> bytes:
+    """RFC 2104 by hand (not the hmac module the driver uses)."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(k ^ 0x36 for k in key) + message).digest()
+    return hashlib.sha256(bytes(k ^ 0x5C for k in key) + inner).digest()
+
+
+def test_the_independent_hmac_matches_rfc_4231() -> None:
+    digest = _hmac_sha256(b"Jefe", b"what do ya want for nothing?")
+    assert digest.hex() == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+
+
+async def test_stalwart_signature_of_the_exact_body_sent(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=204)
+    driver = _driver(signing="stalwart", signing_key=Secret("webhook-key"), compression="gzip")
+    await _send(driver, _batch(*EVENTS))
+    request = httpx_mock.get_request()
+    assert request is not None
+    expected = base64.b64encode(_hmac_sha256(b"webhook-key", request.content)).decode()
+    assert request.headers["x-signature"] == expected
+    await driver.aclose()
+
+
+@pytest.mark.parametrize("key", ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "plain-key"])
+async def test_standard_webhooks_signature(httpx_mock: HTTPXMock, key: str) -> None:
+    httpx_mock.add_response(status_code=500)
+    httpx_mock.add_response(status_code=204)
+    now = [NOW]
+    driver = HttpDriver(
+        HttpSettings(url=URL, signing="standard-webhooks", signing_key=Secret(key)),
+        clock=lambda: now[0],
+    )
+    batch = _batch(*EVENTS)
+    with pytest.raises(RetryableDeliveryError):
+        await _send(driver, batch)
+    now[0] = NOW + 30
+    await _send(driver, batch)
+    raw = base64.b64decode(key[6:]) if key.startswith("whsec_") else key.encode()
+    stamps = []
+    for request in httpx_mock.get_requests():
+        msg_id = request.headers["webhook-id"]
+        stamp = request.headers["webhook-timestamp"]
+        signed = f"{msg_id}.{stamp}.".encode() + request.content
+        expected = "v1," + base64.b64encode(_hmac_sha256(raw, signed)).decode()
+        assert request.headers["webhook-signature"] == expected
+        assert msg_id == batch.key
+        stamps.append(stamp)
+    assert stamps == [str(int(NOW)), str(int(NOW + 30))]  # signed again at each attempt
+    await driver.aclose()
+
+
+def test_signing_needs_a_key_and_a_key_needs_signing() -> None:
+    with pytest.raises(UsageError, match="go together"):
+        HttpSettings(url=URL, signing="stalwart")
+    with pytest.raises(UsageError, match="go together"):
+        HttpSettings(url=URL, signing_key=Secret("k"))
+
+
+# -- the driver contract bits this driver adds -------------------------------------------
+
+
+async def test_name_hides_query_and_send_after_close_fails(httpx_mock: HTTPXMock) -> None:
+    driver = _driver(url=URL + "?token=x#frag")
+    assert driver.name == URL
+    await driver.flush()
+    await driver.reopen()
+    await driver.aclose()
+    await driver.aclose()
+    with pytest.raises(DriverClosedError):
+        await _send(driver, _batch(b"{}"))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"url": "ftp://x/"}, "scheme must be http or https"),
+        ({"body": "xml"}, "unknown http body"),
+        ({"compression": "br"}, "unknown compression"),
+        ({"gzip_level": 10}, "gzip level"),
+        ({"read_timeout": 0}, "read timeout must be positive"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"headers": {"X-A": "1\r\nX-B: 2"}}, "not a valid header"),
+        ({"basic_user": "u"}, "basic auth needs both"),
+        (
+            {"bearer_token": Secret("t"), "basic_user": "u", "basic_password": Secret("p")},
+            "not both",
+        ),
+    ],
+)
+def test_bad_settings_say_what_is_allowed(settings: dict[str, object], message: str) -> None:
+    values: dict[str, object] = {"url": URL, **settings}
+    with pytest.raises(UsageError, match=message):
+        HttpSettings(**values)  # type: ignore[arg-type]
