@@ -7,13 +7,19 @@ import base64
 import email.utils
 import gzip
 import hashlib
+import http.server
 import logging
+import os
+import socketserver
+import ssl
+import threading
 from pathlib import Path
 
 import anyio
 import httpx
 import orjson
 import pytest
+import trustme
 from pytest_httpx import HTTPXMock
 
 from drivers.base import Batch
@@ -32,6 +38,7 @@ from exporter.errors import (
     UsageError,
 )
 from exporter.secret import Secret
+from tests.driver_helpers import socket_dir
 
 pytestmark = pytest.mark.anyio
 URL = "http://127.0.0.1:9/ingest"
@@ -553,3 +560,86 @@ def test_bad_settings_say_what_is_allowed(settings: dict[str, object], message: 
     values: dict[str, object] = {"url": URL, **settings}
     with pytest.raises(UsageError, match=message):
         HttpSettings(**values)  # type: ignore[arg-type]
+
+
+# -- HTTP over a unix socket, for real --------------------------------------------------
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class _Collect(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    bodies: list[tuple[str, str, bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.bodies.append((self.path, self.headers["Host"], body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+async def test_http_over_a_unix_socket() -> None:
+    _Collect.bodies = []
+    with socket_dir() as directory:
+        path = os.path.join(directory, "collector.sock")
+        server = _UnixHTTPServer(path, _Collect)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            driver = HttpDriver(HttpSettings(url="http://collector/ingest", unix_socket=path))
+            await _send(driver, _batch(*EVENTS))
+            await _send(driver, _batch(b"{}"))
+            await driver.aclose()
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=10)
+    assert _Collect.bodies == [
+        ("/ingest", "collector", EVENTS[0] + b"\n" + EVENTS[1] + b"\n"),
+        ("/ingest", "collector", b"{}\n"),
+    ]
+
+
+# -- TLS: verified by default, with a CA file ---------------------------------------------
+
+
+class _TLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+
+async def test_https_verifies_the_server_and_trusts_a_given_ca_file(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    _Collect.bodies = []
+    server = _TLSServer(("127.0.0.1", 0), _Collect)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_context)
+    server.socket = server_context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{server.server_address[1]}/ingest"
+    try:
+        unknown = HttpDriver(HttpSettings(url=url))  # the system's CAs: ours is unknown
+        with pytest.raises(RetryableDeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+            await _send(unknown, _batch(b"{}"))
+        await unknown.aclose()
+        trusted = HttpDriver(HttpSettings(url=url, ca_file=str(ca_file)))
+        await _send(trusted, _batch(b"{}"))
+        await trusted.aclose()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert [body for _, _, body in _Collect.bodies] == [b"{}\n"]
+
+
+def test_an_unreadable_ca_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot load CA file"):
+        HttpDriver(HttpSettings(url="https://127.0.0.1/", ca_file=str(tmp_path / "absent.pem")))
