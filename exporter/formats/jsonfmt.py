@@ -25,7 +25,7 @@ from exporter.errors import EventFormatError
 from exporter.event import Event, Fields
 from exporter.formats.spec import ALL_INCLUDES, FormatSpec, Formatter
 from exporter.formats.text import cut_bytes, scrub_surrogates
-from exporter.formats.timefmt import make_time_formatter, remember_last
+from exporter.formats.timefmt import make_time_formatter
 
 
 def make_json_formatter(spec: FormatSpec, *, newline: bool = False) -> Formatter:
@@ -75,19 +75,26 @@ def make_json_formatter(spec: FormatSpec, *, newline: bool = False) -> Formatter
         return out
 
     everything = spec.include == ALL_INCLUDES and not keys and limit is None
-    end_time_value = remember_last(time_value)
+    # Dovecot stamps every event of one ioloop run with the same end_time: reuse its text
+    # (inline, not remember_last(): a call costs as much as the comparison saves).
+    last_end: int | None = None
+    last_end_text: object = None
 
     def format_json(event: Event) -> bytes:
+        nonlocal last_end, last_end_text
         name = event.name
         hostname = event.hostname
         start = event.start_ns
         end = event.end_ns
         if everything and name is not None and hostname is not None and start and end:
+            if end != last_end:
+                last_end_text = time_value(end)
+                last_end = end
             out = {
                 "event": name,
                 "hostname": hostname,
                 "start_time": time_value(start),
-                "end_time": end_time_value(end),
+                "end_time": last_end_text,
                 "categories": event.categories,
                 "fields": event.fields,
             }
