@@ -415,12 +415,13 @@ def classify_status(
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from ``Retry-After``: delta-seconds or an HTTP date; None if absent
-    or unreadable (the backoff then decides)."""
+    """Seconds to wait from ``Retry-After``: delta-seconds (a fraction accepted) or an HTTP
+    date; None if absent or unreadable (the backoff then decides)."""
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit() and value.isascii():
+    whole, dot, fraction = value.partition(".")  # RFC 9110 says whole seconds; take 1.5 too
+    if whole.isdigit() and whole.isascii() and (not dot or fraction.isdigit()):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -447,7 +448,7 @@ def classify_exception(exc: BaseException, name: str, request_timeout: float) ->
     whole-request deadline. Permanent: what no retry can change (an unsupported scheme,
     a request httpx refuses to write, too many redirects, a bug in how a stream is used).
     """
-    detail = str(exc) or type(exc).__name__
+    detail = _detail(exc)
     if isinstance(exc, TimeoutError):
         return RetryableDeliveryError(f"{name}: no response within {request_timeout} s")
     if isinstance(exc, _RETRYABLE_TRANSPORT):
@@ -455,6 +456,19 @@ def classify_exception(exc: BaseException, name: str, request_timeout: float) ->
     if isinstance(exc, OSError):
         return RetryableDeliveryError(f"{name}: {detail}")
     return PermanentDeliveryError(f"{name}: {_kind(exc)}: {detail}")
+
+
+def _detail(exc: BaseException) -> str:
+    """The first non-empty message down the chain: httpx's ReadError('') wraps
+    httpcore's, which wraps ``[Errno 104] Connection reset by peer``."""
+    node: BaseException | None = exc
+    for _ in range(8):  # chains are short; never loop on a cycle
+        if node is None:
+            break
+        if str(node):
+            return str(node)
+        node = node.__cause__ or node.__context__
+    return type(exc).__name__
 
 
 def _kind(exc: BaseException) -> str:

@@ -330,7 +330,9 @@ async def test_retry_after_as_an_http_date(httpx_mock: HTTPXMock) -> None:
         ("Sat, 21 Nov 2026 23:42:00 GMT", 0.0),  # in the past: at once
         ("Sun, 06 Nov 1994 08:49:37 GMT", 0.0),
         ("-5", None),
-        ("1.5", None),
+        ("1.5", 1.5),
+        ("1.", None),
+        (".5", None),
         ("soon", None),
         ("", None),
         (None, None),
