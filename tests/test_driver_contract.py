@@ -16,6 +16,7 @@ import pytest
 from drivers.base import Batch, Driver
 from drivers.drop import DropDriver
 from drivers.file import FileDriver
+from drivers.http import HttpDriver, HttpSettings
 from drivers.log import LogDriver
 from drivers.unix import UnixDriver
 from exporter.errors import (
@@ -31,6 +32,7 @@ from tests.driver_helpers import (
     unix_datagram_receiver,
     unix_stream_receiver,
 )
+from tests.http_receiver import Receiver
 
 
 @pytest.fixture
@@ -116,12 +118,23 @@ async def drop_harness(places: Places) -> AsyncIterator[Harness]:
     yield Harness(DropDriver(), delivered)
 
 
+@asynccontextmanager
+async def http_harness(places: Places) -> AsyncIterator[Harness]:
+    with Receiver() as receiver:
+
+        async def delivered() -> list[bytes]:
+            return receiver.events()
+
+        yield Harness(HttpDriver(HttpSettings(url=receiver.url)), delivered)
+
+
 HARNESSES: dict[str, Callable[[Places], AbstractAsyncContextManager[Harness]]] = {
     "file": file_harness,
     "unix-stream": unix_stream_harness,
     "unix-datagram": unix_datagram_harness,
     "log": log_harness,
     "drop": drop_harness,
+    "http": http_harness,
 }
 
 
@@ -224,6 +237,8 @@ FAILURES = {
     "unix-stream-stale-socket-file": RetryableDeliveryError,
     "unix-datagram-no-receiver": RetryableDeliveryError,
     "log-reader-gone": PermanentDeliveryError,
+    "http-no-listener": RetryableDeliveryError,
+    "http-refuses-the-batch": PermanentDeliveryError,
 }
 
 
@@ -243,6 +258,14 @@ def broken_driver(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             yield UnixDriver(absent)
         elif name == "unix-datagram-no-receiver":
             yield UnixDriver(absent, datagram=True)
+        elif name == "http-no-listener":
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))  # a port no one listens on while it is held
+                port = sock.getsockname()[1]
+                yield HttpDriver(HttpSettings(url=f"http://127.0.0.1:{port}/ingest"))
+        elif name == "http-refuses-the-batch":
+            with Receiver(["400", "400"]) as receiver:
+                yield HttpDriver(HttpSettings(url=receiver.url))
         else:  # stdout is a pipe whose reading end is closed: writes fail with EPIPE
             read_end, write_end = os.pipe()
             os.close(read_end)
