@@ -102,9 +102,11 @@ def floor(dicts: list[dict[str, object]], write: Callable[[bytearray], None]) ->
     return time.perf_counter() - start
 
 
-def engine(events: list[Event], driver: Driver) -> float:
+def engine(events: list[Event], driver: Driver, batch_max_events: int = 1000) -> float:
+    """Seconds from the first event offered to the last one delivered (json, 1 exporter)."""
     fmt = make_formatter(FormatSpec(), newline=True)
-    exporter = Exporter("bench", driver, DeliverySettings(batch_max_age=0.05), None)
+    settings = DeliverySettings(batch_max_events=batch_max_events, batch_max_age=0.05)
+    exporter = Exporter("bench", driver, settings, None)
 
     async def run() -> float:
         async with anyio.create_task_group() as tasks:

@@ -136,10 +136,14 @@ async def test_single_resumes_a_batch_after_the_events_already_taken(
     await driver.aclose()
 
 
-async def test_gzip_body_decompresses_to_the_exact_ndjson(httpx_mock: HTTPXMock) -> None:
+@pytest.mark.parametrize("count", [500, 5000], ids=["inline", "in-a-thread"])
+async def test_gzip_body_decompresses_to_the_exact_ndjson(
+    httpx_mock: HTTPXMock, count: int
+) -> None:
+    """Below 64 KiB the body is compressed inline, above in a worker thread."""
     httpx_mock.add_response(status_code=204)
     driver = _driver(compression="gzip", gzip_level=6)
-    events = [b'{"event":"e","fields":{"n":%d}}' % n for n in range(500)]
+    events = [b'{"event":"e","fields":{"n":%d}}' % n for n in range(count)]
     await _send(driver, _batch(*events))
     request = httpx_mock.get_request()
     assert request is not None
