@@ -469,3 +469,20 @@ def accounting(delivered: list[bytes], dead: list[bytes]) -> tuple[set[int], set
         {event_number(line) for line in dead},
         sum(counts.values()) - len(counts),
     )
+
+
+def plain_export(tmp_path: Path, source: Path, options: list[str]) -> bytes:
+    """What ``export`` prints for ``source``, the reference for what ``--to`` delivers."""
+    from exporter.cli import main
+
+    out = tmp_path / "printed"
+    assert main(["export", "--output", str(out), *options, str(source)]) == 0
+    return out.read_bytes()
+
+
+def summary_line(dest: str, received: int, exported: int, retried: int, dead: int) -> str:
+    """The summary ``export --to`` prints when nothing was dropped."""
+    return (
+        f"event-exporter: {dest}: received {received}, exported {exported}, "
+        f"retried {retried}, dropped 0, dead-lettered {dead}"
+    )

@@ -13,6 +13,8 @@ import os
 import socketserver
 import ssl
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -589,22 +591,28 @@ class _Collect(http.server.BaseHTTPRequestHandler):
         return None
 
 
-async def test_http_over_a_unix_socket() -> None:
+@contextmanager
+def _serving(server: socketserver.BaseServer) -> Iterator[None]:
+    """``server`` answering in a thread until the block ends; then stopped and joined."""
     _Collect.bodies = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+async def test_http_over_a_unix_socket() -> None:
     with socket_dir() as directory:
         path = os.path.join(directory, "collector.sock")
-        server = _UnixHTTPServer(path, _Collect)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with _serving(_UnixHTTPServer(path, _Collect)):
             driver = HttpDriver(HttpSettings(url="http://collector/ingest", unix_socket=path))
             await _send(driver, _batch(*EVENTS))
             await _send(driver, _batch(b"{}"))
             await driver.aclose()
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=10)
     assert _Collect.bodies == [
         ("/ingest", "collector", EVENTS[0] + b"\n" + EVENTS[1] + b"\n"),
         ("/ingest", "collector", b"{}\n"),
@@ -623,15 +631,12 @@ async def test_https_verifies_the_server_and_trusts_a_given_ca_file(tmp_path: Pa
     cert = ca.issue_cert("127.0.0.1")
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    _Collect.bodies = []
     server = _TLSServer(("127.0.0.1", 0), _Collect)
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(server_context)
     server.socket = server_context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     url = f"https://127.0.0.1:{server.server_address[1]}/ingest"
-    try:
+    with _serving(server):
         unknown = HttpDriver(HttpSettings(url=url))  # the system's CAs: ours is unknown
         with pytest.raises(RetryableDeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
             await _send(unknown, _batch(b"{}"))
@@ -639,10 +644,6 @@ async def test_https_verifies_the_server_and_trusts_a_given_ca_file(tmp_path: Pa
         trusted = HttpDriver(HttpSettings(url=url, ca_file=str(ca_file)))
         await _send(trusted, _batch(b"{}"))
         await trusted.aclose()
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
     assert [body for _, _, body in _Collect.bodies] == [b"{}\n"]
 
 

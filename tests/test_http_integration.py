@@ -30,7 +30,13 @@ from exporter.errors import DeliveryError, PermanentDeliveryError, RetryableDeli
 from exporter.retry import RetryPolicy
 from tests.http_receiver import Receiver
 from tests.samples import EVENTS_FILE
-from tests.shipping_helpers import bounded, dead_letter_events, event_number
+from tests.shipping_helpers import (
+    bounded,
+    dead_letter_events,
+    event_number,
+    plain_export,
+    summary_line,
+)
 
 CAPTURE_EVENTS = 36
 FAST = RetryPolicy(initial_delay=0.01, max_delay=0.05)
@@ -364,20 +370,6 @@ async def test_a_retried_batch_keeps_its_idempotency_key_and_other_batches_get_t
 # -- export --to http://... as a user runs it --------------------------------------------------
 
 
-def _plain_export(tmp_path: Path, source: Path, options: list[str]) -> bytes:
-    """What ``export`` prints for ``source``, the reference for what ``--to`` delivers."""
-    out = tmp_path / "printed"
-    assert main(["export", "--output", str(out), *options, str(source)]) == 0
-    return out.read_bytes()
-
-
-def _summary(dest: str, received: int, exported: int, retried: int, dead: int) -> str:
-    return (
-        f"event-exporter: {dest}: received {received}, exported {exported}, "
-        f"retried {retried}, dropped 0, dead-lettered {dead}"
-    )
-
-
 @pytest.mark.parametrize(
     "options",
     [
@@ -392,7 +384,7 @@ def test_export_to_http_delivers_every_event_as_export_prints_it(
     """The server answers 503 first: that batch is sent again and delivered whole. An
     ndjson body is what ``export`` prints; ``single`` posts each event on its own, without
     its newline, as Dovecot's http-post does."""
-    expected = _plain_export(tmp_path, EVENTS_FILE, [])
+    expected = plain_export(tmp_path, EVENTS_FILE, [])
     assert expected.count(b"\n") == CAPTURE_EVENTS
     capsys.readouterr()
     dead = tmp_path / "dead.ndjson"
@@ -403,7 +395,7 @@ def test_export_to_http_delivers_every_event_as_export_prints_it(
             code = main([*argv, *retry, *options, str(EVENTS_FILE)])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert err == _summary(receiver.url, CAPTURE_EVENTS, CAPTURE_EVENTS, 1, 0) + "\n"
+    assert err == summary_line(receiver.url, CAPTURE_EVENTS, CAPTURE_EVENTS, 1, 0) + "\n"
     requests = receiver.requests
     single = "single" in options
     assert [r.status for r in requests] == [503] + [200] * (CAPTURE_EVENTS if single else 1)
@@ -421,7 +413,7 @@ def test_export_to_http_delivers_every_event_as_export_prints_it(
 def test_export_to_http_dead_letters_what_the_server_refuses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    expected = _plain_export(tmp_path, EVENTS_FILE, [])
+    expected = plain_export(tmp_path, EVENTS_FILE, [])
     capsys.readouterr()
     dead = tmp_path / "dead.ndjson"
     with Receiver(["400"]) as receiver:
@@ -430,7 +422,7 @@ def test_export_to_http_dead_letters_what_the_server_refuses(
             code = main(argv)
     err = capsys.readouterr().err
     assert code == 3, err
-    summary = _summary(receiver.url, CAPTURE_EVENTS, 0, 0, CAPTURE_EVENTS)
+    summary = summary_line(receiver.url, CAPTURE_EVENTS, 0, 0, CAPTURE_EVENTS)
     assert err == summary + f"; dead letters in {dead}\n"
     assert [r.status for r in receiver.requests] == [400]
     assert receiver.received == []

@@ -32,8 +32,10 @@ from tests.shipping_helpers import (
     event_number,
     exporter_child,
     numbered_tab_line,
+    plain_export,
     rss_kib,
     signal_pending,
+    summary_line,
     unread_bytes,
     wait_until,
 )
@@ -45,20 +47,6 @@ CAPTURE_EVENTS = 36
 def sock_path() -> Iterator[str]:
     with socket_dir() as directory:
         yield os.path.join(directory, "events.sock")
-
-
-def _plain_export(tmp_path: Path, source: Path, options: list[str]) -> bytes:
-    """What ``export`` prints for ``source``, the reference for what ``--to`` delivers."""
-    out = tmp_path / "printed"
-    assert main(["export", "--output", str(out), *options, str(source)]) == 0
-    return out.read_bytes()
-
-
-def _summary(dest: str, received: int, exported: int, retried: int, dead: int) -> str:
-    return (
-        f"event-exporter: {dest}: received {received}, exported {exported}, "
-        f"retried {retried}, dropped 0, dead-lettered {dead}"
-    )
 
 
 # -- export --to a file or a unix listener -------------------------------------------------
@@ -81,7 +69,7 @@ def test_export_to_delivers_every_event_as_export_prints_it(
     scheme: str,
     options: list[str],
 ) -> None:
-    expected = _plain_export(tmp_path, EVENTS_FILE, options)
+    expected = plain_export(tmp_path, EVENTS_FILE, options)
     assert expected.count(b"\n") == CAPTURE_EVENTS
     capsys.readouterr()
     dead = tmp_path / "dead.ndjson"
@@ -105,7 +93,7 @@ def test_export_to_delivers_every_event_as_export_prints_it(
         delivered = bytes(listener.connections[0])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert err == _summary(dest, CAPTURE_EVENTS, CAPTURE_EVENTS, 0, 0) + "\n"
+    assert err == summary_line(dest, CAPTURE_EVENTS, CAPTURE_EVENTS, 0, 0) + "\n"
     assert delivered == expected
     assert not dead.exists()
 
@@ -163,7 +151,7 @@ def test_undeliverable_events_are_dead_lettered_and_replayed_byte_for_byte(
         )
     err = capsys.readouterr().err
     assert code == 3, err
-    assert err == _summary(dest, total, 0, retried, total) + f"; dead letters in {dead}\n"
+    assert err == summary_line(dest, total, 0, retried, total) + f"; dead letters in {dead}\n"
 
     events, records = dead_letter_events(dead)
     assert len(records) == total
@@ -190,7 +178,7 @@ def test_undeliverable_events_are_dead_lettered_and_replayed_byte_for_byte(
         )
     err = capsys.readouterr().err
     assert code == 0, err
-    assert err == _summary(f"file:{replayed}", total, total, 0, 0) + "\n"
+    assert err == summary_line(f"file:{replayed}", total, total, 0, 0) + "\n"
     assert replayed.read_bytes() == reference
     assert not dead_again.exists()
 
