@@ -164,6 +164,11 @@ class HttpSettings:
         return "text/plain"
 
 
+def printable_url(text: str) -> str:
+    """``text`` as it may be printed (``check``, messages): without its query."""
+    return _safe_url(_parse_url(text))
+
+
 def _safe_url(url: httpx.URL) -> str:
     """The URL as it may be printed: no query (tokens travel there), no fragment."""
     safe = str(url.copy_with(query=None, fragment=None))

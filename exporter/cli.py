@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from exporter.cli_check import add_check_command, check_command
 from exporter.cli_common import (
     EXIT_BROKEN_PIPE,
     EXIT_OK,
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("dead_letter_file", metavar="DEADLETTER")
     add_delivery_options(replay, required=True)
+    add_check_command(commands)
     return parser
 
 
@@ -128,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "replay":
         return replay_command(args)
+    if args.command == "check":
+        return check_command(args)
     if args.to is not None:
         return ship_command(args)
     return _export(args)

@@ -27,6 +27,7 @@ from exporter.cli_common import (
     usage_error,
 )
 from exporter.cli_http import add_http_options, http_settings
+from exporter.config import DEFAULT_DEAD_LETTER
 from exporter.deadletter import DeadLetterFile, read_dead_letters
 from exporter.destinations import SCHEMES, Destination, parse_destination
 from exporter.engine import DeliverySettings, Exporter
@@ -45,7 +46,6 @@ from exporter.shipping import (
     ship,
 )
 
-DEFAULT_DEAD_LETTER = "event-exporter.deadletter.ndjson"
 _defaults = DeliverySettings()
 _retry_defaults = RetryPolicy()
 T = TypeVar("T", int, float)

@@ -1,0 +1,120 @@
+"""``event-exporter check CONFIG``: every problem of a configuration, or what it does.
+
+On success it prints the routing (each metric and the exporter it feeds) and each
+exporter's settings, secrets shown as ``***`` with where they come from, then warnings
+(a filter mixing AND and OR without parentheses, an exporter no metric feeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from drivers.http import printable_url
+from exporter.cli_common import EXIT_OK, EXIT_USAGE
+from exporter.config import Config, ConfigError, ExporterConfig, MetricConfig, load_config
+from exporter.errors import UsageError
+
+
+def add_check_command(commands: argparse._SubParsersAction[Any]) -> None:
+    check = commands.add_parser(
+        "check",
+        help="check a configuration file and show what it routes where",
+        description="Reports every problem of CONFIG at once (file:line: key: what is "
+        "allowed), or prints its routing with secrets masked.",
+        epilog="exit status: 0 the configuration is valid (warnings may be printed); "
+        "2 it is not, or cannot be read",
+    )
+    check.add_argument("config", metavar="CONFIG")
+
+
+def check_command(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        count = len(exc.problems)
+        sys.stderr.write(
+            f"event-exporter: {count} problem{'s' if count > 1 else ''} in {exc.source}:\n{exc}\n"
+        )
+        return EXIT_USAGE
+    except UsageError as exc:
+        sys.stderr.write(f"event-exporter: {exc}\n")
+        return EXIT_USAGE
+    sys.stdout.write(describe(config))
+    return EXIT_OK
+
+
+def describe(config: Config) -> str:
+    """The configuration as a reader should understand it (no secret in it)."""
+    exporters, metrics = len(config.exporters), len(config.metrics)
+    lines = [
+        f"{config.source}: valid: {exporters} exporter{'s' * (exporters != 1)}, "
+        f"{metrics} metric{'s' * (metrics != 1)}",
+        f"dead letters: {config.settings.dead_letter}; shutdown timeout "
+        f"{config.settings.shutdown_timeout:g} s; hostname "
+        f"{config.settings.hostname or 'as in each event'}",
+    ]
+    for metric in config.metrics.values():
+        lines += _metric(config, metric)
+    for exporter in config.exporters.values():
+        lines += _exporter(exporter)
+    lines += [f"warning: {warning}" for warning in config.warnings()]
+    return "\n".join(lines) + "\n"
+
+
+def _metric(config: Config, metric: MetricConfig) -> list[str]:
+    spec = config.spec_for(metric)
+    include = " ".join(w for w in _INCLUDE_ORDER if w in spec.include) or "(nothing)"
+    return [
+        f"metric {metric.name} -> exporter {metric.exporter}",
+        f"  filter: {metric.filter.source}",
+        f"  writes: {include}; fields: {' '.join(spec.fields) or 'all'}",
+    ]
+
+
+_INCLUDE_ORDER = ("name", "hostname", "timestamps", "categories", "fields")
+
+
+def _exporter(exporter: ExporterConfig) -> list[str]:
+    spec, delivery = exporter.spec, exporter.delivery
+    retry = delivery.retry
+    until = (
+        "until delivered"
+        if retry.max_attempts is None and retry.max_elapsed is None
+        else f"at most {retry.max_attempts or 'any'} attempts / {retry.max_elapsed or '-'} s"
+    )
+    destination = exporter.destination
+    where = f"{destination.kind}:{destination.target}" if destination.target else "drop"
+    if destination.is_http:
+        where = printable_url(destination.target)
+    lines = [
+        f"exporter {exporter.name} -> {where}",
+        f"  format {spec.format}, time {spec.time_format} {spec.time_precision}"
+        + (f", truncate {spec.truncate}" if spec.truncate else ""),
+        f"  queue {delivery.queue_max_events} events / {delivery.queue_max_bytes} bytes, "
+        f"overflow {delivery.overflow.value}; batch {delivery.batch_max_events} events / "
+        f"{delivery.batch_max_bytes} bytes / {delivery.batch_max_age:g} s",
+        f"  retry {retry.initial_delay:g} to {retry.max_delay:g} s, {until}; "
+        f"Retry-After up to {retry.max_retry_after:g} s",
+    ]
+    if exporter.destination.kind == "file":
+        lines.append(f"  file mode {exporter.file_mode:04o}, fsync {exporter.fsync}")
+    http = exporter.http
+    if http is not None:
+        auth = "none"
+        if http.bearer_token is not None:
+            auth = f"bearer token *** ({http.bearer_token.origin})"
+        elif http.basic_password is not None:
+            auth = f"basic {http.basic_user}:*** ({http.basic_password.origin})"
+        signing: str = http.signing
+        if http.signing_key is not None:
+            signing += f" with key *** ({http.signing_key.origin})"
+        lines += [
+            f"  http body {http.body}, compression {http.compression}, "
+            f"concurrency {http.concurrency}, timeouts {http.connect_timeout:g}/"
+            f"{http.read_timeout:g}/{http.request_timeout:g} s",
+            f"  auth {auth}; signing {signing}; headers "
+            f"{', '.join(sorted(http.headers)) or 'none'}",
+        ]
+    return lines

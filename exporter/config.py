@@ -1,0 +1,506 @@
+"""The TOML configuration, in Dovecot's vocabulary: ``global``, ``exporter`` and ``metric``.
+
+An exporter says how events are written (format, time format and precision) and where
+they go (a destination with its driver, queue, batch and retry settings); a metric
+selects events with a filter and feeds one exporter, writing the parts its include set
+and field list name. :func:`load_config` checks everything in one pass and reports every
+problem at once, each with the file, the line where it can be found, the key's path and
+what is allowed; an unknown key is a problem too, with the nearest known key suggested.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from drivers.http import BODIES, COMPRESSIONS, DEFAULT_RETRY_STATUSES, SIGNINGS, HttpSettings
+from exporter.destinations import SCHEMES, Destination, parse_destination
+from exporter.engine import DeliverySettings
+from exporter.errors import EventExporterError, FilterSyntaxError, UsageError
+from exporter.filter import EventFilter, compile_filter
+from exporter.formats.spec import ALL_INCLUDES, FORMATS, INCLUDE_WORDS, FormatSpec
+from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
+from exporter.queue import OVERFLOW_CHOICES, Overflow
+from exporter.retry import RetryPolicy
+from exporter.secret import Secret
+
+DEFAULT_DEAD_LETTER = "event-exporter.deadletter.ndjson"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    """Where, as a key path: ``exporter.archive.format``."""
+    message: str
+    line: int | None = None
+
+
+class ConfigError(UsageError):
+    """Everything wrong with a configuration, one problem per line."""
+
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        lines = [
+            f"{source}:{p.line}: {p.path}: {p.message}"
+            if p.line is not None
+            else f"{source}: {p.path}: {p.message}"
+            for p in self.problems
+        ]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class GlobalConfig:
+    hostname: str | None = None
+    """Written instead of the events' own hostname... when set (None: keep theirs)."""
+    dead_letter: str = DEFAULT_DEAD_LETTER
+    shutdown_timeout: float = 10.0
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class ExporterConfig:
+    name: str
+    spec: FormatSpec
+    """Format, time format and precision, truncation; a metric adds include and fields."""
+    destination: Destination
+    delivery: DeliverySettings
+    file_mode: int = 0o600
+    fsync: str = "none"
+    http: HttpSettings | None = None
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    name: str
+    filter: EventFilter
+    exporter: str
+    include: frozenset[str] = ALL_INCLUDES
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    settings: GlobalConfig
+    exporters: dict[str, ExporterConfig] = field(default_factory=dict)
+    metrics: dict[str, MetricConfig] = field(default_factory=dict)
+
+    def spec_for(self, metric: MetricConfig) -> FormatSpec:
+        """What ``metric`` writes: its exporter's format with the metric's parts."""
+        spec = self.exporters[metric.exporter].spec
+        return replace(spec, include=metric.include, fields=metric.fields)
+
+    def warnings(self) -> list[str]:
+        """What is allowed but probably not meant."""
+        found = []
+        for metric in self.metrics.values():
+            at = metric.filter.info.mixed_and_or_at
+            if at is not None:
+                found.append(
+                    f"metric.{metric.name}.filter: AND and OR mixed without parentheses at "
+                    f"column {at + 1}; they have the same precedence and group left to "
+                    "right, so 'a OR b AND c' means '(a OR b) AND c': add parentheses"
+                )
+        fed = {metric.exporter for metric in self.metrics.values()}
+        for name in self.exporters:
+            if name not in fed:
+                found.append(f"exporter.{name}: no metric feeds it, so it gets no events")
+        return found
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check ``path``; ConfigError lists every problem, UsageError if unreadable."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config {path} is not UTF-8 text") from None
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, source: str = "config") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [Problem("(syntax)", str(exc), _toml_error_line(exc))]) from None
+    checker = _Checker(_KeyLines(text))
+    config = checker.config(data, source)
+    if checker.problems:
+        raise ConfigError(source, checker.problems)
+    return config
+
+
+# -- checking -------------------------------------------------------------------------
+
+
+class _Checker:
+    def __init__(self, lines: _KeyLines) -> None:
+        self.lines = lines
+        self.problems: list[Problem] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message, self.lines.find(path)))
+
+    def config(self, data: dict[str, Any], source: str) -> Config:
+        root = _Table(self, "", data)
+        settings = self.global_settings(root.table("global"))
+        exporters = {
+            name: built
+            for name, table in root.tables("exporter")
+            if (built := self.exporter(name, table)) is not None
+        }
+        named = [name for name, _ in _Table(self, "", data).tables("exporter")]
+        metrics = {
+            name: metric
+            for name, table in root.tables("metric")
+            if (metric := self.metric(name, table, exporters, named)) is not None
+        }
+        root.finish()
+        if not exporters and "exporter" not in data:
+            self.problem("exporter", "no [exporter.NAME] block: events would go nowhere")
+        return Config(source, settings, exporters, metrics)
+
+    def global_settings(self, t: _Table) -> GlobalConfig:
+        d = GlobalConfig()
+        settings = GlobalConfig(
+            hostname=t.text("hostname", "") or None,
+            dead_letter=t.text("dead_letter", d.dead_letter, nonempty=True),
+            shutdown_timeout=t.number("shutdown_timeout", d.shutdown_timeout, minimum=0),
+            log_level=t.choice("log_level", d.log_level, LOG_LEVELS),
+        )
+        t.finish()
+        return settings
+
+    def exporter(self, name: str, t: _Table) -> ExporterConfig | None:
+        spec_d, delivery_d, retry_d = FormatSpec(), DeliverySettings(), RetryPolicy()
+        spec = FormatSpec(
+            format=t.choice("format", spec_d.format, FORMATS),
+            time_format=t.choice("time_format", spec_d.time_format, TIME_FORMATS),
+            time_precision=t.choice("time_precision", spec_d.time_precision, PRECISIONS),
+            truncate=t.integer("truncate", 0, minimum=0) or None,
+        )
+        destination = t.parse("destination", parse_destination, allowed=", ".join(SCHEMES))
+        file_mode = t.parse("file_mode", _file_mode, default="0600", allowed="0000 to 0777")
+        fsync = t.choice("fsync", "none", ("none", "batch", "interval"))
+        problems_before = len(self.problems)
+        retry = t.build(
+            RetryPolicy,
+            initial_delay=t.number("retry_initial_delay", retry_d.initial_delay, minimum=0),
+            max_delay=t.number("retry_max_delay", retry_d.max_delay, minimum=0),
+            max_attempts=t.integer("retry_max_attempts", 0, minimum=0) or None,
+            max_elapsed=t.number("retry_max_elapsed", 0, minimum=0) or None,
+            max_retry_after=t.number("retry_max_retry_after", retry_d.max_retry_after, minimum=0),
+        )
+        delivery = t.build(
+            DeliverySettings,
+            queue_max_events=t.integer("queue_max_events", delivery_d.queue_max_events, 1),
+            queue_max_bytes=t.integer("queue_max_bytes", delivery_d.queue_max_bytes, 1),
+            overflow=Overflow(t.choice("overflow", delivery_d.overflow.value, OVERFLOW_CHOICES)),
+            batch_max_events=t.integer("batch_max_events", delivery_d.batch_max_events, 1),
+            batch_max_bytes=t.integer("batch_max_bytes", delivery_d.batch_max_bytes, 1),
+            batch_max_age=t.number("batch_max_age", delivery_d.batch_max_age, minimum=0),
+            retry=retry or retry_d,
+        )
+        http = None
+        if "http" in t.data or (destination is not None and destination.is_http):
+            http = self.http(t.table("http"), destination, spec)
+        t.finish()
+        if len(self.problems) > problems_before or destination is None or delivery is None:
+            return None
+        if http is not None and http.body == "single":  # one request per event
+            delivery = replace(delivery, batch_max_events=1)
+        mode = 0o600 if file_mode is None else file_mode
+        return ExporterConfig(name, spec, destination, delivery, mode, fsync, http)
+
+    def http(
+        self, t: _Table, destination: Destination | None, spec: FormatSpec
+    ) -> HttpSettings | None:
+        if destination is None or not destination.is_http:
+            if destination is not None:
+                self.problem(t.path, f"only for http(s):// destinations, not {destination.kind}")
+            return None
+        d = HttpSettings(url="http://localhost/")
+        secrets = {key: t.secret(key) for key in ("bearer_token", "basic_password", "signing_key")}
+        settings = t.build(
+            HttpSettings,
+            url=destination.target,
+            body=t.choice("body", d.body, BODIES),
+            event_format=spec.format,
+            compression=t.choice("compression", d.compression, COMPRESSIONS),
+            gzip_level=t.integer("gzip_level", d.gzip_level, minimum=0),
+            headers=t.strings_table("headers"),
+            bearer_token=secrets["bearer_token"],
+            basic_user=t.text("basic_user", "") or None,
+            basic_password=secrets["basic_password"],
+            signing=t.choice("signing", d.signing, SIGNINGS),
+            signing_key=secrets["signing_key"],
+            idempotency_header=t.text("idempotency_header", d.idempotency_header),
+            connect_timeout=t.number("connect_timeout", d.connect_timeout, minimum=0),
+            read_timeout=t.number("read_timeout", d.read_timeout, minimum=0),
+            request_timeout=t.number("request_timeout", d.request_timeout, minimum=0),
+            concurrency=t.integer("concurrency", d.concurrency, minimum=1),
+            follow_redirects=t.boolean("follow_redirects", d.follow_redirects),
+            verify_tls=t.boolean("verify_tls", d.verify_tls),
+            ca_file=t.text("ca_file", "") or None,
+            unix_socket=t.text("unix_socket", "") or None,
+            retry_statuses=frozenset(t.integers("retry_statuses", sorted(DEFAULT_RETRY_STATUSES))),
+        )
+        t.finish()
+        return settings
+
+    def metric(
+        self, name: str, t: _Table, exporters: dict[str, ExporterConfig], named: list[str]
+    ) -> MetricConfig | None:
+        problems_before = len(self.problems)
+        source = t.text("filter", None, nonempty=True)
+        event_filter = None
+        if source is not None:
+            try:
+                event_filter = compile_filter(source)
+            except FilterSyntaxError as exc:
+                self.problem(f"{t.path}.filter", f"{exc}\n{exc.caret()}")
+        exporter = t.text("exporter", None, nonempty=True)
+        if exporter is not None and exporter not in named:
+            self.problem(
+                f"{t.path}.exporter", f"no exporter named {exporter!r}{_hint(exporter, named)}"
+            )
+        words = t.strings("include", list(INCLUDE_WORDS))
+        include = ALL_INCLUDES
+        unknown = [word for word in words if word not in INCLUDE_WORDS]
+        if unknown:
+            self.problem(
+                f"{t.path}.include",
+                f"{unknown[0]!r} is not allowed (allowed: {', '.join(INCLUDE_WORDS)})"
+                + _hint(unknown[0], INCLUDE_WORDS),
+            )
+        else:
+            include = frozenset(words)
+        fields = tuple(t.strings("fields", []))
+        t.finish()
+        if (
+            len(self.problems) > problems_before
+            or event_filter is None
+            or exporter not in exporters  # None, unknown, or an exporter with problems
+        ):
+            return None
+        assert exporter is not None
+        return MetricConfig(name, event_filter, exporter, include, fields)
+
+
+def _file_mode(text: str) -> int:
+    mode = int(text, 8)
+    if not 0 <= mode <= 0o777:
+        raise ValueError(text)
+    return mode
+
+
+class _Table:
+    """One TOML table being read: typed getters that record problems and return the
+    default instead of raising; ``finish()`` reports the keys nobody asked for."""
+
+    def __init__(self, checker: _Checker, path: str, data: dict[str, Any]) -> None:
+        self.checker = checker
+        self.path = path
+        self.data = data
+        self._known: set[str] = set()
+
+    def _key(self, key: str) -> str:
+        self._known.add(key)
+        return f"{self.path}.{key}" if self.path else key
+
+    def _value(self, key: str, kinds: tuple[type, ...], what: str) -> Any:
+        path = self._key(key)
+        if key not in self.data:
+            return None
+        value = self.data[key]
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            self.checker.problem(path, f"must be {what}, not {_toml_type(value)}")
+            return None
+        return value
+
+    def table(self, key: str) -> _Table:
+        value = self._value(key, (dict,), "a table")
+        return _Table(self.checker, self._key(key), value or {})
+
+    def tables(self, key: str) -> Iterator[tuple[str, _Table]]:
+        """The named sub-tables of ``key`` (``[exporter.NAME]``)."""
+        for name, value in (self._value(key, (dict,), "a table of named blocks") or {}).items():
+            path = f"{self._key(key)}.{name}"
+            if isinstance(value, dict):
+                yield name, _Table(self.checker, path, value)
+            else:
+                self.checker.problem(path, f"must be a [{path}] block, not {_toml_type(value)}")
+
+    def text(self, key: str, default: T, *, nonempty: bool = False) -> str | T:
+        value = self._value(key, (str,), "a string")
+        if value is None:
+            if default is None:
+                self.checker.problem(self._key(key), "is required")
+            return default
+        if nonempty and not value.strip():
+            self.checker.problem(self._key(key), "must not be empty")
+            return default
+        return str(value)
+
+    def choice(self, key: str, default: str, allowed: Sequence[str]) -> Any:
+        value = self._value(key, (str,), "a string")
+        if value is None:
+            return default
+        if value not in allowed:
+            self.checker.problem(
+                self._key(key),
+                f"{value!r} is not allowed (allowed: {', '.join(allowed)}){_hint(value, allowed)}",
+            )
+            return default
+        return value
+
+    def integer(self, key: str, default: int, minimum: int) -> int:
+        value = self._value(key, (int,), "a whole number")
+        if value is None:
+            return default
+        if value < minimum:
+            self.checker.problem(self._key(key), f"must be at least {minimum}, not {value}")
+            return default
+        return int(value)
+
+    def number(self, key: str, default: float, *, minimum: float) -> float:
+        value = self._value(key, (int, float), "a number")
+        if value is None:
+            return default
+        if value < minimum:
+            self.checker.problem(self._key(key), f"must be at least {minimum:g}, not {value}")
+            return default
+        return float(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._value(key, (bool,), "true or false")
+        return default if value is None else bool(value)
+
+    def strings(self, key: str, default: list[str]) -> list[str]:
+        value = self._value(key, (list,), "a list of strings")
+        if value is None:
+            return default
+        if not all(isinstance(item, str) for item in value):
+            self.checker.problem(self._key(key), "must be a list of strings")
+            return default
+        return list(value)
+
+    def integers(self, key: str, default: list[int]) -> list[int]:
+        value = self._value(key, (list,), "a list of whole numbers")
+        if value is None:
+            return default
+        if not all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+            self.checker.problem(self._key(key), "must be a list of whole numbers")
+            return default
+        return list(value)
+
+    def strings_table(self, key: str) -> dict[str, str]:
+        value = self._value(key, (dict,), "a table of strings")
+        if value is None:
+            return {}
+        if not all(isinstance(item, str) for item in value.values()):
+            self.checker.problem(self._key(key), "every value must be a string")
+            return {}
+        return dict(value)
+
+    def secret(self, key: str) -> Secret | None:
+        env = self.text(f"{key}_env", "") or None
+        file = self.text(f"{key}_file", "") or None
+        try:
+            return Secret.load(env=env, file=file)
+        except UsageError as exc:
+            self.checker.problem(self._key(f"{key}_env" if env else f"{key}_file"), str(exc))
+            return None
+
+    def parse(
+        self, key: str, parse: Callable[[str], T], *, allowed: str, default: str | None = None
+    ) -> T | None:
+        text = self.text(key, default)
+        if text is None:
+            return None
+        try:
+            return parse(text)
+        except (EventExporterError, ValueError):
+            self.checker.problem(self._key(key), f"{text!r} is not allowed (allowed: {allowed})")
+            return None
+
+    def build(self, make: Callable[..., T], **values: Any) -> T | None:
+        """``make(**values)``; its UsageError (settings that do not fit together) is a
+        problem of this table."""
+        try:
+            return make(**values)
+        except UsageError as exc:
+            self.checker.problem(self.path, str(exc))
+            return None
+
+    def finish(self) -> None:
+        known = sorted(self._known)
+        for key in self.data:
+            if key not in self._known:
+                path = f"{self.path}.{key}" if self.path else key
+                self.checker.problem(path, f"unknown key{_hint(key, known)}")
+
+
+def _hint(word: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _toml_type(value: object) -> str:
+    names = {bool: "a boolean", int: "a whole number", float: "a number", str: "a string"}
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return names.get(type(value), type(value).__name__)
+
+
+def _toml_error_line(exc: tomllib.TOMLDecodeError) -> int | None:
+    found = re.search(r"\(at line (\d+)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+class _KeyLines:
+    """Where each key path is written: TOML's reader does not say, the text does."""
+
+    _HEADER = re.compile(r"\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
+    _KEY = re.compile(r"\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[str, int] = {}
+        table = ""
+        for number, line in enumerate(text.splitlines(), 1):
+            header = self._HEADER.match(line)
+            if header:
+                table = _dotted(header.group(1))
+                parts = table.split(".")
+                for end in range(1, len(parts) + 1):  # [metric.x] also writes "metric"
+                    self._lines.setdefault(".".join(parts[:end]), number)
+                continue
+            key = self._KEY.match(line)
+            if key and not line.lstrip().startswith("#"):
+                path = f"{table}.{_dotted(key.group(1))}" if table else _dotted(key.group(1))
+                self._lines.setdefault(path, number)
+
+    def find(self, path: str) -> int | None:
+        """The line of ``path``, else of the nearest enclosing table that is written."""
+        while path:
+            if path in self._lines:
+                return self._lines[path]
+            path = path.rpartition(".")[0]
+        return None
+
+
+def _dotted(key: str) -> str:
+    return ".".join(part.strip().strip("\"'") for part in key.split("."))

@@ -1,0 +1,239 @@
+"""The TOML configuration and ``event-exporter check``: every problem at once, each with
+its line, key path and what is allowed; the routing printed with secrets masked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporter.cli import main
+from exporter.config import ConfigError, load_config, parse_config
+from exporter.engine import DeliverySettings
+from exporter.formats import FormatSpec
+from exporter.queue import Overflow
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "tok-9c1e-SECRET-never-printed"
+
+MINIMAL = """
+[exporter.out]
+destination = "file:events.ndjson"
+
+[metric.all]
+filter = "event=*"
+exporter = "out"
+"""
+
+
+def _problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "t.toml")
+    return str(caught.value).splitlines()
+
+
+def test_the_example_loads_with_the_defaults() -> None:
+    config = load_config(REPO / "config.example.toml")
+    assert set(config.exporters) == {"archive", "collector"}
+    for exporter in config.exporters.values():
+        assert exporter.delivery == DeliverySettings()
+        assert exporter.spec == FormatSpec()
+    metric = config.metrics["imap_commands"]
+    assert metric.exporter == "archive"
+    assert metric.filter.source == "event=imap_command_finished"
+    assert config.spec_for(metric) == FormatSpec()
+    assert config.exporters["collector"].http is not None
+
+
+def test_a_minimal_config_and_its_defaults() -> None:
+    config = parse_config(MINIMAL)
+    out = config.exporters["out"]
+    assert (out.destination.kind, out.destination.target) == ("file", "events.ndjson")
+    assert (out.file_mode, out.fsync, out.http) == (0o600, "none", None)
+    assert config.settings.dead_letter == "event-exporter.deadletter.ndjson"
+    assert config.warnings() == []
+
+
+def test_every_problem_is_reported_at_once_with_line_key_and_what_is_allowed() -> None:
+    text = """\
+[global]
+dead_leter = "x"
+shutdown_timeout = -1
+
+[exporter.a]
+format = "jsn"
+destination = "fil:/x"
+queue_max_events = "many"
+overflow = "drop-newest"
+batch_max_age = true
+
+[metric.m]
+filter = "event=x AND ("
+exporter = "b"
+include = ["name", "hostnme"]
+
+[metrc.x]
+"""
+    assert _problems(text) == [
+        "t.toml:3: global.shutdown_timeout: must be at least 0, not -1",
+        "t.toml:2: global.dead_leter: unknown key; did you mean 'dead_letter'?",
+        "t.toml:6: exporter.a.format: 'jsn' is not allowed (allowed: json, tab-text); "
+        "did you mean 'json'?",
+        "t.toml:7: exporter.a.destination: 'fil:/x' is not allowed (allowed: file:PATH, "
+        "unix:PATH, unix-dgram:PATH, log:stderr, log:stdout, drop, http://HOST[:PORT]/PATH, "
+        "https://...)",
+        "t.toml:8: exporter.a.queue_max_events: must be a whole number, not a string",
+        "t.toml:9: exporter.a.overflow: 'drop-newest' is not allowed (allowed: block, "
+        "drop_newest, drop_oldest); did you mean 'drop_newest'?",
+        "t.toml:10: exporter.a.batch_max_age: must be a number, not a boolean",
+        "t.toml:13: metric.m.filter: event filter: unexpected end of input at column 14, "
+        "expecting a field name, NOT or '('",
+        "  event=x AND (",
+        "               ^",
+        "t.toml:14: metric.m.exporter: no exporter named 'b'",
+        "t.toml:15: metric.m.include: 'hostnme' is not allowed (allowed: name, hostname, "
+        "timestamps, categories, fields); did you mean 'hostname'?",
+        "t.toml:17: metrc: unknown key; did you mean 'metric'?",
+    ]
+
+
+def test_unknown_keys_at_every_level_suggest_the_nearest() -> None:
+    text = MINIMAL.replace('filter = "event=*"', 'filter = "event=*"\nexportr = "out"') + (
+        '\n[exporter.web]\ndestination = "http://127.0.0.1:9/in"\nbatch_max_event = 5\n'
+        '[exporter.web.http]\ncompresion = "gzip"\n'
+    )
+    problems = _problems(text)
+    assert any("metric.all.exportr: unknown key; did you mean 'exporter'?" in p for p in problems)
+    assert any(
+        "exporter.web.batch_max_event: unknown key; did you mean 'batch_max_events'" in p
+        for p in problems
+    )
+    assert any(
+        "exporter.web.http.compresion: unknown key; did you mean 'compression'" in p
+        for p in problems
+    )
+
+
+def test_settings_that_do_not_fit_together_name_their_block() -> None:
+    text = MINIMAL.replace(
+        'destination = "file:events.ndjson"',
+        'destination = "file:events.ndjson"\nretry_initial_delay = 5.0\nretry_max_delay = 1.0',
+    )
+    assert _problems(text) == [
+        "t.toml:2: exporter.out: retry delays must satisfy 0 < initial (5.0) <= maximum (1.0)"
+    ]
+
+
+def test_an_http_block_needs_an_http_destination() -> None:
+    text = MINIMAL + '\n[exporter.out.http]\nbody = "single"\n'
+    assert _problems(text) == [
+        "t.toml:9: exporter.out.http: only for http(s):// destinations, not file"
+    ]
+
+
+def test_http_settings_secrets_and_single_bodies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EE_TOKEN", TOKEN)
+    (tmp_path / "key").write_text(TOKEN + "-key\n")
+    text = f"""
+[exporter.web]
+destination = "https://collector.example:8443/in?api_key={TOKEN}"
+format = "tab-text"
+[exporter.web.http]
+body = "single"
+compression = "gzip"
+headers = {{ "X-Source" = "imap01" }}
+bearer_token_env = "EE_TOKEN"
+signing = "stalwart"
+signing_key_file = "{tmp_path / "key"}"
+retry_statuses = [429, 503]
+
+[metric.m]
+filter = "event=auth_* AND category=auth OR event=x"
+exporter = "web"
+"""
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    config = load_config(path)
+    web = config.exporters["web"]
+    assert web.http is not None
+    assert web.http.bearer_token is not None
+    assert web.http.bearer_token.reveal() == TOKEN
+    assert web.http.signing_key is not None
+    assert web.http.signing_key.reveal() == TOKEN + "-key"
+    assert web.http.content_type == "text/plain"
+    assert web.http.retry_statuses == {429, 503}
+    assert web.delivery.batch_max_events == 1  # single: one event per request and batch
+    assert "AND and OR mixed without parentheses at column 32" in config.warnings()[0]
+
+
+def test_a_missing_secret_names_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EE_ABSENT", raising=False)
+    text = (
+        '[exporter.web]\ndestination = "http://127.0.0.1:9/"\n'
+        '[exporter.web.http]\nbearer_token_env = "EE_ABSENT"\n'
+    )
+    assert _problems(text) == [
+        "t.toml:4: exporter.web.http.bearer_token_env: environment variable EE_ABSENT is not "
+        "set (it should hold a secret)"
+    ]
+
+
+def test_toml_syntax_errors_have_their_line() -> None:
+    assert _problems("[global]\nshutdown_timeout = = 3\n")[0].startswith("t.toml:2: (syntax): ")
+
+
+def test_no_exporter_at_all() -> None:
+    assert _problems("[global]\n") == [
+        "t.toml: exporter: no [exporter.NAME] block: events would go nowhere"
+    ]
+
+
+# -- event-exporter check ------------------------------------------------------------------
+
+
+def test_check_prints_the_routing_with_secrets_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EE_TOKEN", TOKEN)
+    path = tmp_path / "c.toml"
+    path.write_text(
+        MINIMAL + f'\n[exporter.web]\ndestination = "http://127.0.0.1:9/in?token={TOKEN}"\n'
+        '[exporter.web.http]\nbearer_token_env = "EE_TOKEN"\n'
+        'headers = { "X-Api-Key" = "' + TOKEN + '" }\n'
+    )
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert TOKEN not in out
+    assert f"{path}: valid: 2 exporters, 1 metric" in out
+    assert "metric all -> exporter out" in out
+    assert "exporter web -> http://127.0.0.1:9/in?***" in out
+    assert "auth bearer token *** (environment variable EE_TOKEN)" in out
+    assert "headers X-Api-Key" in out
+    assert "warning: exporter.web: no metric feeds it, so it gets no events" in out
+
+
+def test_check_reports_every_problem_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL.replace('"out"\n', '"ot"\n').replace("event=*", "event=*)"))
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"event-exporter: 2 problems in {path}:\n")
+    assert f"{path}:6: metric.all.filter: event filter:" in err
+    assert f"{path}:7: metric.all.exporter: no exporter named 'ot'; did you mean 'out'?" in err
+
+
+def test_check_of_an_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(tmp_path / "absent.toml")]) == 2
+    assert "cannot read config" in capsys.readouterr().err
+
+
+def test_overflow_values_are_the_queue_policies() -> None:
+    text = MINIMAL.replace(
+        'destination = "file:events.ndjson"',
+        'destination = "file:events.ndjson"\noverflow = "drop_oldest"',
+    )
+    assert parse_config(text).exporters["out"].delivery.overflow is Overflow.DROP_OLDEST
