@@ -25,6 +25,7 @@ from exporter.cli_common import (
     usage_error,
 )
 from exporter.cli_delivery import add_delivery_options, replay_command, ship_command
+from exporter.daemon import add_run_command, run_command
 from exporter.errors import UsageError
 from exporter.export import export_streams
 from exporter.formats import make_formatter
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("dead_letter_file", metavar="DEADLETTER")
     add_delivery_options(replay, required=True)
     add_check_command(commands)
+    add_run_command(commands)
     return parser
 
 
@@ -132,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return replay_command(args)
     if args.command == "check":
         return check_command(args)
+    if args.command == "run":
+        return run_command(args)
     if args.to is not None:
         return ship_command(args)
     return _export(args)

@@ -55,6 +55,13 @@ def describe(config: Config) -> str:
         f"{config.settings.shutdown_timeout:g} s; hostname "
         f"{config.settings.hostname or 'as in each event'}",
     ]
+    for source in config.sources.values():
+        where = (
+            f"http://{source.http.host}:{source.http.port} (POST /dovecot, /events, /stalwart)"
+            if source.http is not None
+            else "stdin"
+        )
+        lines.append(f"source {source.name}: {where}")
     for metric in config.metrics.values():
         lines += _metric(config, metric)
     for exporter in config.exporters.values():

@@ -200,10 +200,12 @@ def ship_command(args: argparse.Namespace) -> int:
         format_line = make_formatter(spec, newline=True)
         matches = None if event_filter.match_all else event_filter.matches
 
-        async def producer(exporter: Exporter) -> None:
+        exporter = Exporter(args.to, driver, settings, DeadLetterFile(args.dead_letter))
+
+        async def producer() -> None:
             await produce_lines(sources, exporter, format_line, matches, sys.stderr, counts)
 
-        exporter = _run(args, driver, settings, producer)
+        _run(args, exporter, producer)
     return _report(args, exporter, counts)
 
 
@@ -223,10 +225,12 @@ def replay_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         return usage_error(f"cannot read {args.dead_letter_file}: {exc.strerror}")
 
-    async def producer(exporter: Exporter) -> None:
+    exporter = Exporter(args.to, driver, settings, DeadLetterFile(args.dead_letter))
+
+    async def producer() -> None:
         await produce_encoded(events, exporter)
 
-    exporter = _run(args, driver, settings, producer)
+    _run(args, exporter, producer)
     return _report(args, exporter, ExportCounts(read=len(events), exported=len(events)))
 
 
@@ -246,21 +250,17 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def _run(
-    args: argparse.Namespace, driver: Driver, settings: DeliverySettings, producer: Producer
-) -> Exporter:
+def _run(args: argparse.Namespace, exporter: Exporter, producer: Producer) -> None:
     tune_malloc()
-    exporter = Exporter(args.to, driver, settings, DeadLetterFile(args.dead_letter))
 
     async def main() -> None:
         try:
-            await ship(producer, exporter, shutdown_timeout=args.shutdown_timeout)
+            await ship(producer, [exporter], shutdown_timeout=args.shutdown_timeout)
         finally:
             await exporter.close_driver()
 
     anyio.run(main)
     ignore_late_signals()
-    return exporter
 
 
 def _report(args: argparse.Namespace, exporter: Exporter, counts: ExportCounts) -> int:

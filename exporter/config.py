@@ -28,9 +28,11 @@ from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
 from exporter.queue import OVERFLOW_CHOICES, Overflow
 from exporter.retry import RetryPolicy
 from exporter.secret import Secret
+from exporter.sources.http import HttpSourceSettings
 
 DEFAULT_DEAD_LETTER = "event-exporter.deadletter.ndjson"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SOURCE_TYPES = ("http", "stdin")
 
 T = TypeVar("T")
 
@@ -89,11 +91,20 @@ class MetricConfig:
 
 
 @dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    type: str
+    """``http`` (a listener) or ``stdin`` (lines until end of input)."""
+    http: HttpSourceSettings | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     source: str
     settings: GlobalConfig
     exporters: dict[str, ExporterConfig] = field(default_factory=dict)
     metrics: dict[str, MetricConfig] = field(default_factory=dict)
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
 
     def spec_for(self, metric: MetricConfig) -> FormatSpec:
         """What ``metric`` writes: its exporter's format with the metric's parts."""
@@ -166,10 +177,38 @@ class _Checker:
             for name, table in root.tables("metric")
             if (metric := self.metric(name, table, exporters, named)) is not None
         }
+        sources = {
+            name: built_source
+            for name, table in root.tables("source")
+            if (built_source := self.source(name, table)) is not None
+        }
         root.finish()
         if not exporters and "exporter" not in data:
             self.problem("exporter", "no [exporter.NAME] block: events would go nowhere")
-        return Config(source, settings, exporters, metrics)
+        return Config(source, settings, exporters, metrics, sources)
+
+    def source(self, name: str, t: _Table) -> SourceConfig | None:
+        problems_before = len(self.problems)
+        kind = t.choice("type", "", SOURCE_TYPES) or None
+        if kind is None and "type" not in t.data:
+            self.problem(f"{t.path}.type", f"is required (allowed: {', '.join(SOURCE_TYPES)})")
+        http = None
+        if kind == "http":
+            d = HttpSourceSettings()
+            listen = t.parse("listen", _host_port, default="127.0.0.1:8080", allowed="HOST:PORT")
+            host, port = listen or (d.host, d.port)
+            http = HttpSourceSettings(
+                host=host,
+                port=port,
+                max_body_bytes=t.integer("max_body_bytes", d.max_body_bytes, minimum=1),
+                idle_timeout=t.number("idle_timeout", d.idle_timeout, minimum=0.001),
+                bearer_token=t.secret("bearer_token"),
+                stalwart_signing_key=t.secret("stalwart_signing_key"),
+            )
+        t.finish()
+        if len(self.problems) > problems_before or kind is None:
+            return None
+        return SourceConfig(name, kind, http)
 
     def global_settings(self, t: _Table) -> GlobalConfig:
         d = GlobalConfig()
@@ -296,6 +335,13 @@ class _Checker:
             return None
         assert exporter is not None
         return MetricConfig(name, event_filter, exporter, include, fields)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(text)
+    return host.strip("[]"), int(port)
 
 
 def _file_mode(text: str) -> int:

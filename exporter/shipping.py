@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import BinaryIO, TextIO
 
 import anyio
@@ -22,18 +22,19 @@ from exporter.export import CHUNK_BYTES, ExportCounts, LineSplitter, Matcher, re
 from exporter.formats.reader import read_event
 from exporter.formats.spec import Formatter
 
-Producer = Callable[[Exporter], Awaitable[None]]
+Producer = Callable[[], Awaitable[None]]
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 async def ship(
     producer: Producer,
-    exporter: Exporter,
+    exporters: Sequence[Exporter],
     *,
     shutdown_timeout: float,
     handle_signals: bool = True,
 ) -> bool:
-    """Run ``producer`` into ``exporter`` and deliver everything; True if interrupted."""
+    """Run ``producer`` (which feeds ``exporters``) and deliver everything; True if
+    interrupted. Every exporter drains under the same deadline."""
     shutdown = anyio.Event()
     signals_seen = 0
     consumer_scope = anyio.CancelScope()
@@ -41,7 +42,9 @@ async def ship(
 
     async def consume() -> None:
         with consumer_scope:
-            await exporter.run()
+            async with anyio.create_task_group() as consumers:
+                for exporter in exporters:
+                    consumers.start_soon(exporter.run)
 
     async def watch_signals(task_status: anyio.abc.TaskStatus[None]) -> None:
         with anyio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGHUP) as received:
@@ -56,8 +59,9 @@ async def ship(
     async def _watch(received: AsyncIterator[int]) -> None:
         nonlocal signals_seen
         async for signum in received:
-            if signum == signal.SIGHUP:  # a task: a write in flight must not delay SIGTERM
-                tasks.start_soon(exporter.reopen)
+            if signum == signal.SIGHUP:  # tasks: a write in flight must not delay SIGTERM
+                for exporter in exporters:
+                    tasks.start_soon(exporter.reopen)
                 continue
             signals_seen += 1
             shutdown.set()
@@ -70,8 +74,9 @@ async def ship(
             await tasks.start(watch_signals)
         tasks.start_soon(consume)
         with producer_scope:
-            await producer(exporter)
-        exporter.queue.close()
+            await producer()
+        for exporter in exporters:
+            exporter.queue.close()
         async with anyio.create_task_group() as drain:
 
             async def deadline_after_shutdown() -> None:
@@ -80,12 +85,14 @@ async def ship(
                 consumer_scope.cancel()
 
             drain.start_soon(deadline_after_shutdown)
-            await exporter.finished.wait()
+            for exporter in exporters:
+                await exporter.finished.wait()
             drain.cancel_scope.cancel()
         tasks.cancel_scope.cancel()
     if consumer_scope.cancel_called:
         reason = "shutdown: second signal" if signals_seen > 1 else "shutdown: deadline passed"
-        exporter.abandon(reason)
+        for exporter in exporters:
+            exporter.abandon(reason)
     return shutdown.is_set()
 
 

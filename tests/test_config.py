@@ -237,3 +237,29 @@ def test_overflow_values_are_the_queue_policies() -> None:
         'destination = "file:events.ndjson"\noverflow = "drop_oldest"',
     )
     assert parse_config(text).exporters["out"].delivery.overflow is Overflow.DROP_OLDEST
+
+
+def test_sources_http_and_stdin() -> None:
+    text = MINIMAL + (
+        '\n[source.web]\ntype = "http"\nlisten = "0.0.0.0:9000"\nmax_body_bytes = 4096\n'
+        '\n[source.pipe]\ntype = "stdin"\n'
+    )
+    config = parse_config(text)
+    web = config.sources["web"].http
+    assert web is not None
+    assert (web.host, web.port, web.max_body_bytes) == ("0.0.0.0", 9000, 4096)
+    assert config.sources["pipe"].type == "stdin"
+    assert config.sources["pipe"].http is None
+
+
+def test_source_problems() -> None:
+    text = MINIMAL + (
+        '\n[source.web]\ntype = "htp"\n\n[source.other]\ntype = "http"\nlisten = "nowhere"\n'
+        "\n[source.none]\n"
+    )
+    assert _problems(text) == [
+        "t.toml:10: source.web.type: 'htp' is not allowed (allowed: http, stdin); "
+        "did you mean 'http'?",
+        "t.toml:14: source.other.listen: 'nowhere' is not allowed (allowed: HOST:PORT)",
+        "t.toml:16: source.none.type: is required (allowed: http, stdin)",
+    ]

@@ -1,0 +1,159 @@
+"""Metrics feeding exporters: the routing core of the daemon and of the Python API.
+
+An event goes to every metric whose filter matches it; each metric writes it in its
+exporter's format with its own include set and field list and offers the bytes to that
+exporter's queue. An exporter's queue is its own: a slow destination backs up only its
+queue, and under the ``block`` policy whoever submits waits for room (backpressure);
+under a drop policy it never waits and the drops are counted.
+
+An event that a metric cannot write (a value no format knows) is counted as rejected for
+that metric; the other metrics and events go on.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+
+from drivers.base import Driver
+from exporter.config import Config, ExporterConfig
+from exporter.deadletter import DeadLetterFile
+from exporter.engine import Exporter
+from exporter.errors import EventExporterError
+from exporter.event import Event
+from exporter.formats import make_formatter
+from exporter.formats.spec import Formatter
+
+Matcher = Callable[[Event], bool]
+
+
+@dataclass(slots=True)
+class Route:
+    """One metric: which events, written how, to which exporter."""
+
+    metric: str
+    matches: Matcher | None
+    """None: every event (an empty filter)."""
+    encode: Formatter
+    exporter: Exporter
+    matched: int = 0
+    rejected: int = 0
+
+
+@dataclass
+class PipelineCounts:
+    submitted: int = 0
+    unmatched: int = 0
+    """Events no metric wanted."""
+    rejected: Counter[str] = field(default_factory=Counter)
+    """By metric: events that metric could not write."""
+
+
+class Pipeline:
+    """Exporters and the metrics that feed them. ``run()`` delivers; ``emit()`` submits."""
+
+    def __init__(
+        self, exporters: dict[str, Exporter], routes: list[Route], *, hostname: str | None = None
+    ) -> None:
+        self.exporters = exporters
+        self.routes = routes
+        self.hostname = hostname
+        self.counts = PipelineCounts()
+
+    @classmethod
+    def from_config(cls, config: Config) -> Pipeline:
+        """Exporters with their drivers (opened lazily) and one dead-letter file for all."""
+        dead_letters = DeadLetterFile(config.settings.dead_letter)
+        exporters = {
+            name: Exporter(name, open_driver(settings), settings.delivery, dead_letters)
+            for name, settings in config.exporters.items()
+        }
+        routes = [
+            Route(
+                metric.name,
+                None if metric.filter.match_all else metric.filter.matches,
+                make_formatter(config.spec_for(metric), newline=True),
+                exporters[metric.exporter],
+            )
+            for metric in config.metrics.values()
+        ]
+        return cls(exporters, routes, hostname=config.settings.hostname)
+
+    # -- producers ---------------------------------------------------------------------
+
+    def offer(self, event: Event) -> list[tuple[Exporter, bytes]]:
+        """Route ``event`` without waiting; what a full queue under ``block`` could not
+        take comes back, for :meth:`emit` (or the caller) to wait for room."""
+        counts = self.counts
+        counts.submitted += 1
+        if self.hostname is not None:
+            event = copy.copy(event)
+            event.hostname = self.hostname
+        waiting: list[tuple[Exporter, bytes]] = []
+        matched = False
+        for route in self.routes:
+            if route.matches is not None and not route.matches(event):
+                continue
+            matched = True
+            route.matched += 1
+            try:
+                line = route.encode(event)
+            except EventExporterError:
+                route.rejected += 1
+                counts.rejected[route.metric] += 1
+                continue
+            if not route.exporter.offer(line):
+                waiting.append((route.exporter, line))
+        if not matched:
+            counts.unmatched += 1
+        return waiting
+
+    async def emit(self, event: Event) -> None:
+        """Route ``event``, waiting for room where an exporter's queue is full (block)."""
+        for exporter, line in self.offer(event):
+            await exporter.put(line)
+
+    # -- delivery ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Deliver until every exporter's queue is closed and drained."""
+        async with anyio.create_task_group() as tasks:
+            for exporter in self.exporters.values():
+                tasks.start_soon(exporter.run)
+
+    def close(self) -> None:
+        """No more events: the exporters drain what they hold."""
+        for exporter in self.exporters.values():
+            exporter.queue.close()
+
+    async def close_drivers(self) -> None:
+        for exporter in self.exporters.values():
+            await exporter.close_driver()
+
+    def summary(self) -> str:
+        """One line: what came in, what matched, and each exporter's account."""
+        counts = self.counts
+        parts = [f"submitted {counts.submitted}, matched by no metric {counts.unmatched}"]
+        for route in self.routes:
+            rejected = f", rejected {route.rejected}" if route.rejected else ""
+            parts.append(f"metric {route.metric}: matched {route.matched}{rejected}")
+        for name, exporter in self.exporters.items():
+            parts.append(f"exporter {name} ({exporter.driver.name}): {exporter.stats.summary()}")
+        return "; ".join(parts)
+
+    @property
+    def lost(self) -> bool:
+        """Whether any event was dead-lettered or dropped."""
+        return any(
+            e.stats.dead_lettered or sum(e.stats.dropped.values()) for e in self.exporters.values()
+        )
+
+
+def open_driver(settings: ExporterConfig) -> Driver:
+    return settings.destination.open(
+        file_mode=settings.file_mode, fsync=settings.fsync, http=settings.http
+    )

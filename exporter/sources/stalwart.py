@@ -1,0 +1,89 @@
+"""Stalwart webhooks as events: ``{"events": [{"id", "createdAt", "type", "data"}]}``.
+
+Each webhook event becomes one event: ``type`` is its name (``auth.success``), the part
+before the first dot its category (``auth``), ``createdAt`` (RFC 3339) its start time,
+and each member of ``data`` a field: strings and whole numbers as they are, a list of
+strings as a string list, anything else (true, 1.5, objects) as its JSON text. The
+signature Stalwart sends (``X-Signature: base64(HMAC-SHA256(key, body))``) is checked
+against the exact body when a key is configured.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import hmac
+
+import orjson
+
+from exporter.errors import EventParseError
+from exporter.event import INT_MAX, INT_MIN, Event, FieldValue, default_hostname
+from exporter.formats.timefmt import parse_rfc3339_ns
+from exporter.secret import Secret
+
+
+def signature_ok(key: Secret, body: bytes, header: str | None) -> bool:
+    """Whether ``header`` is Stalwart's signature of ``body`` under ``key``."""
+    if header is None:
+        return False
+    digest = hmac.new(key.reveal().encode(), body, hashlib.sha256).digest()
+    return hmac.compare_digest(base64.b64encode(digest), header.strip().encode())
+
+
+def read_webhook(body: bytes) -> list[Event]:
+    """The events of one webhook body; EventParseError says what is wrong and where."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise EventParseError(f"not JSON: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("events"), list):
+        raise EventParseError('expected {"events": [...]}')
+    return [_event(item, index) for index, item in enumerate(document["events"])]
+
+
+def _event(item: object, index: int) -> Event:
+    where = f"events[{index}]"
+    if not isinstance(item, dict):
+        raise EventParseError(f"{where} is not an object")
+    name = item.get("type")
+    if not isinstance(name, str) or not name:
+        raise EventParseError(f"{where}.type must be a non-empty string")
+    created = item.get("createdAt")
+    start_ns = _time_ns(created) if isinstance(created, str) else None
+    if start_ns is None:
+        raise EventParseError(f"{where}.createdAt must be an RFC 3339 time, not {created!r}")
+    data = item.get("data", {})
+    if not isinstance(data, dict):
+        raise EventParseError(f"{where}.data must be an object")
+    fields = {str(key): _field(value) for key, value in data.items()}
+    category = name.split(".", 1)[0]
+    return Event(name, default_hostname(), start_ns, start_ns, [category], fields)
+
+
+def _time_ns(text: str) -> int | None:
+    """``...Z`` exactly (to the ns); other offsets through datetime (to the us)."""
+    ns = parse_rfc3339_ns(text)
+    if ns is not None:
+        return ns
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    delta = when - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _field(value: object) -> FieldValue:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and INT_MIN <= value <= INT_MAX:
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(dict.fromkeys(value))  # a strlist holds each string once
+    return orjson.dumps(value).decode()

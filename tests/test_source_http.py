@@ -1,0 +1,214 @@
+"""The http source over real sockets: Dovecot's http-post requests, NDJSON batches and
+Stalwart webhooks accepted; bad, oversized, unsigned and malformed requests answered
+clearly while good events keep flowing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import httpx
+import orjson
+import pytest
+
+from exporter.event import Event, Timestamp
+from exporter.formats import FormatSpec, make_formatter
+from exporter.formats.reader import read_event
+from exporter.secret import Secret
+from exporter.sources.http import HttpSource, HttpSourceSettings
+from tests.samples import EVENTS_FILE
+
+pytestmark = pytest.mark.anyio
+LINES = EVENTS_FILE.read_bytes().splitlines()
+TAB_TEXT = make_formatter(FormatSpec(format="tab-text"))
+JSON = {"Content-Type": "application/json"}
+
+
+@asynccontextmanager
+async def serving(**settings: object) -> AsyncIterator[tuple[HttpSource, list[Event], str]]:
+    """A source on an ephemeral port whose events land in a list."""
+    received: list[Event] = []
+
+    async def emit(event: Event) -> None:
+        received.append(event)
+
+    values: dict[str, object] = {"port": 0, **settings}
+    source = HttpSource(HttpSourceSettings(**values), emit)  # type: ignore[arg-type]
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(source.serve)
+            yield source, received, f"http://127.0.0.1:{source.port}"
+            tasks.cancel_scope.cancel()
+
+
+async def test_dovecot_http_post_requests_json_and_tab_text() -> None:
+    async with serving() as (source, received, url), httpx.AsyncClient() as client:
+        json_answer = await client.post(
+            url + "/dovecot", content=LINES[0], headers={"Content-Type": "application/json"}
+        )
+        text_body = TAB_TEXT(read_event(LINES[1]))
+        text_answer = await client.post(
+            url + "/dovecot", content=text_body, headers={"Content-Type": "text/plain"}
+        )
+    assert (json_answer.status_code, text_answer.status_code) == (204, 204)
+    assert received == [read_event(LINES[0]), read_event(text_body)]
+    assert source.counts.events == 2
+
+
+async def test_an_ndjson_batch_keeps_its_good_lines_and_names_the_bad_ones() -> None:
+    truncated = LINES[2][: len(LINES[2]) // 2]  # a line cut short
+    body = b"\n".join([LINES[0], b"not an event", truncated, LINES[1], b""])
+    async with serving() as (source, received, url), httpx.AsyncClient() as client:
+        partial = await client.post(url + "/events", content=body)
+        good = await client.post(url + "/events", content=b"\n".join(LINES) + b"\n")
+        bad = await client.post(url + "/events", content=b"nope\n{]\n")
+    assert partial.status_code == 200
+    answer = partial.json()
+    assert answer["accepted"] == 2
+    assert [r["line"] for r in answer["rejected"]] == [2, 3]
+    assert "unknown item 'not an event'" in answer["rejected"][0]["error"]
+    assert good.status_code == 204
+    assert bad.status_code == 400
+    assert bad.json()["accepted"] == 0
+    assert received == [read_event(LINES[0]), read_event(LINES[1])] + [
+        read_event(line) for line in LINES
+    ]
+    assert source.counts.rejected_lines == 4
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    """A body without Content-Length (chunked): its size is known only while reading."""
+    for part in parts:
+        yield part
+
+
+async def test_refusals_are_clear_json_and_the_connection_serves_on() -> None:
+    async with (
+        serving(max_body_bytes=1000) as (source, received, url),
+        httpx.AsyncClient() as client,
+    ):
+        answers = [
+            await client.post(url + "/dovecot", content=b"{}", headers={"Content-Type": "x/y"}),
+            await client.post(
+                url + "/dovecot", content=b"{bad", headers={"Content-Type": "application/json"}
+            ),
+            await client.get(url + "/events"),
+            await client.post(url + "/metrics", content=b""),
+            await client.post(url + "/events", content=b"x" * 1001),
+            await client.post(url + "/events", content=_chunks(b"x" * 600, b"y" * 600)),
+            await client.post(url + "/events", content=LINES[0]),
+        ]
+    assert [a.status_code for a in answers] == [415, 400, 405, 404, 413, 413, 204]
+    for answer in answers[:-1]:
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.json()["error"]
+    assert "larger than 1000 bytes" in answers[4].json()["error"]
+    assert received == [read_event(LINES[0])]
+    assert source.counts.refused == {415: 1, 400: 1, 405: 1, 404: 1, 413: 2}
+
+
+async def test_a_bearer_token_is_required_when_configured() -> None:
+    token = "tok-source-secret"
+    async with (
+        serving(bearer_token=Secret(token)) as (_, received, url),
+        httpx.AsyncClient() as client,
+    ):
+        missing = await client.post(url + "/events", content=LINES[0])
+        wrong = await client.post(
+            url + "/events", content=LINES[0], headers={"Authorization": "Bearer nope"}
+        )
+        right = await client.post(
+            url + "/events", content=LINES[0], headers={"Authorization": f"Bearer {token}"}
+        )
+    assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 204)
+    assert token not in missing.text
+    assert len(received) == 1
+
+
+def _stalwart_body() -> bytes:
+    return orjson.dumps(
+        {
+            "events": [
+                {
+                    "id": "a1",
+                    "createdAt": "2026-11-22T03:00:00.123456Z",
+                    "type": "auth.success",
+                    "data": {"accountName": "bob", "id": 7, "ok": True, "ips": ["a", "b", "a"]},
+                },
+                {
+                    "id": "a2",
+                    "createdAt": "2026-11-22T04:00:00+01:00",
+                    "type": "message-ingest.ham",
+                    "data": {},
+                },
+            ]
+        }
+    )
+
+
+async def test_stalwart_webhooks_signed_and_mapped() -> None:
+    key = "stalwart-key"
+    body = _stalwart_body()
+    signature = base64.b64encode(hmac.new(key.encode(), body, hashlib.sha256).digest()).decode()
+    async with (
+        serving(stalwart_signing_key=Secret(key)) as (_, received, url),
+        httpx.AsyncClient() as client,
+    ):
+        unsigned = await client.post(url + "/stalwart", content=body)
+        wrong = await client.post(
+            url + "/stalwart", content=body + b" ", headers={"X-Signature": signature}
+        )
+        signed = await client.post(
+            url + "/stalwart", content=body, headers={"X-Signature": signature}
+        )
+    assert (unsigned.status_code, wrong.status_code, signed.status_code) == (401, 401, 204)
+    first, second = received
+    assert (first.name, first.categories) == ("auth.success", ["auth"])
+    assert first.start_ns == 1_795_316_400_123_456_000
+    assert first.fields == {"accountName": "bob", "id": 7, "ok": "true", "ips": ["a", "b"]}
+    assert (second.name, second.categories) == ("message-ingest.ham", ["message-ingest"])
+    assert second.start_ns == 1_795_316_400_000_000_000  # 04:00+01:00 is 03:00Z
+    assert not any(isinstance(v, Timestamp) for v in first.fields.values())
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"{", "not JSON"),
+        (b"[]", 'expected {"events": [...]}'),
+        (b'{"events":[{"type":"a.b"}]}', "events[0].createdAt must be an RFC 3339 time"),
+        (b'{"events":[{"type":"","createdAt":"2026-11-22T03:00:00Z"}]}', "events[0].type"),
+    ],
+)
+async def test_bad_stalwart_bodies_are_400(body: bytes, error: str) -> None:
+    async with serving() as (_, received, url), httpx.AsyncClient() as client:
+        answer = await client.post(url + "/stalwart", content=body)
+    assert answer.status_code == 400
+    assert error in answer.json()["error"]
+    assert received == []
+
+
+async def test_malformed_http_gets_400_and_a_closed_connection() -> None:
+    async with serving() as (source, received, url):
+        port = source.port
+
+        def exchange() -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+                data = b""
+                while chunk := sock.recv(4096):
+                    data += chunk
+                return data
+
+        answer = await anyio.to_thread.run_sync(exchange)
+        async with httpx.AsyncClient() as client:  # the server serves on
+            after = await client.post(url + "/events", content=LINES[0])
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"malformed HTTP request" in answer
+    assert after.status_code == 204
+    assert len(received) == 1
