@@ -10,8 +10,6 @@ events were dead-lettered or dropped, 2 for a configuration that does not check.
 from __future__ import annotations
 
 import argparse
-import os
-import stat
 import sys
 from typing import Any
 
@@ -20,11 +18,10 @@ import anyio
 from exporter.cli_common import EXIT_LOSS, EXIT_OK, EXIT_USAGE
 from exporter.config import Config, ConfigError, SourceConfig, load_config
 from exporter.errors import EventExporterError, UsageError
-from exporter.export import CHUNK_BYTES, LineSplitter
 from exporter.formats.reader import read_event
 from exporter.memory import tune_malloc
 from exporter.pipeline import Pipeline
-from exporter.shipping import ignore_late_signals, ship
+from exporter.shipping import ignore_late_signals, read_lines, ship
 from exporter.sources.http import HttpSource
 
 
@@ -100,15 +97,9 @@ async def _run_source(
 async def read_stdin(pipeline: Pipeline, label: str) -> None:
     """Dovecot json or tab-text lines from stdin until its end; a bad line is reported
     with its number and skipped."""
-    fd = sys.stdin.fileno()
-    wait = not stat.S_ISREG(os.fstat(fd).st_mode)
-    splitter = LineSplitter()
     number = 0
-    while True:
-        if wait:
-            await anyio.wait_readable(fd)
-        chunk = os.read(fd, CHUNK_BYTES)
-        for line in splitter.feed(chunk):
+    async for lines in read_lines(sys.stdin.fileno()):
+        for line in lines:
             number += 1
             if not line:
                 continue
@@ -118,5 +109,3 @@ async def read_stdin(pipeline: Pipeline, label: str) -> None:
                 sys.stderr.write(f"event-exporter: source {label}: line {number}: {exc}\n")
                 continue
             await pipeline.emit(event)
-        if not chunk:
-            return

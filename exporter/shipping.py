@@ -104,6 +104,22 @@ def ignore_late_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
+async def read_lines(fd: int) -> AsyncIterator[list[bytes]]:
+    """The lines of ``fd`` until its end, a chunk's worth at a time. Pipes and sockets are
+    read only once readable, so a cancelled reader never abandons a read in progress."""
+    wait = not stat.S_ISREG(os.fstat(fd).st_mode)
+    splitter = LineSplitter()
+    while True:
+        if wait:
+            await anyio.wait_readable(fd)
+        chunk = os.read(fd, CHUNK_BYTES)
+        lines = splitter.feed(chunk)
+        if lines:
+            yield lines
+        if not chunk:
+            return
+
+
 async def produce_lines(
     sources: Iterable[tuple[str, BinaryIO]],
     exporter: Exporter,
@@ -121,15 +137,8 @@ async def produce_lines(
     """
     encode = (format_line, matches, errors, counts)
     for label, stream in sources:
-        fd = stream.fileno()
-        wait = not stat.S_ISREG(os.fstat(fd).st_mode)
-        splitter = LineSplitter()
         lineno = 0
-        while True:
-            if wait:
-                await anyio.wait_readable(fd)
-            chunk = os.read(fd, CHUNK_BYTES)
-            lines = splitter.feed(chunk)
+        async for lines in read_lines(stream.fileno()):
             index = 0
             waiting: bytes | None = None  # encoded, accepted, not yet in the queue
             try:
@@ -149,8 +158,6 @@ async def produce_lines(
                         exporter.force(encoded)
                 raise
             lineno += len(lines)
-            if not chunk:
-                break
 
 
 def _encode(

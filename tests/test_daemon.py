@@ -3,6 +3,7 @@ metric and a file exporter; events posted over HTTP; SIGTERM ends it with a summ
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 from pathlib import Path
@@ -70,3 +71,16 @@ def test_run_refuses_a_config_without_sources(
     config.write_text('[exporter.a]\ndestination = "drop"\n')
     assert main(["run", str(config)]) == 2
     assert "no [source.NAME] block" in capsys.readouterr().err
+
+
+def test_run_with_stdin_ends_when_its_input_ends(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    text = config.read_text().replace('type = "http"\nlisten = "127.0.0.1:0"', 'type = "stdin"')
+    config.write_text(text)
+    out = tmp_path / "events.ndjson"
+    with exporter_child("run", str(config)) as child:
+        os.write(child.stdin_w, EVENTS_FILE.read_bytes() + b"not an event\n")
+        child.close_stdin()
+        assert child.wait(timeout=10) == 0
+    assert out.read_bytes() == plain_export(tmp_path, EVENTS_FILE, ["--filter", FILTER])
+    assert "source listener: line 37: " in bytes(child.stderr).decode()
