@@ -32,9 +32,11 @@ async def ship(
     *,
     shutdown_timeout: float,
     handle_signals: bool = True,
+    stop: anyio.Event | None = None,
 ) -> bool:
     """Run ``producer`` (which feeds ``exporters``) and deliver everything; True if
-    interrupted. Every exporter drains under the same deadline."""
+    interrupted. Every exporter drains under the same deadline. ``stop`` set is a
+    shutdown as SIGTERM is (the Python API's exit)."""
     shutdown = anyio.Event()
     signals_seen = 0
     consumer_scope = anyio.CancelScope()
@@ -69,9 +71,16 @@ async def ship(
             if signals_seen > 1:
                 consumer_scope.cancel()
 
+    async def watch_stop(stop: anyio.Event) -> None:
+        await stop.wait()
+        shutdown.set()
+        producer_scope.cancel()
+
     async with anyio.create_task_group() as tasks:
         if handle_signals:
             await tasks.start(watch_signals)
+        if stop is not None:
+            tasks.start_soon(watch_stop, stop)
         tasks.start_soon(consume)
         with producer_scope:
             await producer()
