@@ -109,7 +109,7 @@ async def test_refusals_are_clear_json_and_the_connection_serves_on() -> None:
         assert answer.json()["error"]
     assert "larger than 1000 bytes" in answers[4].json()["error"]
     assert received == [read_event(LINES[0])]
-    assert source.counts.refused == {415: 1, 400: 1, 405: 1, 404: 1, 413: 2}
+    assert source.refused == {415: 1, 400: 1, 405: 1, 404: 1, 413: 2}
 
 
 async def test_a_bearer_token_is_required_when_configured() -> None:
