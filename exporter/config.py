@@ -67,6 +67,10 @@ class GlobalConfig:
     dead_letter: str = DEFAULT_DEAD_LETTER
     shutdown_timeout: float = 10.0
     log_level: str = "info"
+    metrics_listen: tuple[str, int] | None = None
+    """HOST, PORT of the Prometheus endpoint (GET /metrics); None: none."""
+    summary_interval: float = 60.0
+    """Seconds between summary lines on stderr; 0: only the last one."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,13 @@ class _Checker:
             dead_letter=t.text("dead_letter", d.dead_letter, nonempty=True),
             shutdown_timeout=t.number("shutdown_timeout", d.shutdown_timeout, minimum=0),
             log_level=t.choice("log_level", d.log_level, LOG_LEVELS),
+            metrics_listen=t.parse(
+                "metrics_listen",
+                _host_port_or_off,
+                default="",
+                allowed=('HOST:PORT, or "" for none'),
+            ),
+            summary_interval=t.number("summary_interval", d.summary_interval, minimum=0),
         )
         t.finish()
         return settings
@@ -342,6 +353,10 @@ def _host_port(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(text)
     return host.strip("[]"), int(port)
+
+
+def _host_port_or_off(text: str) -> tuple[str, int] | None:
+    return _host_port(text) if text else None
 
 
 def _file_mode(text: str) -> int:

@@ -10,19 +10,49 @@ events were dead-lettered or dropped, 2 for a configuration that does not check.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from typing import Any
 
 import anyio
 
+from exporter import metrics
 from exporter.cli_common import EXIT_LOSS, EXIT_OK, EXIT_USAGE
-from exporter.config import Config, ConfigError, SourceConfig, load_config
+from exporter.config import LOG_LEVELS, Config, ConfigError, SourceConfig, load_config
 from exporter.errors import EventExporterError, UsageError
 from exporter.formats.reader import read_event
+from exporter.httpserver import HttpServer, Refuse, Request, Response, ServerLimits
 from exporter.memory import tune_malloc
 from exporter.pipeline import Pipeline
 from exporter.shipping import ignore_late_signals, read_lines, ship
 from exporter.sources.http import HttpSource
+
+
+class _Log:
+    """The daemon's own messages on stderr, from ``log_level`` up (the final summary and
+    errors that stop it are always written)."""
+
+    def __init__(self) -> None:
+        self.level = LOG_LEVELS.index("info")
+
+    def _write(self, level: str, message: str) -> None:
+        if LOG_LEVELS.index(level) >= self.level:
+            sys.stderr.write(f"event-exporter: {message}\n")
+
+    def debug(self, message: str) -> None:
+        self._write("debug", message)
+
+    def info(self, message: str) -> None:
+        self._write("info", message)
+
+    def warning(self, message: str) -> None:
+        self._write("warning", message)
+
+    def exporter_warning(self, name: str, message: str) -> None:
+        self.warning(f"{name}: {message}")
+
+
+log = _Log()
 
 
 def add_run_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -48,7 +78,10 @@ def run_command(args: argparse.Namespace) -> int:
     except UsageError as exc:
         sys.stderr.write(f"event-exporter: {exc}\n")
         return EXIT_USAGE
+    log.level = LOG_LEVELS.index(config.settings.log_level)
     pipeline = Pipeline.from_config(config)
+    for exporter in pipeline.exporters.values():
+        exporter.warn = functools.partial(log.exporter_warning, exporter.name)
     tune_malloc()
     try:
         anyio.run(_main, config, pipeline)
@@ -61,32 +94,72 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 async def _main(config: Config, pipeline: Pipeline) -> None:
+    running: dict[str, object] = {}  # the sources, for the metrics endpoint
+
     async def sources() -> None:
         async with anyio.create_task_group() as tasks:
             for source in config.sources.values():
-                await tasks.start(_run_source, source, pipeline)
+                await tasks.start(_run_source, source, pipeline, running)
 
     try:
-        await ship(
-            sources,
-            list(pipeline.exporters.values()),
-            shutdown_timeout=config.settings.shutdown_timeout,
-        )
+        async with anyio.create_task_group() as reporting:
+            if config.settings.metrics_listen is not None:
+                await reporting.start(
+                    _serve_metrics, config.settings.metrics_listen, pipeline, running
+                )
+            if config.settings.summary_interval > 0:
+                reporting.start_soon(_summaries, config.settings.summary_interval, pipeline)
+            await ship(
+                sources,
+                list(pipeline.exporters.values()),
+                shutdown_timeout=config.settings.shutdown_timeout,
+            )
+            reporting.cancel_scope.cancel()
     finally:
         await pipeline.close_drivers()
 
 
+async def _serve_metrics(
+    listen: tuple[str, int],
+    pipeline: Pipeline,
+    sources: dict[str, object],
+    *,
+    task_status: anyio.abc.TaskStatus[None],
+) -> None:
+    async def handle(request: Request) -> Response:
+        if request.path != "/metrics":
+            raise Refuse(404, "GET /metrics")
+        return Response(200, metrics.render(pipeline, sources).encode(), metrics.CONTENT_TYPE)
+
+    server = HttpServer(*listen, handle, ServerLimits(max_body_bytes=0, methods=("GET",)))
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(server.serve)
+        log.info(f"metrics on http://{listen[0]}:{server.port}/metrics")
+        task_status.started()
+
+
+async def _summaries(interval: float, pipeline: Pipeline) -> None:
+    while True:
+        await anyio.sleep(interval)
+        log.info(pipeline.summary())
+
+
 async def _run_source(
-    source: SourceConfig, pipeline: Pipeline, *, task_status: anyio.abc.TaskStatus[None]
+    source: SourceConfig,
+    pipeline: Pipeline,
+    running: dict[str, object],
+    *,
+    task_status: anyio.abc.TaskStatus[None],
 ) -> None:
     if source.type == "http":
         assert source.http is not None
         server = HttpSource(source.http, pipeline.emit)
+        running[source.name] = server
         async with anyio.create_task_group() as tasks:
             await tasks.start(server.serve)
-            sys.stderr.write(
-                f"event-exporter: source {source.name}: listening on "
-                f"http://{source.http.host}:{server.port} (POST /dovecot, /events, /stalwart)\n"
+            log.info(
+                f"source {source.name}: listening on http://{source.http.host}:{server.port} "
+                "(POST /dovecot, /events, /stalwart)"
             )
             task_status.started()
         return
@@ -106,6 +179,6 @@ async def read_stdin(pipeline: Pipeline, label: str) -> None:
             try:
                 event = read_event(line)
             except EventExporterError as exc:
-                sys.stderr.write(f"event-exporter: source {label}: line {number}: {exc}\n")
+                log.warning(f"source {label}: line {number}: {exc}")
                 continue
             await pipeline.emit(event)

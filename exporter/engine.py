@@ -52,6 +52,8 @@ class ExporterStats:
     exported: int = 0
     dead_lettered: int = 0
     batches: int = 0
+    delivery_seconds: float = 0.0
+    """Summed over batches: from taking a batch to its delivery or dead-lettering."""
     dropped: Counter[str] = field(default_factory=Counter)
     delivery: DeliveryCounters = field(default_factory=DeliveryCounters)
     accepted: Callable[[], int] = field(default=lambda: 0, repr=False)
@@ -146,6 +148,7 @@ class Exporter:
             self.finished.set()
 
     async def _deliver(self, batch: Batch, slot: anyio.Semaphore) -> None:
+        started = anyio.current_time()
         try:
             outcome = await deliver(
                 self.driver,
@@ -159,6 +162,7 @@ class Exporter:
             slot.release()
         del self._in_flight[id(batch)]
         self.stats.batches += 1
+        self.stats.delivery_seconds += anyio.current_time() - started
         if outcome.failure is None:
             self.stats.exported += len(batch)
         else:

@@ -16,6 +16,7 @@ from tests.samples import EVENTS_FILE
 from tests.shipping_helpers import exporter_child, plain_export, wait_until
 
 FILTER = "event=imap_command_finished"
+CAPTURE = len(EVENTS_FILE.read_bytes().splitlines())
 
 
 def _config(tmp_path: Path) -> Path:
@@ -84,3 +85,55 @@ def test_run_with_stdin_ends_when_its_input_ends(tmp_path: Path) -> None:
         assert child.wait(timeout=10) == 0
     assert out.read_bytes() == plain_export(tmp_path, EVENTS_FILE, ["--filter", FILTER])
     assert "source listener: line 37: " in bytes(child.stderr).decode()
+
+
+def test_metrics_endpoint_and_periodic_summaries(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    config.write_text(
+        config.read_text().replace(
+            "shutdown_timeout = 5.0",
+            'shutdown_timeout = 5.0\nmetrics_listen = "127.0.0.1:0"\nsummary_interval = 0.05',
+        )
+    )
+    out = tmp_path / "events.ndjson"
+    with exporter_child("run", str(config)) as child:
+        ports = re.compile(
+            rb"listening on http://127\.0\.0\.1:(\d+)|metrics on http://127\.0\.0\.1:(\d+)"
+        )
+
+        def both_ports() -> tuple[int, int] | None:
+            found = ports.findall(bytes(child.stderr))
+            source = next((int(a) for a, _ in found if a), None)
+            scrape = next((int(b) for _, b in found if b), None)
+            return None if source is None or scrape is None else (source, scrape)
+
+        assert wait_until(lambda: both_ports() is not None, timeout=10)
+        listen, scrape = both_ports() or (0, 0)
+        body = EVENTS_FILE.read_bytes() + b"garbage\n"
+        assert httpx.post(f"http://127.0.0.1:{listen}/events", content=body).status_code == 200
+        assert httpx.post(f"http://127.0.0.1:{listen}/nowhere").status_code == 404
+        matched = plain_export(tmp_path, EVENTS_FILE, ["--filter", FILTER]).count(b"\n")
+        assert wait_until(
+            lambda: out.exists() and out.read_bytes().count(b"\n") == matched, timeout=10
+        )
+        answer = httpx.get(f"http://127.0.0.1:{scrape}/metrics", timeout=10)
+        summaries = re.compile(rb"event-exporter: submitted \d+")
+        assert wait_until(lambda: len(summaries.findall(bytes(child.stderr))) >= 2, timeout=10)
+        child.proc.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=10) == 0
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = answer.text
+    expected_lines = [
+        f"event_exporter_events_submitted_total {CAPTURE}",
+        f'event_exporter_metric_matched_total{{metric="commands"}} {matched}',
+        f'event_exporter_exporter_exported_total{{exporter="archive"}} {matched}',
+        'event_exporter_exporter_queue_events{exporter="archive"} 0',
+        'event_exporter_exporter_retry_pause_seconds{exporter="archive"} 0.0',
+        f'event_exporter_source_events_total{{source="listener"}} {CAPTURE}',
+        'event_exporter_source_rejected_lines_total{source="listener"} 1',
+        'event_exporter_source_refused_total{source="listener",status="404"} 1',
+        "# TYPE event_exporter_exporter_queue_bytes gauge",
+    ]
+    for line in expected_lines:
+        assert line in text.splitlines(), line
