@@ -425,15 +425,16 @@ class Child:
 
 
 @contextmanager
-def exporter_child(*args: str) -> Iterator[Child]:
-    """Start ``python -m exporter ARGS``; it is killed by its PID when the block ends."""
+def exporter_child(*args: str, cwd: Path = REPO) -> Iterator[Child]:
+    """Start ``python -m exporter ARGS`` in ``cwd``; it is killed by its PID when the block
+    ends."""
     stdin_r, stdin_w = os.pipe()
     proc = subprocess.Popen(
         [sys.executable, "-m", "exporter", *args],
         stdin=stdin_r,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        cwd=REPO,
+        cwd=cwd,
     )
     child = Child(proc, stdin_r, stdin_w)
     reader = threading.Thread(target=child._collect_stderr, name="stderr", daemon=True)

@@ -13,7 +13,7 @@ import pytest
 
 from exporter.cli import main
 from tests.samples import EVENTS_FILE
-from tests.shipping_helpers import exporter_child, plain_export, wait_until
+from tests.shipping_helpers import REPO, exporter_child, plain_export, wait_until
 
 FILTER = "event=imap_command_finished"
 CAPTURE = len(EVENTS_FILE.read_bytes().splitlines())
@@ -137,3 +137,24 @@ def test_metrics_endpoint_and_periodic_summaries(tmp_path: Path) -> None:
     ]
     for line in expected_lines:
         assert line in text.splitlines(), line
+
+
+def test_the_readme_main_job_receives_the_example_events(tmp_path: Path) -> None:
+    """config.example.toml as the README runs it (on a free port instead of 8080), and the
+    README's curl: the capture's imap_command_finished events land in ./events.ndjson."""
+    example = (REPO / "config.example.toml").read_text()
+    assert 'listen = "127.0.0.1:8080"' in example
+    (tmp_path / "config.toml").write_text(example.replace("127.0.0.1:8080", "127.0.0.1:0"))
+    with exporter_child("run", "config.toml", cwd=tmp_path) as child:
+        listening = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
+        assert wait_until(lambda: listening.search(bytes(child.stderr)) is not None, timeout=10)
+        found = listening.search(bytes(child.stderr))
+        assert found is not None
+        events = (REPO / "examples" / "dovecot-events.ndjson").read_bytes()
+        url = f"http://127.0.0.1:{int(found.group(1))}/events"
+        assert httpx.post(url, content=events, timeout=10).status_code == 204
+        expected = plain_export(tmp_path, EVENTS_FILE, ["--filter", FILTER])
+        out = tmp_path / "events.ndjson"
+        assert wait_until(lambda: out.exists() and out.read_bytes() == expected, timeout=10)
+        child.proc.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=15) == 0

@@ -26,7 +26,7 @@ def test_readme_python_example_runs() -> None:
 
 def test_readme_states_exactly_the_run_and_test_commands() -> None:
     commands = re.findall(r"```sh\n(.*?)```", README, re.DOTALL)
-    assert commands[0].strip().endswith("event-exporter export examples/dovecot-events.ndjson")
+    assert commands[0].strip().endswith("event-exporter run config.example.toml")
     assert commands[1].strip() == "bash scripts/test"
     assert "bash scripts/test" in (REPO / ".ci" / "run").read_text()
 
