@@ -27,6 +27,7 @@ from exporter.errors import EventExporterError
 from exporter.event import Event
 from exporter.formats import make_formatter
 from exporter.formats.spec import Formatter
+from exporter.queue import Overflow
 
 Matcher = Callable[[Event], bool]
 
@@ -111,6 +112,18 @@ class Pipeline:
         if not matched:
             counts.unmatched += 1
         return waiting
+
+    def busy(self) -> bool:
+        """Whether an exporter that drops when full (not ``block``) is full: a source that
+        can tell its sender to come back later (HTTP 503) should, rather than have its
+        events dropped."""
+        for exporter in self.exporters.values():
+            queue = exporter.queue
+            if queue.overflow is not Overflow.BLOCK and (
+                len(queue) >= queue.max_events or queue.queued_bytes >= queue.max_bytes
+            ):
+                return True
+        return False
 
     async def emit(self, event: Event) -> None:
         """Route ``event``, waiting for room where an exporter's queue is full (block)."""

@@ -124,3 +124,16 @@ def test_threads_emit_through_the_threaded_exporter(tmp_path: Path) -> None:
     assert "submitted 2000" in summary
     with pytest.raises(RuntimeError, match="with block"):
         events.emit(logins[0])
+
+
+@pytest.mark.parametrize(("overflow", "busy"), [("drop_newest", True), ("block", False)])
+async def test_the_pipeline_is_busy_when_a_dropping_queue_is_full(
+    tmp_path: Path, overflow: str, busy: bool
+) -> None:
+    config = parse_config(_config_text(tmp_path, "drop", queue_max_events=2, overflow=overflow))
+    events = EventExporter(config)
+    pipeline = events.pipeline
+    assert not pipeline.busy()
+    for event in _events(2):
+        events.emit(event)
+    assert pipeline.busy() is busy

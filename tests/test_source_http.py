@@ -212,3 +212,25 @@ async def test_malformed_http_gets_400_and_a_closed_connection() -> None:
     assert b"malformed HTTP request" in answer
     assert after.status_code == 204
     assert len(received) == 1
+
+
+async def test_503_with_retry_after_while_busy() -> None:
+    busy = [True]
+    received: list[Event] = []
+
+    async def emit(event: Event) -> None:
+        received.append(event)
+
+    source = HttpSource(HttpSourceSettings(port=0), emit, lambda: busy[0])
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks, httpx.AsyncClient() as client:
+            await tasks.start(source.serve)
+            url = f"http://127.0.0.1:{source.port}/events"
+            refused = await client.post(url, content=LINES[0])
+            busy[0] = False
+            accepted = await client.post(url, content=LINES[0])
+            tasks.cancel_scope.cancel()
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert accepted.status_code == 204
+    assert len(received) == 1

@@ -12,8 +12,9 @@ A request is answered only once its events are in the exporters' queues (under t
 ``block`` policy that is backpressure: a sender waits for its answer). Answers: 204 all
 accepted; 200 with ``{"accepted": N, "rejected": [{"line": L, "error": "..."}]}`` when
 some lines of a batch were bad (the good ones are kept); 400 when nothing was good,
-401 without the bearer token or the right signature, 404, 405, 411, 413 over the body
-limit, 415 for an unknown Content-Type, each with a JSON ``{"error": "..."}``. Bad input
+401 without the bearer token or the right signature, 404, 405, 413 over the body limit,
+415 for an unknown Content-Type, 503 with ``Retry-After`` while an exporter that drops
+when full (not ``block``) is full, each with a JSON ``{"error": "..."}``. Bad input
 of any kind ends in an answer or a closed connection, never in a crash.
 """
 
@@ -58,9 +59,12 @@ class HttpSourceCounts:
 class HttpSource:
     """``serve()`` accepts connections until cancelled."""
 
-    def __init__(self, settings: HttpSourceSettings, emit: Emit) -> None:
+    def __init__(
+        self, settings: HttpSourceSettings, emit: Emit, busy: Callable[[], bool] | None = None
+    ) -> None:
         self.settings = settings
         self._emit = emit
+        self._busy = busy
         self.counts = HttpSourceCounts()
         limits = ServerLimits(settings.max_body_bytes, settings.idle_timeout)
         self._server = HttpServer(settings.host, settings.port, self._handle, limits)
@@ -87,6 +91,8 @@ class HttpSource:
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, b"Bearer " + token.reveal().encode()):
                 raise Refuse(401, "a valid bearer token is required")
+        if self._busy is not None and self._busy():
+            raise Refuse(503, "queues full: try again later", [("Retry-After", "1")])
         path = request.path.rstrip("/")
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if path == "/dovecot":
