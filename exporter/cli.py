@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from typing import BinaryIO
@@ -31,6 +32,7 @@ from exporter.export import export_streams
 from exporter.formats import make_formatter
 from exporter.formats.spec import FORMATS, INCLUDE_WORDS, LOG_TRUNCATE_BYTES
 from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
+from exporter.progress import Progress
 
 
 class _Parser(argparse.ArgumentParser):
@@ -117,6 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _total_size(sources: list[tuple[str, BinaryIO]]) -> int | None:
+    """The bytes to read, if every source is a regular file."""
+    total = 0
+    for _, stream in sources:
+        info = os.fstat(stream.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        total += info.st_size
+    return total
+
+
 def _same_file(a: str, b: str) -> bool:
     try:
         return b != "-" and os.path.samefile(a, b)
@@ -158,8 +171,11 @@ def _export(args: argparse.Namespace) -> int:
             return usage_error(f"cannot write {args.output}: {exc.strerror}")
         format_line = make_formatter(spec, newline=True)
         matches = None if event_filter.match_all else event_filter.matches
+        progress = None
+        if args.output or not sys.stdout.isatty():  # not among events on the same screen
+            progress = Progress.for_terminal(sys.stderr, _total_size(sources))
         try:
-            counts = export_streams(sources, output, format_line, matches, sys.stderr)
+            counts = export_streams(sources, output, format_line, matches, sys.stderr, progress)
         except BrokenPipeError:
             # The reader went away (``| head``): stop quietly with the status of a
             # process killed by SIGPIPE, as other filters do.

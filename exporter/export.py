@@ -16,6 +16,7 @@ from exporter.errors import EventExporterError
 from exporter.event import Event
 from exporter.formats.reader import read_event
 from exporter.formats.spec import Formatter
+from exporter.progress import Progress
 
 CHUNK_BYTES: Final = 1 << 18
 REPORTED_ERRORS_MAX: Final = 100
@@ -58,11 +59,16 @@ def export_streams(
     format_line: Formatter,
     matches: Matcher | None,
     errors: TextIO,
+    progress: Progress | None = None,
 ) -> ExportCounts:
     """Export every line of every source to ``output``; ``format_line`` appends the ``\\n``."""
     counts = ExportCounts()
-    for label, stream in sources:
-        _export_stream(label, stream, output, format_line, matches, errors, counts)
+    try:
+        for label, stream in sources:
+            _export_stream(label, stream, output, format_line, matches, errors, counts, progress)
+    finally:
+        if progress is not None:
+            progress.finish()
     return counts
 
 
@@ -74,6 +80,7 @@ def _export_stream(
     matches: Matcher | None,
     errors: TextIO,
     counts: ExportCounts,
+    progress: Progress | None,
 ) -> None:
     splitter = LineSplitter()
     lineno = read = exported = 0
@@ -98,6 +105,8 @@ def _export_stream(
             output.write(out)
             output.flush()
             out.clear()
+        if progress is not None:
+            progress.advance(len(chunk), counts.read + read)
         if not chunk:
             break
     counts.read += read
