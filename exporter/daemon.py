@@ -20,6 +20,7 @@ from exporter import metrics
 from exporter.cli_common import EXIT_LOSS, EXIT_OK, EXIT_USAGE
 from exporter.config import LOG_LEVELS, Config, ConfigError, SourceConfig, load_config
 from exporter.errors import EventExporterError, UsageError
+from exporter.event import Event
 from exporter.formats.reader import read_event
 from exporter.httpserver import HttpServer, Refuse, Request, Response, ServerLimits
 from exporter.memory import tune_malloc
@@ -169,16 +170,31 @@ async def _run_source(
 
 async def read_stdin(pipeline: Pipeline, label: str) -> None:
     """Dovecot json or tab-text lines from stdin until its end; a bad line is reported
-    with its number and skipped."""
+    with its number and skipped. At shutdown the rest of a chunk already read is still
+    queued, so no line taken from stdin is lost."""
     number = 0
     async for lines in read_lines(sys.stdin.fileno()):
-        for line in lines:
-            number += 1
-            if not line:
-                continue
-            try:
-                event = read_event(line)
-            except EventExporterError as exc:
-                log.warning(f"source {label}: line {number}: {exc}")
-                continue
-            await pipeline.emit(event)
+        index = 0
+        try:
+            while index < len(lines):
+                index += 1
+                event = _stdin_event(lines[index - 1], number + index, label)
+                if event is not None:
+                    await pipeline.emit(event)
+        except anyio.get_cancelled_exc_class():
+            for offset, line in enumerate(lines[index:], index + 1):
+                event = _stdin_event(line, number + offset, label)
+                if event is not None:
+                    pipeline.force(event)
+            raise
+        number += len(lines)
+
+
+def _stdin_event(line: bytes, number: int, label: str) -> Event | None:
+    if not line:
+        return None
+    try:
+        return read_event(line)
+    except EventExporterError as exc:
+        log.warning(f"source {label}: line {number}: {exc}")
+        return None

@@ -126,9 +126,23 @@ class Pipeline:
         return False
 
     async def emit(self, event: Event) -> None:
-        """Route ``event``, waiting for room where an exporter's queue is full (block)."""
+        """Route ``event``, waiting for room where an exporter's queue is full (block).
+
+        Cancelled while waiting (shutdown), it still queues the event, past the bounds,
+        where it had no room yet: an event taken is delivered or dead-lettered."""
+        waiting = self.offer(event)
+        for index, (exporter, line) in enumerate(waiting):
+            try:
+                await exporter.put(line)
+            except anyio.get_cancelled_exc_class():
+                for late, rest in waiting[index:]:
+                    late.force(rest)
+                raise
+
+    def force(self, event: Event) -> None:
+        """Route ``event`` past every queue's bounds (shutdown: input already taken)."""
         for exporter, line in self.offer(event):
-            await exporter.put(line)
+            exporter.force(line)
 
     # -- delivery ----------------------------------------------------------------------
 

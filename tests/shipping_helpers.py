@@ -487,3 +487,15 @@ def summary_line(dest: str, received: int, exported: int, retried: int, dead: in
         f"event-exporter: {dest}: received {received}, exported {exported}, "
         f"retried {retried}, dropped 0, dead-lettered {dead}"
     )
+
+
+def settled(child: Child, feeder: Feeder, polls: int = 4) -> bool:
+    """The feeder waits for room and the child took nothing from stdin for ``polls`` polls."""
+    history: list[int] = []
+
+    def check() -> bool:
+        history.append(child.consumed_lines(feeder))
+        stuck = len(history) >= polls and len(set(history[-polls:])) == 1
+        return feeder.blocked.is_set() and stuck
+
+    return wait_until(check, timeout=15, step=0.1)

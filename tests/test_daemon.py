@@ -12,8 +12,16 @@ import httpx
 import pytest
 
 from exporter.cli import main
+from tests.driver_helpers import socket_dir
 from tests.samples import EVENTS_FILE
-from tests.shipping_helpers import REPO, exporter_child, plain_export, wait_until
+from tests.shipping_helpers import (
+    REPO,
+    Listener,
+    exporter_child,
+    plain_export,
+    settled,
+    wait_until,
+)
 
 FILTER = "event=imap_command_finished"
 CAPTURE = len(EVENTS_FILE.read_bytes().splitlines())
@@ -158,3 +166,53 @@ def test_the_readme_main_job_receives_the_example_events(tmp_path: Path) -> None
         assert wait_until(lambda: out.exists() and out.read_bytes() == expected, timeout=10)
         child.proc.send_signal(signal.SIGTERM)
         assert child.wait(timeout=15) == 0
+
+
+def test_run_sigterm_with_a_stalled_destination_loses_no_line_taken_from_stdin(
+    tmp_path: Path,
+) -> None:
+    """stdin into a metric whose exporter's unix listener never reads: the queue fills,
+    the source waits (block), stdin backs up. SIGTERM: every line the daemon took from
+    stdin is delivered, dead-lettered or counted as dropped."""
+    with socket_dir() as directory:
+        sock = os.path.join(directory, "stalled.sock")
+        config = tmp_path / "c.toml"
+        config.write_text(
+            f"""
+[global]
+dead_letter = "{tmp_path / "dead.ndjson"}"
+shutdown_timeout = 0.1
+summary_interval = 0
+[source.in]
+type = "stdin"
+[exporter.out]
+destination = "unix:{sock}"
+queue_max_events = 1000
+batch_max_events = 100
+[metric.all]
+filter = "event=e"
+exporter = "out"
+"""
+        )
+        listener = Listener(sock, read_limit=0)
+        try:
+            with exporter_child("run", str(config)) as child:
+                feeder = child.feed(200_000)
+                assert listener.connected.wait(10)
+                assert settled(child, feeder)
+                taken = child.consumed_lines(feeder)
+                child.terminate()
+                assert child.wait(timeout=10) == 3
+            listener.finish(timeout=10)
+        finally:
+            listener.close()
+    stderr = bytes(child.stderr).decode()
+    found = re.search(
+        r"submitted (\d+), .*received (\d+), exported (\d+), retried \d+, dropped (\d+)"
+        r".*dead-lettered (\d+)",
+        stderr,
+    )
+    assert found, stderr
+    submitted, received, exported, dropped, dead = map(int, found.groups())
+    assert submitted == received == taken > 1000
+    assert exported + dropped + dead == taken

@@ -24,7 +24,6 @@ from tests.driver_helpers import socket_dir
 from tests.samples import EVENTS_FILE
 from tests.shipping_helpers import (
     Child,
-    Feeder,
     Listener,
     accounting,
     bounded,
@@ -34,6 +33,7 @@ from tests.shipping_helpers import (
     numbered_tab_line,
     plain_export,
     rss_kib,
+    settled,
     signal_pending,
     summary_line,
     unread_bytes,
@@ -186,18 +186,6 @@ def test_undeliverable_events_are_dead_lettered_and_replayed_byte_for_byte(
 # -- signals, backpressure and overflow, in a child process --------------------------------
 
 
-def _settled(child: Child, feeder: Feeder, polls: int = 4) -> bool:
-    """The feeder waits for room and the child took nothing from stdin for ``polls`` polls."""
-    history: list[int] = []
-
-    def check() -> bool:
-        history.append(child.consumed_lines(feeder))
-        stuck = len(history) >= polls and len(set(history[-polls:])) == 1
-        return feeder.blocked.is_set() and stuck
-
-    return wait_until(check, timeout=15, step=0.1)
-
-
 def _input_taken(child: Child) -> bool:
     """The child has taken everything from its stdin pipe, and not just now: its last
     chunk had time to be queued (a chunk read when SIGTERM comes is not)."""
@@ -339,7 +327,7 @@ def test_block_overflow_is_backpressure_with_bounded_memory(tmp_path: Path, sock
         ) as child:
             feeder = child.feed(limit)
             assert listener.connected.wait(10)
-            assert _settled(child, feeder)
+            assert settled(child, feeder)
             samples: list[tuple[int, int, int]] = []
             for _ in range(6):  # sampling intervals, not synchronisation
                 samples.append((rss_kib(child.pid), child.consumed_lines(feeder), feeder.written))
@@ -394,7 +382,7 @@ def test_lines_taken_from_stdin_are_not_lost_at_sigterm(tmp_path: Path, sock_pat
         ) as child:
             feeder = child.feed(200_000)
             assert listener.connected.wait(10)
-            assert _settled(child, feeder)
+            assert settled(child, feeder)
             taken = child.consumed_lines(feeder)
             child.terminate()
             child.wait_summary(timeout=10)
