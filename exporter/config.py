@@ -11,6 +11,7 @@ what is allowed; an unknown key is a problem too, with the nearest known key sug
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
@@ -29,10 +30,13 @@ from exporter.queue import OVERFLOW_CHOICES, Overflow
 from exporter.retry import RetryPolicy
 from exporter.secret import Secret
 from exporter.sources.http import HttpSourceSettings
+from exporter.sources.tail import TailSourceSettings
+from exporter.sources.unix import UnixSourceSettings
 
 DEFAULT_DEAD_LETTER = "event-exporter.deadletter.ndjson"
 LOG_LEVELS = ("debug", "info", "warning", "error")
-SOURCE_TYPES = ("http", "stdin")
+SOURCE_TYPES = ("http", "unix", "file", "stdin")
+_SUN_PATH_MAX = 107
 
 T = TypeVar("T")
 
@@ -98,8 +102,11 @@ class MetricConfig:
 class SourceConfig:
     name: str
     type: str
-    """``http`` (a listener) or ``stdin`` (lines until end of input)."""
+    """``http`` (a listener), ``unix`` (a listening stream socket), ``file`` (followed as
+    ``tail -F`` does) or ``stdin`` (lines until end of input)."""
     http: HttpSourceSettings | None = None
+    unix: UnixSourceSettings | None = None
+    file: TailSourceSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -209,10 +216,29 @@ class _Checker:
                 bearer_token=t.secret("bearer_token"),
                 stalwart_signing_key=t.secret("stalwart_signing_key"),
             )
+        unix = tail = None
+        if kind == "unix":
+            path = t.text("path", None, nonempty=True)
+            if path is not None and len(os.fsencode(path)) > _SUN_PATH_MAX:
+                self.problem(f"{t.path}.path", f"longer than {_SUN_PATH_MAX} bytes")
+            unix = UnixSourceSettings(
+                path or "",
+                mode=t.parse("mode", _file_mode, default="0600", allowed="0000 to 0777") or 0,
+                max_line_bytes=t.integer("max_line_bytes", 1 << 20, minimum=1),
+            )
+        if kind == "file":
+            followed: str | None = t.text("path", None, nonempty=True)
+            tail = TailSourceSettings(
+                followed or "",
+                state_file=t.text("state_file", "") or None,
+                poll_interval=t.number("poll_interval", 0.25, minimum=0.001),
+                start_at=t.choice("start_at", "beginning", ("beginning", "end")),
+                max_line_bytes=t.integer("max_line_bytes", 1 << 20, minimum=1),
+            )
         t.finish()
         if len(self.problems) > problems_before or kind is None:
             return None
-        return SourceConfig(name, kind, http)
+        return SourceConfig(name, kind, http, unix, tail)
 
     def global_settings(self, t: _Table) -> GlobalConfig:
         d = GlobalConfig()

@@ -27,6 +27,8 @@ from exporter.memory import tune_malloc
 from exporter.pipeline import Pipeline
 from exporter.shipping import ignore_late_signals, read_lines, ship
 from exporter.sources.http import HttpSource
+from exporter.sources.tail import TailSource
+from exporter.sources.unix import UnixSource
 
 
 class _Log:
@@ -86,12 +88,27 @@ def run_command(args: argparse.Namespace) -> int:
     tune_malloc()
     try:
         anyio.run(_main, config, pipeline)
-    except OSError as exc:  # a listener that cannot bind
-        sys.stderr.write(f"event-exporter: cannot start: {exc.strerror or exc}\n")
+    except (OSError, BaseExceptionGroup) as exc:  # a source that cannot listen or read
+        failure = _os_error(exc)
+        if failure is None:
+            raise
+        sys.stderr.write(f"event-exporter: cannot start: {failure.strerror or failure}\n")
         return EXIT_USAGE
     ignore_late_signals()
     sys.stderr.write(f"event-exporter: {pipeline.summary()}\n")
     return EXIT_LOSS if pipeline.lost else EXIT_OK
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError that stopped start-up, found inside the task groups' exception groups."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _os_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 async def _main(config: Config, pipeline: Pipeline) -> None:
@@ -162,6 +179,18 @@ async def _run_source(
                 f"source {source.name}: listening on http://{source.http.host}:{server.port} "
                 "(POST /dovecot, /events, /stalwart)"
             )
+            task_status.started()
+        return
+    follower: UnixSource | TailSource | None = None
+    if source.unix is not None:
+        follower = UnixSource(source.unix, pipeline.emit, sys.stderr, force=pipeline.force)
+    elif source.file is not None:
+        follower = TailSource(source.file, pipeline.emit, sys.stderr)
+    if follower is not None:
+        running[source.name] = follower
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(follower.serve)
+            log.info(f"source {source.name}: {source.type} {follower.settings.path}")
             task_status.started()
         return
     task_status.started()

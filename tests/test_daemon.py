@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 from pathlib import Path
 
 import httpx
@@ -216,3 +217,57 @@ exporter = "out"
     submitted, received, exported, dropped, dead = map(int, found.groups())
     assert submitted == received == taken > 1000
     assert exported + dropped + dead == taken
+
+
+def test_run_with_unix_and_file_sources(tmp_path: Path) -> None:
+    """Dovecot 2.4's unix driver writes lines to our socket; a file is followed."""
+    lines = EVENTS_FILE.read_bytes().splitlines(keepends=True)
+    followed = tmp_path / "dovecot.ndjson"
+    followed.write_bytes(b"".join(lines[:10]))
+    with socket_dir() as directory:
+        sock = os.path.join(directory, "in.sock")
+        config = tmp_path / "c.toml"
+        config.write_text(
+            _config(tmp_path)
+            .read_text()
+            .replace(
+                'type = "http"\nlisten = "127.0.0.1:0"',
+                f'type = "unix"\npath = "{sock}"\n\n[source.followed]\ntype = "file"\n'
+                f'path = "{followed}"\nstate_file = "{tmp_path / "state"}"\npoll_interval = 0.01',
+            )
+        )
+        config.write_text(
+            config.read_text().replace(
+                'filter = "event=imap_command_finished"', 'filter = "event=*"'
+            )
+        )
+        out = tmp_path / "events.ndjson"
+        with exporter_child("run", str(config)) as child:
+            assert wait_until(lambda: os.path.exists(sock), timeout=10)
+            with socket.socket(socket.AF_UNIX) as client:
+                client.connect(sock)
+                client.sendall(b"".join(lines[10:20]))
+            with followed.open("ab") as appending:
+                appending.write(b"".join(lines[20:]))
+            expected = len(lines)
+            assert wait_until(
+                lambda: out.exists() and out.read_bytes().count(b"\n") == expected, timeout=10
+            )
+            child.proc.send_signal(signal.SIGTERM)
+            assert child.wait(timeout=10) == 0
+    everything = plain_export(tmp_path, EVENTS_FILE, [])
+    assert sorted(out.read_bytes().splitlines()) == sorted(everything.splitlines())
+
+
+def test_run_says_why_a_source_cannot_start(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = _config(tmp_path)
+        config.write_text(config.read_text().replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+        with exporter_child("run", str(config)) as child:
+            assert child.wait(timeout=10) == 2
+    stderr = bytes(child.stderr).decode()
+    assert "event-exporter: cannot start: " in stderr
+    assert "Traceback" not in stderr

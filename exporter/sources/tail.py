@@ -1,0 +1,325 @@
+"""The ``tail`` source: follows a file of Dovecot json or tab-text events as ``tail -F`` does.
+
+Every ``poll_interval`` the path is looked at (``os.stat``) and what was appended is read
+in chunks. A line is taken only once its newline is there: a partial last line waits.
+
+* Rotation by rename (the path now names another file): the old file is read to its end
+  first, then the new one from its start. While the path names nothing (between the
+  rename and the creation of the next file) the old file is still read.
+* Truncation (copytruncate: the file is now shorter than what was read): reading starts
+  again from the start.
+* A missing file is waited for; one that appears is read from its start.
+
+With a ``state_file`` the position is remembered: after every chunk whose events were
+all emitted, and when the source stops, ``{"path", "dev", "inode", "offset", "line"}`` is
+written atomically (temporary file + rename). ``offset`` is just past the last line taken,
+so a restart neither sends a line twice nor skips one: if the state names the file the
+path names, reading resumes at ``offset`` (from the start when the file is now shorter);
+if it names another file (rotated meanwhile), the path's file is read from its start.
+Without a usable state, ``start_at`` says where in a file that is there at start to
+begin: its ``beginning``, or its ``end`` (at the start of its partial last line, if any).
+
+A bad line, or one longer than ``max_line_bytes`` (never held in memory whole), is
+reported on the error stream with the file and its line number (and byte offset) and
+skipped.
+
+``emit`` must, like :meth:`Pipeline.emit`, have queued its event even when cancelled
+(shutdown): that line counts as taken. The lines after it stay in the file, untaken, and
+the position saved at the stop is just before them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, TextIO
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import orjson
+
+from exporter.errors import EventExporterError
+from exporter.event import Event
+from exporter.export import CHUNK_BYTES
+from exporter.formats.reader import read_event
+from exporter.sources.unix import BoundedLines
+
+Emit = Callable[[Event], Awaitable[None]]
+_REPORTED_MAX = 100
+
+
+@dataclass(frozen=True)
+class TailSourceSettings:
+    path: str
+    state_file: str | None = None
+    poll_interval: float = 0.25
+    start_at: Literal["beginning", "end"] = "beginning"
+    """Where to begin in a file that is there at start when no state says where."""
+    max_line_bytes: int = 1 << 20
+    """A longer line (without its newline) is reported and skipped, never held whole."""
+
+
+@dataclass
+class TailSourceCounts:
+    events: int = 0
+    rejected_lines: int = 0
+    """Bad, oversized, or cut short by a rotation (each reported on the error stream)."""
+    rotations: int = 0
+    truncations: int = 0
+
+
+@dataclass(frozen=True)
+class _Position:
+    dev: int
+    inode: int
+    offset: int
+    line: int | None
+
+
+class TailSource:
+    """``serve()`` follows the file until cancelled."""
+
+    def __init__(self, settings: TailSourceSettings, emit: Emit, errors: TextIO) -> None:
+        self.settings = settings
+        self._emit = emit
+        self._errors = errors
+        self.counts = TailSourceCounts()
+        self._lines = BoundedLines(settings.max_line_bytes)
+        self._fd: int | None = None
+        self._dev = self._inode = 0
+        self._read_pos = 0  # where the next read starts
+        self._offset = 0  # just past the last line taken
+        self._line: int | None = 0  # lines taken in this file (None: unknown)
+        self._resume: _Position | None = None  # from the state file, for the first file
+        self._saved: _Position | None = None
+        self._save_failed = False
+
+    async def serve(
+        self, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        self._resume = self._load_state()
+        try:
+            self._open(at_start=True)
+            task_status.started()
+            while True:
+                await self._poll()
+                await anyio.sleep(self.settings.poll_interval)
+        finally:
+            if self._fd is not None:
+                self._save_state()
+                os.close(self._fd)
+                self._fd = None
+
+    # -- following -----------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        if self._fd is None and not self._open(at_start=False):
+            return
+        assert self._fd is not None
+        try:
+            named = os.stat(self.settings.path)  # before reading: what the old file got
+        except FileNotFoundError:  # renamed, the next one not created yet: read on
+            named = None
+        if os.fstat(self._fd).st_size < self._read_pos:
+            self.counts.truncations += 1
+            self._note("truncated: reading it again from the start")
+            self._lines.reset()
+            self._start_at(0, 0)
+            self._save_state()
+        await self._drain()
+        if named is not None and (named.st_dev, named.st_ino) != (self._dev, self._inode):
+            self.counts.rotations += 1
+            self._close_rotated()
+            if self._open(at_start=False):
+                await self._drain()
+
+    async def _drain(self) -> None:
+        """Take every complete line appended so far."""
+        assert self._fd is not None
+        while True:
+            chunk = os.read(self._fd, CHUNK_BYTES)
+            self._read_pos += len(chunk)
+            for line, size in self._lines.feed(chunk):
+                await self._take(line, size)
+            self._save_state()
+            if len(chunk) < CHUNK_BYTES:
+                return  # at the end (a regular file reads short only there)
+            await anyio.lowlevel.checkpoint()
+
+    async def _take(self, line: bytes | None, size: int) -> None:
+        if line is None:
+            limit = self.settings.max_line_bytes
+            self._reject(f"{size - 1} bytes, longer than {limit}")
+        elif line:
+            try:
+                event = read_event(line)
+            except EventExporterError as exc:
+                self._reject(str(exc))
+            else:
+                self.counts.events += 1
+                try:
+                    await self._emit(event)
+                except anyio.get_cancelled_exc_class():
+                    self._taken(size)  # cancelled, emit still queued it (Pipeline.emit)
+                    raise
+        self._taken(size)
+
+    def _taken(self, size: int) -> None:
+        self._offset += size
+        if self._line is not None:
+            self._line += 1
+
+    def _open(self, *, at_start: bool) -> bool:
+        """Open the file the path names, positioned; False while there is none."""
+        path = self.settings.path
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            found = os.fstat(fd)
+            if not stat.S_ISREG(found.st_mode):
+                raise OSError(errno.EINVAL, f"{path} is not a regular file: cannot follow it")
+            offset, line = self._where_to_start(fd, found, at_start=at_start)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd, self._dev, self._inode = fd, found.st_dev, found.st_ino
+        self._lines.reset()
+        self._start_at(offset, line)
+        self._save_state()
+        return True
+
+    def _where_to_start(
+        self, fd: int, found: os.stat_result, *, at_start: bool
+    ) -> tuple[int, int | None]:
+        resume, self._resume = self._resume, None
+        if resume is not None:
+            if (resume.dev, resume.inode) != (found.st_dev, found.st_ino):
+                return 0, 0  # the file was rotated while we were away: all of it is new
+            if resume.offset > found.st_size:
+                self._note(
+                    f"shorter ({found.st_size} bytes) than the remembered offset "
+                    f"{resume.offset}: reading it from the start"
+                )
+                return 0, 0
+            return resume.offset, resume.line
+        if at_start and self.settings.start_at == "end":
+            return _last_line_start(fd, found.st_size, self.settings.max_line_bytes), None
+        return 0, 0
+
+    def _start_at(self, offset: int, line: int | None) -> None:
+        assert self._fd is not None
+        os.lseek(self._fd, offset, os.SEEK_SET)
+        self._read_pos = self._offset = offset
+        self._line = line
+
+    def _close_rotated(self) -> None:
+        """The old file was read to its end: a partial last line there never ends."""
+        assert self._fd is not None
+        if self._lines.pending_bytes:
+            self._reject(
+                f"truncated: the file was replaced {self._lines.pending_bytes} bytes "
+                "into its last line, before its newline"
+            )
+        os.close(self._fd)
+        self._fd = None
+
+    # -- the state file ------------------------------------------------------------------
+
+    def _load_state(self) -> _Position | None:
+        name = self.settings.state_file
+        if name is None:
+            return None
+        try:
+            with open(name, "rb") as file:
+                data = file.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot read {name}: {exc.strerror or exc}") from exc
+        try:
+            obj = orjson.loads(data)
+            path, dev, inode, offset = obj["path"], obj["dev"], obj["inode"], obj["offset"]
+            line = obj.get("line")
+            numbers = (dev, inode, offset, 0 if line is None else line)
+            if not isinstance(path, str) or not all(type(n) is int and n >= 0 for n in numbers):
+                raise ValueError("path, dev, inode, offset are not a string and numbers")
+        except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            self._note(f"state file {name} unusable ({exc}): starting at the {self._start()}")
+            return None
+        if path != self.settings.path:
+            self._note(f"state file {name} is for {path}: starting at the {self._start()}")
+            return None
+        return _Position(dev, inode, offset, line)
+
+    def _start(self) -> str:
+        return "beginning" if self.settings.start_at == "beginning" else "end"
+
+    def _save_state(self) -> None:
+        name = self.settings.state_file
+        if name is None or self._fd is None:
+            return
+        position = _Position(self._dev, self._inode, self._offset, self._line)
+        if position == self._saved:
+            return
+        state = {
+            "path": self.settings.path,
+            "dev": position.dev,
+            "inode": position.inode,
+            "offset": position.offset,
+            "line": position.line,
+        }
+        temporary = name + ".tmp"
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, orjson.dumps(state) + b"\n")
+            finally:
+                os.close(fd)
+            os.replace(temporary, name)
+        except OSError as exc:
+            if not self._save_failed:
+                self._save_failed = True
+                self._errors.write(
+                    f"event-exporter: tail source {self.settings.path}: cannot save the "
+                    f"position to {name}: {exc.strerror or exc} (a restart may send "
+                    "lines again)\n"
+                )
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            return
+        self._save_failed = False
+        self._saved = position
+
+    # -- reports -------------------------------------------------------------------------
+
+    def _reject(self, what: str) -> None:
+        self.counts.rejected_lines += 1
+        rejected = self.counts.rejected_lines
+        where = f"byte {self._offset}"
+        if self._line is not None:
+            where = f"line {self._line + 1} ({where})"
+        if rejected <= _REPORTED_MAX:
+            self._note(f"{where}: {what}")
+        elif rejected == _REPORTED_MAX + 1:
+            self._note("further rejected lines are counted but not shown")
+
+    def _note(self, what: str) -> None:
+        self._errors.write(f"event-exporter: tail source {self.settings.path}: {what}\n")
+
+
+def _last_line_start(fd: int, size: int, max_line_bytes: int) -> int:
+    """Where the last line begins: ``size`` after a newline, else after the one before
+    (looking back at most ``max_line_bytes``: a longer line is skipped anyway)."""
+    back = min(size, max_line_bytes + 1)
+    tail = os.pread(fd, back, size - back)
+    newline = tail.rfind(b"\n")
+    if newline >= 0 or back == size:
+        return size - back + newline + 1
+    return size - back

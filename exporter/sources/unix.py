@@ -1,0 +1,323 @@
+"""The ``unix`` source: a listening unix stream socket for Dovecot's unix event exporter.
+
+Each connection carries newline-delimited Dovecot json or tab-text events (``\\r\\n`` is
+tolerated). Connections are served concurrently; within one, events are emitted in order,
+and while ``emit`` waits (backpressure) that connection is not read, so its writer waits
+too. A bad line, a line longer than ``max_line_bytes`` (never buffered: its bytes are
+counted and dropped) and a last line cut short by the end of the connection are reported
+on the error stream with the connection and line number, and skipped; the rest go on.
+
+The socket file is created with ``mode`` before anyone can connect: the socket's inode is
+given the mode before bind, and the path is chmod'ed (past the umask) before listen. A
+socket file left by a previous run is replaced; anything else at the path (a regular file,
+a directory, a socket someone is still listening on) is refused with a clear error. On
+cancellation the listener is closed and the path unlinked, if it is still ours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+import anyio
+import anyio.abc
+
+from exporter.errors import EventExporterError
+from exporter.event import Event
+from exporter.formats.reader import read_event
+
+Emit = Callable[[Event], Awaitable[None]]
+_READ_BYTES = 1 << 16
+_REPORTED_MAX = 100
+_ACCEPT_PAUSE = 0.1
+
+
+@dataclass(frozen=True)
+class UnixSourceSettings:
+    path: str
+    mode: int = 0o600
+    max_line_bytes: int = 1 << 20
+    """A longer line (without its newline) is reported and skipped, never buffered."""
+
+
+@dataclass
+class UnixSourceCounts:
+    connections: int = 0
+    events: int = 0
+    rejected_lines: int = 0
+    """Bad, oversized or truncated lines (each reported on the error stream)."""
+
+
+class BoundedLines:
+    """Chunks of bytes to whole lines, holding at most ``max_line_bytes`` of one line.
+
+    :meth:`feed` gives ``(line, size)`` per completed line: ``line`` without its newline
+    (and without a CR before it), or None when it was longer than ``max_line_bytes``;
+    ``size`` the bytes it took in the input, newline included.
+    """
+
+    def __init__(self, max_line_bytes: int) -> None:
+        self.max_line_bytes = max_line_bytes
+        self._pending = bytearray()
+        self._skipped: int | None = None  # bytes of an oversized line dropped so far
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes fed since the last complete line."""
+        return len(self._pending) if self._skipped is None else self._skipped
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes held in memory (at most ``max_line_bytes``)."""
+        return len(self._pending)
+
+    @property
+    def pending_oversized(self) -> bool:
+        return self._skipped is not None
+
+    def reset(self) -> None:
+        self._pending.clear()
+        self._skipped = None
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes | None, int]]:
+        limit = self.max_line_bytes
+        parts = chunk.split(b"\n")
+        rest = parts.pop()
+        out: list[tuple[bytes | None, int]] = []
+        for part in parts:
+            if self._skipped is not None:
+                out.append((None, self._skipped + len(part) + 1))
+                self._skipped = None
+                continue
+            if self._pending:
+                self._pending += part
+                line = bytes(self._pending)
+                self._pending.clear()
+            else:
+                line = part
+            size = len(line) + 1
+            if size - 1 > limit:
+                out.append((None, size))
+            else:
+                out.append((line[:-1] if line[-1:] == b"\r" else line, size))
+        if self._skipped is not None:
+            self._skipped += len(rest)
+        elif len(self._pending) + len(rest) > limit:
+            self._skipped = len(self._pending) + len(rest)
+            self._pending.clear()
+        else:
+            self._pending += rest
+        return out
+
+
+class UnixSource:
+    """``serve()`` listens until cancelled; every connection is read in its own task.
+
+    ``emit`` must, like :meth:`Pipeline.emit`, have queued its event even when cancelled
+    (shutdown); ``force`` (like :meth:`Pipeline.force`) then takes the other lines of the
+    chunk already read, so no line taken from a connection is lost. Without ``force``
+    they are dropped. What the kernel still holds for a connection is not read.
+    """
+
+    def __init__(
+        self,
+        settings: UnixSourceSettings,
+        emit: Emit,
+        errors: TextIO,
+        *,
+        force: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._emit = emit
+        self._force_event = force
+        self._errors = errors
+        self.counts = UnixSourceCounts()
+
+    async def serve(
+        self, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        # Raw sockets and anyio.wait_readable: anyio's asyncio unix streams can raise
+        # InvalidStateError in a loop callback when a receive is cancelled as data arrives.
+        path = self.settings.path
+        listener, ours = _listening_socket(path, self.settings.mode)
+        try:
+            with listener:
+                listener.setblocking(False)
+                task_status.started()
+                async with anyio.create_task_group() as tasks:
+                    while True:
+                        await anyio.wait_readable(listener)
+                        await self._accept(listener, tasks)
+        finally:
+            _unlink_if_ours(path, ours)
+
+    async def _accept(self, listener: socket.socket, tasks: anyio.abc.TaskGroup) -> None:
+        """Take the connections waiting in the backlog (bounded by its length)."""
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, ConnectionAbortedError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors or memory: let some go first
+                self._errors.write(
+                    f"event-exporter: unix source {self.settings.path}: "
+                    f"cannot accept a connection: {exc.strerror or exc}\n"
+                )
+                await anyio.sleep(_ACCEPT_PAUSE)
+                return
+            conn.setblocking(False)
+            self.counts.connections += 1
+            tasks.start_soon(self._connection, conn, self.counts.connections)
+
+    async def _connection(self, conn: socket.socket, number: int) -> None:
+        lines = BoundedLines(self.settings.max_line_bytes)
+        lineno = 0
+        with conn:
+            while True:
+                await anyio.wait_readable(conn)
+                try:
+                    chunk = conn.recv(_READ_BYTES)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    break  # a reset is an end: what came before it is kept
+                if not chunk:
+                    break
+                items = lines.feed(chunk)
+                index = 0
+                try:
+                    while index < len(items):
+                        index += 1
+                        await self._take(number, lineno + index, *items[index - 1])
+                except anyio.get_cancelled_exc_class():
+                    self._force(number, lineno + index, items[index:])
+                    raise
+                lineno += len(items)
+        if lines.pending_bytes:
+            what = "longer than the limit and " if lines.pending_oversized else ""
+            self._reject(
+                number,
+                lineno + 1,
+                f"{what}truncated: the connection ended {lines.pending_bytes} bytes "
+                "into the line, before its newline",
+            )
+
+    async def _take(self, number: int, lineno: int, line: bytes | None, size: int) -> None:
+        event = self._event(number, lineno, line, size)
+        if event is None:
+            return
+        try:
+            await self._emit(event)
+        except anyio.get_cancelled_exc_class():
+            self.counts.events += 1  # cancelled, emit still queued it (Pipeline.emit)
+            raise
+        self.counts.events += 1
+
+    def _force(self, number: int, lineno: int, items: list[tuple[bytes | None, int]]) -> None:
+        """Shutdown: the lines read but not yet emitted go in past the queues' bounds."""
+        if self._force_event is None:
+            return
+        for offset, (line, size) in enumerate(items, 1):
+            event = self._event(number, lineno + offset, line, size)
+            if event is not None:
+                self._force_event(event)
+                self.counts.events += 1
+
+    def _event(self, number: int, lineno: int, line: bytes | None, size: int) -> Event | None:
+        """The event of one line, or None (empty, or rejected and reported)."""
+        if line is None:
+            limit = self.settings.max_line_bytes
+            self._reject(number, lineno, f"{size - 1} bytes, longer than {limit}")
+            return None
+        if not line:
+            return None
+        try:
+            return read_event(line)
+        except EventExporterError as exc:
+            self._reject(number, lineno, str(exc))
+            return None
+
+    def _reject(self, number: int, lineno: int, what: str) -> None:
+        self.counts.rejected_lines += 1
+        rejected = self.counts.rejected_lines
+        if rejected <= _REPORTED_MAX:
+            self._errors.write(
+                f"event-exporter: unix source {self.settings.path}: "
+                f"connection {number}, line {lineno}: {what}\n"
+            )
+        elif rejected == _REPORTED_MAX + 1:
+            self._errors.write(
+                f"event-exporter: unix source {self.settings.path}: "
+                "further rejected lines are counted but not shown\n"
+            )
+
+
+def _listening_socket(path: str, mode: int) -> tuple[socket.socket, os.stat_result]:
+    """A listening socket at ``path`` with ``mode`` (and what ``path`` names then); a
+    stale socket file is replaced."""
+    _remove_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with contextlib.suppress(OSError):  # Linux: bind creates the file with this mode
+            os.fchmod(sock.fileno(), mode)
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {path}: {exc.strerror or exc}") from exc
+        try:
+            os.chmod(path, mode)  # the bits the umask took; nobody can connect before listen
+            ours = os.lstat(path)
+            sock.listen()
+        except BaseException:
+            os.unlink(path)
+            raise
+    except BaseException:
+        sock.close()
+        raise
+    return sock, ours
+
+
+def _remove_stale(path: str) -> None:
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(found.st_mode):
+        raise FileExistsError(
+            errno.EEXIST, f"{path} exists and is not a socket: refusing to remove it", path
+        )
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        pass  # nobody listens: left by a previous run
+    except FileNotFoundError:
+        return  # gone meanwhile
+    except PermissionError:
+        raise PermissionError(
+            errno.EACCES, f"{path}: a socket this process may not probe: not removing it", path
+        ) from None
+    except BlockingIOError:  # a full backlog: someone listens
+        raise OSError(errno.EADDRINUSE, f"{path}: another process listens on it", path) from None
+    else:
+        raise OSError(errno.EADDRINUSE, f"{path}: another process listens on it", path)
+    finally:
+        probe.close()
+    os.unlink(path)
+
+
+def _unlink_if_ours(path: str, ours: os.stat_result) -> None:
+    """Remove ``path`` unless it now names another file (a later run's socket)."""
+    try:
+        now = os.lstat(path)
+        if (now.st_dev, now.st_ino) == (ours.st_dev, ours.st_ino):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
