@@ -8,13 +8,16 @@ import base64
 import hashlib
 import hmac
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.from_thread
 import httpx
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from exporter.event import Event, Timestamp
 from exporter.formats import FormatSpec, make_formatter
@@ -234,3 +237,79 @@ async def test_503_with_retry_after_while_busy() -> None:
     assert refused.headers["retry-after"] == "1"
     assert accepted.status_code == 204
     assert len(received) == 1
+
+
+# -- never a crash: any body, any bytes on the socket -------------------------------------
+
+PATHS = ["/dovecot", "/events", "/stalwart", "/", "/x"]
+BODY_PARTS = st.sampled_from(
+    [
+        LINES[0],
+        b"\n",
+        b"\r\n",
+        b"{",
+        b"}",
+        b'"',
+        b"\t",
+        b"\xff",
+        b"event:",
+        b"\x00",
+        b"[]",
+        b'{"events":[',
+        b"createdAt",
+        b"\\u0000",
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def running_source() -> Iterator[int]:
+    """One source for all the examples, on a loop in a thread of its own: its port."""
+
+    async def emit(event: Event) -> None:
+        return None
+
+    source = HttpSource(HttpSourceSettings(port=0, max_body_bytes=1000), emit)
+    with anyio.from_thread.start_blocking_portal() as portal:
+        future, _ = portal.start_task(source.serve)
+        yield source.port
+        future.cancel()
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    path=st.sampled_from(PATHS),
+    content_type=st.sampled_from([b"application/json", b"text/plain", b"", b"x/\xff"]),
+    body=st.one_of(st.binary(max_size=300), st.lists(BODY_PARTS, max_size=12).map(b"".join)),
+)
+def test_any_body_gets_an_answer_and_the_server_serves_on(
+    running_source: int, path: str, content_type: bytes, body: bytes
+) -> None:
+    url = f"http://127.0.0.1:{running_source}"
+    with httpx.Client(timeout=10) as client:
+        headers = {"Content-Type": content_type} if content_type else {}
+        first = client.post(url + path, content=body, headers=headers)
+        after = client.post(url + "/events", content=LINES[0])
+    assert first.status_code in (200, 204, 400, 401, 404, 413, 415)
+    assert after.status_code == 204
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw=st.binary(min_size=1, max_size=400))
+def test_any_bytes_on_the_socket_get_an_answer_or_a_close(running_source: int, raw: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", running_source), timeout=10) as sock:
+        sock.sendall(raw)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):  # bounded: the server closes, or the timeout fails
+            received += chunk
+    assert received == b"" or received.startswith(b"HTTP/1.1 ")
+    with httpx.Client(timeout=10) as client:
+        assert (
+            client.post(f"http://127.0.0.1:{running_source}/events", content=LINES[0]).status_code
+            == 204
+        )
