@@ -289,7 +289,7 @@ def test_any_body_gets_an_answer_and_the_server_serves_on(
 ) -> None:
     url = f"http://127.0.0.1:{running_source}"
     with httpx.Client(timeout=10) as client:
-        headers = {"Content-Type": content_type} if content_type else {}
+        headers = {b"Content-Type": content_type} if content_type else {}
         first = client.post(url + path, content=body, headers=headers)
         after = client.post(url + "/events", content=LINES[0])
     assert first.status_code in (200, 204, 400, 401, 404, 413, 415)
