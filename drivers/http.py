@@ -40,6 +40,8 @@ import gzip
 import hashlib
 import hmac
 import logging
+import os
+import re
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -68,6 +70,7 @@ COMPRESSIONS: tuple[Compression, ...] = ("none", "gzip")
 SIGNINGS: tuple[Signing, ...] = ("none", "stalwart", "standard-webhooks")
 DEFAULT_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _ERROR_BODY_BYTES = 200
+_HOST = re.compile(r"[A-Za-z0-9._:-]+")  # a name, IPv4, or IPv6 (httpx drops the brackets)
 # Smaller bodies are compressed inline: the hop to a worker thread (~65 us here) costs
 # more than gzip level 1 of a few KiB.
 _GZIP_IN_THREAD_BYTES = 64 << 10
@@ -142,6 +145,8 @@ class HttpSettings:
         ):
             if not value > 0:
                 raise UsageError(f"http {name} must be positive, got {value}")
+        if self.ca_file is not None and not os.path.isfile(self.ca_file):
+            raise UsageError(f"CA file {self.ca_file} does not exist")
         if self.concurrency < 1:
             raise UsageError(f"http concurrency must be at least 1, got {self.concurrency}")
         for status in self.retry_statuses:
@@ -190,10 +195,19 @@ _REDACT_QUERIES = _RedactQueries()
 
 
 def _parse_url(text: str) -> httpx.URL:
+    """The URL, or a UsageError that does not repeat it (its query may hold a token)."""
     try:
-        return httpx.URL(text)
-    except httpx.InvalidURL as exc:
-        raise UsageError(f"http destination {text!r} is not a URL: {exc}") from None
+        url = httpx.URL(text)
+        port = url.port
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise UsageError(f"http destination is not a valid URL: {exc}") from None
+    if not url.host:
+        raise UsageError("http destination has no host (http://HOST[:PORT]/PATH)")
+    if not _HOST.fullmatch(url.host):
+        raise UsageError("http destination is not a valid URL: its host is not a name or address")
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError(f"http destination port {port} is not 1 to 65535")
+    return url
 
 
 class HttpDriver:

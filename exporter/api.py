@@ -52,7 +52,10 @@ class EventExporter:
         return cls(load_config(path))
 
     def emit(self, event: Event) -> bool:
-        """Route ``event`` without waiting; False if some exporter had no room for it."""
+        """Route ``event`` without waiting; False if some exporter had no room for it.
+        After the block (the queues are closed) it raises RuntimeError."""
+        if self._stop.is_set():
+            raise RuntimeError("the EventExporter is closed: emit inside its block")
         waiting = self.pipeline.offer(event)
         for exporter, _ in waiting:
             exporter.stats.dropped[DROPPED_NOT_WAITING] += 1
@@ -60,6 +63,8 @@ class EventExporter:
 
     async def emit_wait(self, event: Event) -> None:
         """Route ``event``, waiting for room where a queue is full under ``block``."""
+        if self._stop.is_set():
+            raise RuntimeError("the EventExporter is closed: emit inside its block")
         await self.pipeline.emit(event)
 
     def summary(self) -> str:
@@ -77,21 +82,27 @@ class EventExporter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
+        """Drain (or dead-letter at the deadline) whatever the way out: an exception or a
+        cancellation leaving the block still has every event accounted for, and is
+        re-raised as it was."""
         assert self._tasks is not None, "not entered"
         self._stop.set()
-        return await self._tasks.__aexit__(exc_type, exc, tb)
+        await self._tasks.__aexit__(None, None, None)  # _run is shielded: it always drains
+        return None
 
     async def _run(self) -> None:
-        try:
-            await ship(
-                self._stop.wait,
-                list(self.pipeline.exporters.values()),
-                shutdown_timeout=self.config.settings.shutdown_timeout,
-                handle_signals=False,
-                stop=self._stop,
-            )
-        finally:
-            with anyio.CancelScope(shield=True):
+        # Shielded: a cancellation of the caller's block must not cut the drain short (the
+        # shutdown deadline bounds it).
+        with anyio.CancelScope(shield=True):
+            try:
+                await ship(
+                    self._stop.wait,
+                    list(self.pipeline.exporters.values()),
+                    shutdown_timeout=self.config.settings.shutdown_timeout,
+                    handle_signals=False,
+                    stop=self._stop,
+                )
+            finally:
                 await self.pipeline.close_drivers()
 
 

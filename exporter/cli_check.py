@@ -56,11 +56,16 @@ def describe(config: Config) -> str:
         f"{config.settings.hostname or 'as in each event'}",
     ]
     for source in config.sources.values():
-        where = (
-            f"http://{source.http.host}:{source.http.port} (POST /dovecot, /events, /stalwart)"
-            if source.http is not None
-            else "stdin"
-        )
+        where = "stdin"
+        if source.http is not None:
+            where = (
+                f"http://{source.http.host}:{source.http.port} (POST /dovecot, /events, /stalwart)"
+            )
+        elif source.unix is not None:
+            where = f"unix socket {source.unix.path} (mode {source.unix.mode:04o})"
+        elif source.file is not None:
+            state = source.file.state_file or "no state file"
+            where = f"file {source.file.path}, followed ({state})"
         lines.append(f"source {source.name}: {where}")
     for metric in config.metrics.values():
         lines += _metric(config, metric)

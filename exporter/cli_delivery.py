@@ -200,7 +200,7 @@ def ship_command(args: argparse.Namespace) -> int:
         format_line = make_formatter(spec, newline=True)
         matches = None if event_filter.match_all else event_filter.matches
 
-        exporter = Exporter(args.to, driver, settings, DeadLetterFile(args.dead_letter))
+        exporter = Exporter("export", driver, settings, DeadLetterFile(args.dead_letter))
 
         async def producer() -> None:
             await produce_lines(sources, exporter, format_line, matches, sys.stderr, counts)
@@ -225,7 +225,7 @@ def replay_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         return usage_error(f"cannot read {args.dead_letter_file}: {exc.strerror}")
 
-    exporter = Exporter(args.to, driver, settings, DeadLetterFile(args.dead_letter))
+    exporter = Exporter("replay", driver, settings, DeadLetterFile(args.dead_letter))
 
     async def producer() -> None:
         await produce_encoded(events, exporter)

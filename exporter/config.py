@@ -11,6 +11,7 @@ what is allowed; an unknown key is a problem too, with the nearest known key sug
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -182,7 +183,9 @@ class _Checker:
             for name, table in root.tables("exporter")
             if (built := self.exporter(name, table)) is not None
         }
-        named = [name for name, _ in _Table(self, "", data).tables("exporter")]
+        named = list(exporters) + [
+            name for name, value in _named_tables(data.get("exporter")) if name not in exporters
+        ]
         metrics = {
             name: metric
             for name, table in root.tables("metric")
@@ -201,8 +204,10 @@ class _Checker:
     def source(self, name: str, t: _Table) -> SourceConfig | None:
         problems_before = len(self.problems)
         kind = t.choice("type", "", SOURCE_TYPES) or None
-        if kind is None and "type" not in t.data:
-            self.problem(f"{t.path}.type", f"is required (allowed: {', '.join(SOURCE_TYPES)})")
+        if kind is None:
+            if "type" not in t.data:
+                self.problem(f"{t.path}.type", f"is required (allowed: {', '.join(SOURCE_TYPES)})")
+            return None  # its other keys depend on the type: nothing more to say
         http = None
         if kind == "http":
             d = HttpSourceSettings()
@@ -432,7 +437,7 @@ class _Table:
     def text(self, key: str, default: T, *, nonempty: bool = False) -> str | T:
         value = self._value(key, (str,), "a string")
         if value is None:
-            if default is None:
+            if default is None and key not in self.data:  # a wrong type is said already
                 self.checker.problem(self._key(key), "is required")
             return default
         if nonempty and not value.strip():
@@ -464,6 +469,9 @@ class _Table:
     def number(self, key: str, default: float, *, minimum: float) -> float:
         value = self._value(key, (int, float), "a number")
         if value is None:
+            return default
+        if not math.isfinite(value):
+            self.checker.problem(self._key(key), f"must be a finite number, not {value}")
             return default
         if value < minimum:
             self.checker.problem(self._key(key), f"must be at least {minimum:g}, not {value}")
@@ -539,6 +547,15 @@ class _Table:
                 self.checker.problem(path, f"unknown key{_hint(key, known)}")
 
 
+def _named_tables(value: object) -> list[tuple[str, object]]:
+    """The ``[exporter.NAME]`` blocks of a value that may be anything."""
+    return (
+        [(str(k), v) for k, v in value.items() if isinstance(v, dict)]
+        if isinstance(value, dict)
+        else []
+    )
+
+
 def _hint(word: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -562,7 +579,7 @@ class _KeyLines:
     """Where each key path is written: TOML's reader does not say, the text does."""
 
     _HEADER = re.compile(r"\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
-    _KEY = re.compile(r"\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
+    _KEY = re.compile(r"\s*([\w\-\"'. ]+?)\s*=")
 
     def __init__(self, text: str) -> None:
         self._lines: dict[str, int] = {}

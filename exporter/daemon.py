@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from typing import Any
 
@@ -25,7 +26,7 @@ from exporter.formats.reader import read_event
 from exporter.httpserver import HttpServer, Refuse, Request, Response, ServerLimits
 from exporter.memory import tune_malloc
 from exporter.pipeline import Pipeline
-from exporter.shipping import ignore_late_signals, read_lines, ship
+from exporter.shipping import ignore_early_signals, ignore_late_signals, read_lines, ship
 from exporter.sources.http import HttpSource
 from exporter.sources.tail import TailSource
 from exporter.sources.unix import UnixSource
@@ -82,7 +83,13 @@ def run_command(args: argparse.Namespace) -> int:
         sys.stderr.write(f"event-exporter: {exc}\n")
         return EXIT_USAGE
     log.level = LOG_LEVELS.index(config.settings.log_level)
-    pipeline = Pipeline.from_config(config)
+    try:
+        _check_dead_letter_path(config.settings.dead_letter)
+        pipeline = Pipeline.from_config(config)
+    except UsageError as exc:
+        sys.stderr.write(f"event-exporter: {exc}\n")
+        return EXIT_USAGE
+    ignore_early_signals()
     for exporter in pipeline.exporters.values():
         exporter.warn = functools.partial(log.exporter_warning, exporter.name)
     tune_malloc()
@@ -97,6 +104,15 @@ def run_command(args: argparse.Namespace) -> int:
     ignore_late_signals()
     sys.stderr.write(f"event-exporter: {pipeline.summary()}\n")
     return EXIT_LOSS if pipeline.lost else EXIT_OK
+
+
+def _check_dead_letter_path(path: str) -> None:
+    """Fail at start, not when the first batch is given up, if the file cannot be made."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"dead-letter file {path}: {folder} is not a writable directory")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UsageError(f"dead-letter file {path} is not writable")
 
 
 def _os_error(exc: BaseException) -> OSError | None:

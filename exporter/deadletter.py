@@ -35,7 +35,13 @@ class DeadLetterFile:
         self.written = 0
 
     def write(
-        self, events: Iterable[bytes], *, destination: str, reason: str, attempts: int
+        self,
+        events: Iterable[bytes],
+        *,
+        destination: str,
+        reason: str,
+        attempts: int,
+        exporter: str | None = None,
     ) -> int:
         """Append one record per event (each without its newline); returns how many."""
         stamp = _now_text(time.time_ns())
@@ -44,7 +50,7 @@ class DeadLetterFile:
         for event in events:
             record: dict[str, object] = {
                 "time": stamp,
-                "exporter": self.exporter,
+                "exporter": exporter or self.exporter,
                 "destination": destination,
                 "reason": reason,
                 "attempts": attempts,

@@ -192,13 +192,24 @@ class Exporter:
             self.warn(f"{what} failed: {exc}")
 
     def dead_letter(self, events: Iterable[bytes], reason: str, attempts: int) -> None:
+        """Write ``events`` to the dead-letter file; if there is none, or it cannot be
+        written (a full disk), they are counted as dropped with both reasons."""
+        events = list(events)
         if self._dead_letters is None:
-            events = list(events)
             self.stats.dropped[f"undeliverable, no dead-letter file: {reason}"] += len(events)
             return
-        self.stats.dead_lettered += self._dead_letters.write(
-            events, destination=self.driver.name, reason=reason, attempts=attempts
-        )
+        try:
+            self.stats.dead_lettered += self._dead_letters.write(
+                events,
+                destination=self.driver.name,
+                reason=reason,
+                attempts=attempts,
+                exporter=self.name,
+            )
+        except OSError as exc:
+            failure = f"dead-letter file {self._dead_letters.path}: {exc.strerror or exc}"
+            self.stats.dropped[f"undeliverable ({reason}), {failure}"] += len(events)
+            self.warn(f"{len(events)} events lost: {failure}")
 
 
 def _warn_on_stderr(name: str) -> Callable[[str], None]:

@@ -8,6 +8,7 @@ A handler gets a whole :class:`Request` and returns a :class:`Response`, or rais
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ import h11
 import orjson
 
 _READ_BYTES = 1 << 16
+_ACCEPT_RETRYABLE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class ServerLimits:
     idle_timeout: float = 60.0
     """A connection silent this long (between or inside requests) is closed."""
     methods: tuple[str, ...] = ("POST",)
+    max_connections: int = 1024
 
 
 class HttpServer:
@@ -75,28 +78,53 @@ class HttpServer:
     async def serve(
         self, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
+        """Accept until cancelled. Out of descriptors (EMFILE) or over ``max_connections``,
+        it waits for a connection to end instead of failing."""
         listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
-        async with listener:
+        slots = anyio.Semaphore(self._limits.max_connections)
+        async with listener, anyio.create_task_group() as connections:
             self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
             task_status.started()
-            await listener.serve(self._connection)
+            for each in listener.listeners:  # one per address (IPv4 and IPv6 of a name)
+                assert isinstance(each, anyio.abc.SocketListener)
+                connections.start_soon(self._accept, each, slots, connections)
 
-    async def _connection(self, stream: anyio.abc.ByteStream) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 << 10)
-        async with stream:
+    async def _accept(
+        self,
+        listener: anyio.abc.SocketListener,
+        slots: anyio.Semaphore,
+        connections: anyio.abc.TaskGroup,
+    ) -> None:
+        while True:
+            await slots.acquire()
             try:
-                while await self._one_request(conn, stream):
-                    conn.start_next_cycle()
-            except (anyio.BrokenResourceError, anyio.EndOfStream, anyio.ClosedResourceError):
-                return  # the client went away; nothing was half-accepted
-            except TimeoutError:
-                return  # idle too long
-            except h11.RemoteProtocolError:
-                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    await self._send(
-                        conn, stream, Response.json(400, _error("malformed HTTP request"))
-                    )
-                return
+                stream = await listener.accept()
+            except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: breathe, then go on
+                slots.release()
+                if exc.errno not in _ACCEPT_RETRYABLE:
+                    raise
+                await anyio.sleep(0.1)
+                continue
+            connections.start_soon(self._connection, stream, slots)
+
+    async def _connection(self, stream: anyio.abc.ByteStream, slot: anyio.Semaphore) -> None:
+        """Serve one connection; whatever happens on it ends here, never in the listener."""
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 << 10)
+        try:
+            async with stream:
+                try:
+                    while await self._one_request(conn, stream):
+                        conn.start_next_cycle()
+                except h11.RemoteProtocolError:
+                    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                        malformed = Response.json(400, _error("malformed HTTP request"))
+                        await self._send(conn, stream, malformed)
+        except (anyio.BrokenResourceError, anyio.EndOfStream, anyio.ClosedResourceError):
+            pass  # the client went away; nothing was half-accepted
+        except (TimeoutError, OSError, h11.LocalProtocolError):
+            pass  # idle too long, or the socket failed
+        finally:
+            slot.release()
 
     async def _one_request(self, conn: h11.Connection, stream: anyio.abc.ByteStream) -> bool:
         """Serve one request; False when the connection is to be closed."""
@@ -110,6 +138,10 @@ class HttpServer:
         except Refuse as refusal:
             response = Response.json(refusal.status, _error(str(refusal)))
             response.headers.extend(refusal.headers)
+        except (h11.RemoteProtocolError, TimeoutError, anyio.EndOfStream):
+            raise  # the connection's, handled by _connection
+        except Exception as exc:  # a bug in a handler: this request fails, not the server
+            response = Response.json(500, _error(f"internal error: {type(exc).__name__}"))
         if response.status >= 400:
             self.refused[response.status] = self.refused.get(response.status, 0) + 1
         await self._send(conn, stream, response)
@@ -166,7 +198,8 @@ class HttpServer:
         if response.body:
             parts.append(conn.send(h11.Data(data=response.body)))
         parts.append(conn.send(h11.EndOfMessage()))
-        await stream.send(b"".join(part for part in parts if part))
+        with anyio.fail_after(self._limits.idle_timeout):  # a client that never reads
+            await stream.send(b"".join(part for part in parts if part))
 
 
 def _error(message: str) -> dict[str, str]:

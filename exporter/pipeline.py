@@ -174,8 +174,8 @@ class Pipeline:
 
     @property
     def lost(self) -> bool:
-        """Whether any event was dead-lettered or dropped."""
-        return any(
+        """Whether any event was dead-lettered, dropped, or could not be written."""
+        return bool(sum(self.counts.rejected.values())) or any(
             e.stats.dead_lettered or sum(e.stats.dropped.values()) for e in self.exporters.values()
         )
 

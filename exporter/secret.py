@@ -40,6 +40,8 @@ class Secret:
                 value = f.read()
         except OSError as exc:
             raise UsageError(f"cannot read secret file {path}: {exc.strerror}") from None
+        except ValueError:  # a NUL in the path
+            raise UsageError(f"secret file path {path!r} is not a valid path") from None
         except UnicodeDecodeError:
             raise UsageError(f"secret file {path} is not UTF-8 text") from None
         return cls(value.removesuffix("\n").removesuffix("\r"), f"file {path}")

@@ -24,6 +24,7 @@ from exporter.formats.spec import Formatter
 
 Producer = Callable[[], Awaitable[None]]
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_HANDLED = (*_STOP_SIGNALS, signal.SIGHUP)
 
 
 async def ship(
@@ -56,7 +57,7 @@ async def ship(
             finally:
                 # Closing the receiver restores the default action (death, no summary):
                 # a late SIGTERM stays pending until ignore_late_signals().
-                signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+                signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
 
     async def _watch(received: AsyncIterator[int]) -> None:
         nonlocal signals_seen
@@ -105,18 +106,27 @@ async def ship(
     return shutdown.is_set()
 
 
+def ignore_early_signals() -> None:
+    """Before :func:`ship` (set-up, listeners starting): a SIGHUP is ignored rather than
+    killing the process; SIGTERM and SIGINT keep their default, nothing is accepted yet."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 def ignore_late_signals() -> None:
-    """After :func:`ship`: a SIGTERM or SIGINT that comes once the work is done (pending
-    or later) is ignored, so the process still writes its summary and exit status."""
-    for signum in _STOP_SIGNALS:
+    """After :func:`ship`: a SIGTERM, SIGINT or SIGHUP that comes once the work is done
+    (pending or later) is ignored, so the process still writes its summary and status."""
+    for signum in _HANDLED:
         signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
 
 
 async def read_lines(fd: int) -> AsyncIterator[list[bytes]]:
     """The lines of ``fd`` until its end, a chunk's worth at a time. Pipes and sockets are
     read only once readable, so a cancelled reader never abandons a read in progress."""
-    wait = not stat.S_ISREG(os.fstat(fd).st_mode)
+    mode = os.fstat(fd).st_mode
+    # Pipes, sockets and terminals are waited for; files and devices such as /dev/null
+    # (which epoll refuses) are read at once.
+    wait = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
     splitter = LineSplitter()
     while True:
         if wait:

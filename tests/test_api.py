@@ -137,3 +137,43 @@ async def test_the_pipeline_is_busy_when_a_dropping_queue_is_full(
     for event in _events(2):
         events.emit(event)
     assert pipeline.busy() is busy
+
+
+@pytest.mark.parametrize("way_out", ["exception", "cancellation"])
+async def test_leaving_the_block_early_still_accounts_for_every_event(
+    tmp_path: Path, way_out: str
+) -> None:
+    config = parse_config(_config_text(tmp_path, f"file:{tmp_path / 'out.ndjson'}"))
+    logins = _events(5)
+    with anyio.fail_after(10):
+        if way_out == "exception":
+            events = EventExporter(config)
+
+            async def fail_inside() -> None:
+                async with events:
+                    for event in logins:
+                        events.emit(event)
+                    raise KeyError("the caller's")
+
+            with pytest.raises(KeyError, match="the caller's"):  # as raised, not grouped
+                await fail_inside()
+        else:
+            with anyio.move_on_after(0.01) as scope:
+                async with EventExporter(config) as events:
+                    for event in logins:
+                        events.emit(event)
+                    await anyio.sleep_forever()
+            assert scope.cancelled_caught
+    assert (tmp_path / "out.ndjson").read_bytes() == _expected(logins)
+    with pytest.raises(RuntimeError, match="closed"):
+        events.emit(logins[0])
+
+
+async def test_an_event_a_metric_cannot_write_is_counted_and_is_a_loss(tmp_path: Path) -> None:
+    config = parse_config(_config_text(tmp_path, "drop"))
+    events = EventExporter(config)
+    unwritable = Event("login", "h", 10**21, 10**21, [], {})  # after the year 9999
+    assert events.emit(unwritable)
+    assert events.pipeline.counts.rejected == {"logins": 1}
+    assert events.pipeline.lost
+    assert "metric logins: matched 1, rejected 1" in events.summary()

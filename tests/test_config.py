@@ -297,3 +297,42 @@ def test_every_key_the_loader_reads_is_documented_in_the_example() -> None:
     example = (REPO / "config.example.toml").read_text()
     for key in ("path", "mode", "max_line_bytes", "state_file", "poll_interval", "start_at"):
         assert f"# {key} = " in example, key
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            MINIMAL.replace("[global]", "") + "\n[global]\nshutdown_timeout = nan\n",
+            "global.shutdown_timeout: must be a finite number, not nan",
+        ),
+        ('[[exporter]]\ndestination = "drop"\n', "exporter: must be a table"),
+        (MINIMAL.replace('filter = "event=*"', 'filter = ["x"]'), "must be a string, not a list"),
+    ],
+)
+def test_each_problem_is_said_once(text: str, expected: str) -> None:
+    problems = _problems(text)
+    assert sum(expected in p for p in problems) == 1, problems
+    assert not any("is required" in p for p in problems if "filter" in p), problems
+
+
+def test_a_nul_in_a_secret_path_is_a_problem_not_a_crash() -> None:
+    text = (
+        '[exporter.web]\ndestination = "http://127.0.0.1:9/"\n'
+        '[exporter.web.http]\nbearer_token_file = "a\\u0000b"\n'
+    )
+    assert "is not a valid path" in _problems(text)[0]
+
+
+def test_check_describes_every_kind_of_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        MINIMAL + '\n[source.s]\ntype = "unix"\npath = "/run/e.sock"\n'
+        '\n[source.f]\ntype = "file"\npath = "/var/log/e.ndjson"\n'
+    )
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "source s: unix socket /run/e.sock (mode 0600)" in out
+    assert "source f: file /var/log/e.ndjson, followed (no state file)" in out

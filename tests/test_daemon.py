@@ -7,6 +7,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -271,3 +273,29 @@ def test_run_says_why_a_source_cannot_start(tmp_path: Path) -> None:
     stderr = bytes(child.stderr).decode()
     assert "event-exporter: cannot start: " in stderr
     assert "Traceback" not in stderr
+
+
+def test_run_refuses_a_dead_letter_path_it_could_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path)
+    config.write_text(config.read_text().replace(str(tmp_path / "dead.ndjson"), "/nonexistent/d"))
+    assert main(["run", str(config)]) == 2
+    assert "/nonexistent is not a writable directory" in capsys.readouterr().err
+
+
+def test_run_with_stdin_from_dev_null_ends_cleanly(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    config.write_text(
+        config.read_text().replace('type = "http"\nlisten = "127.0.0.1:0"', 'type = "stdin"')
+    )
+    with open(os.devnull, "rb") as null:
+        done = subprocess.run(
+            [sys.executable, "-m", "exporter", "run", str(config)],
+            stdin=null,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert b"submitted 0" in done.stderr

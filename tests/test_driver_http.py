@@ -647,6 +647,23 @@ async def test_https_verifies_the_server_and_trusts_a_given_ca_file(tmp_path: Pa
     assert [body for _, _, body in _Collect.bodies] == [b"{}\n"]
 
 
-def test_an_unreadable_ca_file_is_a_usage_error(tmp_path: Path) -> None:
+def test_a_missing_or_unreadable_ca_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="CA file .*absent.pem does not exist"):
+        HttpSettings(url="https://127.0.0.1/", ca_file=str(tmp_path / "absent.pem"))
+    (tmp_path / "garbage.pem").write_text("not a certificate\n")
     with pytest.raises(UsageError, match="cannot load CA file"):
-        HttpDriver(HttpSettings(url="https://127.0.0.1/", ca_file=str(tmp_path / "absent.pem")))
+        HttpDriver(HttpSettings(url="https://127.0.0.1/", ca_file=str(tmp_path / "garbage.pem")))
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://[x/?token=SECRET", "not a valid URL"),
+        ("http://x:99999/?token=SECRET", "not a valid URL|port 99999"),
+        ("http:///path?token=SECRET", "no host"),
+    ],
+)
+def test_bad_urls_are_refused_without_repeating_them(url: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message) as caught:
+        HttpSettings(url=url)
+    assert "SECRET" not in str(caught.value)

@@ -224,3 +224,23 @@ async def test_abandon_dead_letters_every_batch_in_flight(tmp_path: Path) -> Non
     assert sorted(event for _, event in read_dead_letters(dead)) == sorted(
         item[:-1] for item in lines(30)
     )
+
+
+async def test_a_dead_letter_file_that_cannot_be_written_counts_the_events_as_dropped(
+    tmp_path: Path,
+) -> None:
+    driver = ScriptedDriver([PermanentDeliveryError("dest: 400")])
+    warnings: list[str] = []
+    exporter = Exporter(
+        "test",
+        driver,
+        DeliverySettings(batch_max_age=0.0, batch_max_events=2),
+        DeadLetterFile(tmp_path / "missing" / "dead.ndjson"),
+        warn=warnings.append,
+    )
+    await _run(exporter, lines(2))
+    ((reason, count),) = exporter.stats.dropped.items()
+    assert count == 2
+    assert reason.startswith("undeliverable (dest: 400), dead-letter file ")
+    assert "No such file or directory" in reason
+    assert warnings[0].startswith("2 events lost: dead-letter file ")

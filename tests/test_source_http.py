@@ -186,6 +186,17 @@ async def test_stalwart_webhooks_signed_and_mapped() -> None:
         (b"[]", 'expected {"events": [...]}'),
         (b'{"events":[{"type":"a.b"}]}', "events[0].createdAt must be an RFC 3339 time"),
         (b'{"events":[{"type":"","createdAt":"2026-11-22T03:00:00Z"}]}', "events[0].type"),
+        (
+            b'{"events":[{"type":"a.b","createdAt":"2024-01-01T00:00:00Z","data":{"x":'
+            + b"[" * 300
+            + b"]" * 300
+            + b"}}]}",
+            "events[0] cannot be read",
+        ),
+        (
+            b'{"events":[{"type":"a.b","createdAt":"0001-01-01T00:00:00+01:00"}]}',
+            "in years 1 to 9999",
+        ),
     ],
 )
 async def test_bad_stalwart_bodies_are_400(body: bytes, error: str) -> None:
@@ -313,3 +324,43 @@ def test_any_bytes_on_the_socket_get_an_answer_or_a_close(running_source: int, r
             client.post(f"http://127.0.0.1:{running_source}/events", content=LINES[0]).status_code
             == 204
         )
+
+
+async def test_a_failing_handler_is_a_500_and_the_server_serves_on() -> None:
+    calls = [0]
+
+    async def emit(event: Event) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise KeyError("a bug")
+
+    source = HttpSource(HttpSourceSettings(port=0), emit)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks, httpx.AsyncClient() as client:
+            await tasks.start(source.serve)
+            url = f"http://127.0.0.1:{source.port}/events"
+            failed = await client.post(url, content=LINES[0])
+            served = await client.post(url, content=LINES[0])
+            tasks.cancel_scope.cancel()
+    assert failed.status_code == 500
+    assert failed.json() == {"error": "internal error: KeyError"}
+    assert served.status_code == 204
+
+
+async def test_a_batch_that_fills_the_queues_is_cut_with_a_503_naming_what_was_taken() -> None:
+    received: list[Event] = []
+
+    async def emit(event: Event) -> None:
+        received.append(event)
+
+    source = HttpSource(HttpSourceSettings(port=0), emit, lambda: len(received) >= 2)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks, httpx.AsyncClient() as client:
+            await tasks.start(source.serve)
+            url = f"http://127.0.0.1:{source.port}/events"
+            answer = await client.post(url, content=b"\n".join(LINES[:5]))
+            tasks.cancel_scope.cancel()
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "1"
+    assert "the first 2 events up to line 2 were accepted; send line 3" in answer.json()["error"]
+    assert len(received) == 2

@@ -117,6 +117,14 @@ class HttpSource:
             except EventExporterError as exc:
                 rejected.append({"line": number, "error": str(exc)})
                 continue
+            if accepted and self._busy is not None and self._busy():
+                self.counts.events += accepted
+                raise Refuse(
+                    503,
+                    f"queues full: the first {accepted} events up to line {number - 1} were "
+                    f"accepted; send line {number} and after again later",
+                    [("Retry-After", "1")],
+                )
             await self._emit(event)
             accepted += 1
         self.counts.events += accepted
@@ -138,7 +146,14 @@ class HttpSource:
             events = read_webhook(request.body)
         except EventExporterError as exc:
             raise Refuse(400, str(exc)) from None
-        for event in events:
+        for index, event in enumerate(events):
+            if index and self._busy is not None and self._busy():
+                self.counts.events += index
+                raise Refuse(
+                    503,
+                    f"queues full: events[0:{index}] were accepted; send the rest again later",
+                    [("Retry-After", "1")],
+                )
             await self._emit(event)
         self.counts.events += len(events)
         return Response(204)

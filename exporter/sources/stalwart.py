@@ -19,7 +19,7 @@ import orjson
 
 from exporter.errors import EventParseError
 from exporter.event import INT_MAX, INT_MIN, Event, FieldValue, default_hostname
-from exporter.formats.timefmt import parse_rfc3339_ns
+from exporter.formats.timefmt import MAX_TIME_NS, MIN_TIME_NS, parse_rfc3339_ns
 from exporter.secret import Secret
 
 
@@ -39,7 +39,14 @@ def read_webhook(body: bytes) -> list[Event]:
         raise EventParseError(f"not JSON: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("events"), list):
         raise EventParseError('expected {"events": [...]}')
-    return [_event(item, index) for index, item in enumerate(document["events"])]
+    return [_checked_event(item, index) for index, item in enumerate(document["events"])]
+
+
+def _checked_event(item: object, index: int) -> Event:
+    try:
+        return _event(item, index)
+    except (TypeError, ValueError, RecursionError) as exc:  # e.g. data nested too deep
+        raise EventParseError(f"events[{index}] cannot be read: {exc}") from None
 
 
 def _event(item: object, index: int) -> Event:
@@ -51,8 +58,10 @@ def _event(item: object, index: int) -> Event:
         raise EventParseError(f"{where}.type must be a non-empty string")
     created = item.get("createdAt")
     start_ns = _time_ns(created) if isinstance(created, str) else None
-    if start_ns is None:
-        raise EventParseError(f"{where}.createdAt must be an RFC 3339 time, not {created!r}")
+    if start_ns is None or not MIN_TIME_NS <= start_ns <= MAX_TIME_NS:
+        raise EventParseError(
+            f"{where}.createdAt must be an RFC 3339 time in years 1 to 9999, not {created!r}"
+        )
     data = item.get("data", {})
     if not isinstance(data, dict):
         raise EventParseError(f"{where}.data must be an object")
