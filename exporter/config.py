@@ -33,6 +33,7 @@ from exporter.secret import Secret
 from exporter.sources.http import HttpSourceSettings
 from exporter.sources.tail import TailSourceSettings
 from exporter.sources.unix import UnixSourceSettings
+from exporter.spool import SYNC_MODES
 
 DEFAULT_DEAD_LETTER = "event-exporter.deadletter.ndjson"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -292,6 +293,8 @@ class _Checker:
             batch_max_bytes=t.integer("batch_max_bytes", delivery_d.batch_max_bytes, 1),
             batch_max_age=t.number("batch_max_age", delivery_d.batch_max_age, minimum=0),
             retry=retry or retry_d,
+            spool=t.text("spool", "") or None,
+            spool_sync=t.choice("spool_sync", "normal", SYNC_MODES),
         )
         http = None
         if "http" in t.data or (destination is not None and destination.is_http):

@@ -187,7 +187,7 @@ async def _run_source(
 ) -> None:
     if source.type == "http":
         assert source.http is not None
-        server = HttpSource(source.http, pipeline.emit, pipeline.busy)
+        server = HttpSource(source.http, pipeline.emit, pipeline.busy, pipeline.commit)
         running[source.name] = server
         async with anyio.create_task_group() as tasks:
             await tasks.start(server.serve)

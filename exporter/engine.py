@@ -24,6 +24,7 @@ from exporter.delivery import DeliveryCounters, PauseGate, deliver
 from exporter.errors import DeliveryError, UsageError
 from exporter.queue import EventQueue, Overflow
 from exporter.retry import RetryPolicy
+from exporter.spool import SpoolQueue
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,9 @@ class DeliverySettings:
     batch_max_bytes: int = 1 << 20
     batch_max_age: float = 1.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    spool: str | None = None
+    """A SQLite file holding the queue on disk (at-least-once across crashes); None: memory."""
+    spool_sync: str = "normal"
 
     def __post_init__(self) -> None:
         if self.batch_max_events < 1 or self.batch_max_bytes < 1:
@@ -52,6 +56,8 @@ class ExporterStats:
     exported: int = 0
     dead_lettered: int = 0
     batches: int = 0
+    left_in_spool: int = 0
+    """Events a spool kept at shutdown, sent at the next start."""
     delivery_seconds: float = 0.0
     """Summed over batches: from taking a batch to its delivery or dead-lettering."""
     dropped: Counter[str] = field(default_factory=Counter)
@@ -75,6 +81,7 @@ class ExporterStats:
             f"received {self.received}, exported {self.exported}, retried {self.retried}, "
             f"dropped {dropped}{f' ({reasons})' if reasons else ''}, "
             f"dead-lettered {self.dead_lettered}"
+            + (f", left in spool {self.left_in_spool}" if self.left_in_spool else "")
         )
 
 
@@ -92,19 +99,34 @@ class Exporter:
         warn: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
-        self.warn = warn or _warn_on_stderr(name)
-        """Where problems that lose no event go (a failed fsync at close, a failed reopen)."""
         self.driver = driver
         self.settings = settings
-        self.queue = EventQueue(
-            settings.queue_max_events,
-            settings.queue_max_bytes,
-            settings.overflow,
-            self._drop,
-            batch_max_events=settings.batch_max_events,
-            batch_max_bytes=settings.batch_max_bytes,
-            batch_max_age=settings.batch_max_age,
-        )
+        self.warn = warn or _warn_on_stderr(name)
+        """Where problems that lose no event go (a failed fsync at close, a failed reopen)."""
+        self.queue: EventQueue | SpoolQueue
+        if settings.spool is None:
+            self.queue = EventQueue(
+                settings.queue_max_events,
+                settings.queue_max_bytes,
+                settings.overflow,
+                self._drop,
+                batch_max_events=settings.batch_max_events,
+                batch_max_bytes=settings.batch_max_bytes,
+                batch_max_age=settings.batch_max_age,
+            )
+        else:
+            self.queue = SpoolQueue(
+                settings.spool,
+                settings.queue_max_events,
+                settings.queue_max_bytes,
+                settings.overflow,
+                self._drop,
+                batch_max_events=settings.batch_max_events,
+                batch_max_bytes=settings.batch_max_bytes,
+                batch_max_age=settings.batch_max_age,
+                sync=settings.spool_sync,  # type: ignore[arg-type]
+                warn=lambda message: self.warn(message),
+            )
         self.stats = ExporterStats(accepted=lambda: self.queue.accepted)
         # The producers' entry points are the queue's own (one call per event, no wrapper):
         self.offer: Callable[[bytes], bool] = self.queue.offer
@@ -161,6 +183,7 @@ class Exporter:
         finally:
             slot.release()
         del self._in_flight[id(batch)]
+        self.queue.batch_done(batch)
         self.stats.batches += 1
         self.stats.delivery_seconds += anyio.current_time() - started
         if outcome.failure is None:
@@ -169,7 +192,12 @@ class Exporter:
             self.dead_letter(batch.lines(), outcome.failure, outcome.attempts)
 
     def abandon(self, reason: str) -> None:
-        """Dead-letter the batches in flight and everything queued (shutdown deadline)."""
+        """Dead-letter the batches in flight and everything queued (shutdown deadline); a
+        spool keeps them instead, for the next start."""
+        if self.queue.durable:
+            self.stats.left_in_spool = len(self.queue)
+            self._in_flight.clear()
+            return
         for batch in self._in_flight.values():
             self.dead_letter(batch.lines(), reason, 0)
         self._in_flight.clear()
@@ -180,8 +208,11 @@ class Exporter:
         await self._driver_step("reopen", self.driver.reopen)
 
     async def close_driver(self) -> None:
-        """Release the driver; a failure there (a last fsync) is reported, not raised."""
+        """Release the driver (and a spool's database); a failure there (a last fsync) is
+        reported, not raised."""
         await self._driver_step("close", self.driver.aclose)
+        if isinstance(self.queue, SpoolQueue):
+            self.queue.shut()
 
     async def _driver_step(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
         """Run a driver call that delivers nothing itself: its events were already

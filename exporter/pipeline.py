@@ -139,6 +139,12 @@ class Pipeline:
                     late.force(rest)
                 raise
 
+    def commit(self) -> None:
+        """Make what was emitted durable where an exporter has a spool (sources call this
+        before they answer their sender)."""
+        for exporter in self.exporters.values():
+            exporter.queue.commit()
+
     def force(self, event: Event) -> None:
         """Route ``event`` past every queue's bounds (shutdown: input already taken)."""
         for exporter, line in self.offer(event):

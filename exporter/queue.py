@@ -236,6 +236,16 @@ class EventQueue:
         while not self.offer(item):
             await self.wait_for_space()
 
+    durable = False
+    """Whether what is queued outlives the process (a spool) rather than being
+    dead-lettered at a shutdown deadline."""
+
+    def commit(self) -> None:
+        """Nothing to do: memory holds what was offered (a spool writes it here)."""
+
+    def batch_done(self, batch: Batch) -> None:
+        """Nothing to do: a batch left the queue when taken (a spool deletes it here)."""
+
     def close(self) -> None:
         """No more items will come; the consumer drains what is queued."""
         self._closed = True

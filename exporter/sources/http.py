@@ -60,11 +60,17 @@ class HttpSource:
     """``serve()`` accepts connections until cancelled."""
 
     def __init__(
-        self, settings: HttpSourceSettings, emit: Emit, busy: Callable[[], bool] | None = None
+        self,
+        settings: HttpSourceSettings,
+        emit: Emit,
+        busy: Callable[[], bool] | None = None,
+        commit: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self._emit = emit
         self._busy = busy
+        self._commit = commit
+        """Called before every answer: what it accepted is then on disk (a spool)."""
         self.counts = HttpSourceCounts()
         limits = ServerLimits(settings.max_body_bytes, settings.idle_timeout)
         self._server = HttpServer(settings.host, settings.port, self._handle, limits)
@@ -85,6 +91,12 @@ class HttpSource:
         await self._server.serve(task_status=task_status)
 
     async def _handle(self, request: Request) -> Response:
+        try:
+            return await self._handle_request(request)
+        finally:  # before any answer, 204, 200, 400 or 503 after part of a batch
+            self._commit()
+
+    async def _handle_request(self, request: Request) -> Response:
         self.counts.requests += 1
         token = self.settings.bearer_token
         if token is not None:
