@@ -26,6 +26,7 @@ from exporter.cli_common import (
     usage_error,
 )
 from exporter.cli_delivery import add_delivery_options, replay_command, ship_command
+from exporter.cli_spool import add_spool_command, spool_command
 from exporter.daemon import add_run_command, run_command
 from exporter.errors import UsageError
 from exporter.export import export_streams
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_delivery_options(replay, required=True)
     add_check_command(commands)
     add_run_command(commands)
+    add_delivery_options(add_spool_command(commands), required=False)
     return parser
 
 
@@ -149,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_command(args)
     if args.command == "run":
         return run_command(args)
+    if args.command == "spool":
+        return spool_command(args)
     if args.to is not None:
         return ship_command(args)
     return _export(args)

@@ -234,6 +234,26 @@ def replay_command(args: argparse.Namespace) -> int:
     return _report(args, exporter, ExportCounts(read=len(events), exported=len(events)))
 
 
+def drain_spool(args: argparse.Namespace) -> int:
+    """``spool drain PATH --to DEST``: deliver what a spool holds, without sources."""
+    if not os.path.exists(args.spool):
+        return usage_error(f"no spool at {args.spool}")
+    try:
+        destination = parse_destination(args.to)
+        settings = dataclasses.replace(_settings(args), spool=args.spool)
+        driver = _open_driver(args, destination, "json")
+        exporter = Exporter("spool", driver, settings, DeadLetterFile(args.dead_letter))
+    except (UsageError, ValueError) as exc:
+        return usage_error(str(exc))
+    held = len(exporter.queue)
+
+    async def producer() -> None:
+        return None  # the spool is the input
+
+    _run(args, exporter, producer)
+    return _report(args, exporter, ExportCounts(read=held, exported=held))
+
+
 def _open_driver(args: argparse.Namespace, destination: Destination, event_format: str) -> Driver:
     http = None
     if destination.is_http:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from drivers.base import Batch
+from exporter.cli import main
 from exporter.spool import SpoolQueue
 from tests.http_receiver import Receiver
 from tests.shipping_helpers import exporter_child, wait_until
@@ -87,10 +88,11 @@ async def test_bounds_and_overflow(tmp_path: Path) -> None:
     assert all(newest.offer(line) for line in _lines(0, 7))
     oldest = _spool(tmp_path / "c.db", drops, max_events=5, overflow="drop_oldest")
     assert all(oldest.offer(line) for line in _lines(0, 7))
-    assert drops == {"spool full (drop_newest)": 2, "spool full (drop_oldest)": 2}
+    # drop_oldest drops whole stored chunks: the 5 events taken so far were one
+    assert drops == {"spool full (drop_newest)": 2, "spool full (drop_oldest)": 5}
     oldest.close()
     kept = await _batch(oldest)
-    assert list(kept.lines()) == [line[:-1] for line in _lines(2, 5)]
+    assert list(kept.lines()) == [line[:-1] for line in _lines(5, 2)]
     for spool in (blocked, newest, oldest):
         spool.shut()
 
@@ -187,3 +189,42 @@ exporter = "out"
     print(f"kills at batches {kills}: {len(received)} received, {duplicates} duplicates")
     assert duplicates <= len(kills) * 2 * PER_BATCH  # only batches in flight at a kill
     assert not (tmp_path / "dead.ndjson").exists()
+
+
+# -- event-exporter spool stats|export|drain -----------------------------------------------
+
+
+def test_spool_stats_export_and_drain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "spool.db"
+    spool = _spool(path, max_events=10_000)
+    lines = _lines(0, 2500)
+    for line in lines:
+        spool.offer(line)
+    spool.commit()
+    spool.shut()
+
+    assert main(["spool", "stats", str(path)]) == 0
+    assert f"{path}: 2500 events, " in capsys.readouterr().out
+    dump = tmp_path / "dump.ndjson"
+    assert main(["spool", "export", str(path), "--output", str(dump)]) == 0
+    assert dump.read_bytes() == b"".join(lines)
+
+    out = tmp_path / "drained.ndjson"
+    dead = tmp_path / "dead.ndjson"
+    args = ["--to", f"file:{out}", "--dead-letter", str(dead)]
+    assert main(["spool", "drain", str(path), *args]) == 0
+    assert out.read_bytes() == b"".join(lines)
+    assert "received 0, exported 2500" in capsys.readouterr().err
+    assert main(["spool", "stats", str(path)]) == 0
+    assert f"{path}: 0 events" in capsys.readouterr().out
+
+
+def test_spool_commands_say_what_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["spool", "stats", str(tmp_path / "absent.db")]) == 2
+    assert "cannot read spool" in capsys.readouterr().err
+    assert main(["spool", "drain", str(tmp_path / "absent.db"), "--to", "drop"]) == 2
+    assert "no spool at" in capsys.readouterr().err
+    assert main(["spool", "drain", str(tmp_path / "absent.db")]) == 2
+    assert "needs --to" in capsys.readouterr().err

@@ -1,0 +1,74 @@
+"""``event-exporter spool stats|export|drain PATH``: look into an exporter's disk spool,
+dump it, or deliver it without sources.
+
+``stats`` and ``export`` open the spool read-only (a running daemon may hold it);
+``drain`` takes it over like an exporter would (stop the daemon first), sends everything
+it holds to ``--to DEST`` with the delivery options of ``export --to``, and deletes each
+batch once delivered or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from typing import Any
+
+from exporter.cli_common import EXIT_OK, usage_error
+from exporter.spool import spooled_events
+
+
+def add_spool_command(commands: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
+    spool: argparse.ArgumentParser = commands.add_parser(
+        "spool",
+        help="inspect, dump or deliver an exporter's disk spool",
+        description="stats: what a spool holds; export: its events as NDJSON on stdout "
+        "(or --output), oldest first; drain: deliver them to --to DEST, then exit.",
+        epilog="exit status: 0 done; 2 usage error or unreadable spool; "
+        "3 (drain) some events dead-lettered or dropped",
+    )
+    spool.add_argument("action", choices=("stats", "export", "drain"))
+    spool.add_argument("spool", metavar="PATH")
+    spool.add_argument("--output", metavar="FILE", default=None, help="export: default stdout")
+    return spool
+
+
+def spool_command(args: argparse.Namespace) -> int:
+    if args.action == "drain":
+        if args.to is None:
+            return usage_error("spool drain needs --to DEST")
+        from exporter.cli_delivery import drain_spool
+
+        return drain_spool(args)
+    try:
+        db = sqlite3.connect(f"file:{args.spool}?mode=ro", uri=True)
+        try:
+            if args.action == "stats":
+                return _stats(db, args.spool)
+            return _export(db, args.output)
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return usage_error(f"cannot read spool {args.spool}: {exc}")
+    except OSError as exc:
+        return usage_error(f"cannot write {args.output}: {exc.strerror}")
+
+
+def _stats(db: sqlite3.Connection, path: str) -> int:
+    events, size, chunks = db.execute(
+        "SELECT coalesce(sum(count), 0), coalesce(sum(length(data)), 0), count(*) FROM chunks"
+    ).fetchone()
+    sys.stdout.write(f"{path}: {events} events, {size} bytes, in {chunks} chunks\n")
+    return EXIT_OK
+
+
+def _export(db: sqlite3.Connection, output: str | None) -> int:
+    out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
+    try:
+        for event in spooled_events(db):
+            out.write(event)
+        out.flush()
+    finally:
+        if output:
+            out.close()
+    return EXIT_OK

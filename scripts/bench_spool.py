@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Benchmark the disk spool beside the memory queue, in one run.
+
+Events per second accepted into an exporter and delivered (to the drop driver), batches
+of 1,000, two ways: the queue alone (events encoded beforehand) and as the daemon does it
+(each Event encoded to json by the producer, as a source does). The producer commits every
+1,000 events (as the http source does per request); the consumer reads batches and, for
+the spool, deletes each once delivered. ``normal`` sync (WAL). Best of ``--repeat``.
+Goal (issue 6): spool >= 0.5 of the memory queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_export import make_events
+
+from drivers.drop import DropDriver
+from exporter.engine import DeliverySettings, Exporter
+from exporter.event import Event
+from exporter.formats import FormatSpec, make_formatter
+from exporter.memory import tune_malloc
+
+
+def run(lines: list[bytes], spool: str | None, encode: list[Event] | None = None) -> float:
+    settings = DeliverySettings(batch_max_age=0.05, spool=spool, queue_max_events=len(lines))
+    driver = DropDriver()
+    exporter = Exporter("bench", driver, settings, None)
+
+    async def main() -> float:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(exporter.run)
+            start = time.perf_counter()
+            produced: Iterator[bytes] = iter(lines)
+            if encode is not None:
+                fmt = make_formatter(FormatSpec(), newline=True)
+                produced = (fmt(event) for event in encode)
+            for i, line in enumerate(produced, 1):
+                if not exporter.offer(line):
+                    await exporter.put(line)
+                if i % 1000 == 0:
+                    exporter.queue.commit()
+                    await anyio.lowlevel.checkpoint()
+            exporter.queue.close()
+            await exporter.finished.wait()
+        elapsed = time.perf_counter() - start
+        await exporter.close_driver()
+        return elapsed
+
+    elapsed = anyio.run(main)
+    assert driver.events == len(lines), (driver.events, exporter.stats.summary())
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    tune_malloc()
+    fmt = make_formatter(FormatSpec(), newline=True)
+    events = make_events(args.events, 1)
+    lines = [fmt(e) for e in events]
+    best: dict[str, float] = {}
+
+    def record(name: str, seconds: float) -> None:
+        best[name] = max(best.get(name, 0.0), len(lines) / seconds)
+
+    with tempfile.TemporaryDirectory(prefix="bench-spool-") as tmp:
+        for attempt in range(args.repeat):
+            record("memory, queue alone", run(lines, None))
+            record("spool, queue alone", run(lines, f"{tmp}/a-{attempt}.db"))
+            record("memory, encoding events", run(lines, None, events))
+            record("spool, encoding events", run(lines, f"{tmp}/b-{attempt}.db", events))
+    size = sum(len(line) for line in lines) // len(lines)
+    print(f"{len(lines)} events of {size} B, batches of 1000, best of {args.repeat}")
+    for name, rate in best.items():
+        print(f"  {name:28s} {rate:>12,.0f} events/s")
+    for how in ("queue alone", "encoding events"):
+        ratio = best[f"spool, {how}"] / best[f"memory, {how}"]
+        print(f"  spool / memory, {how:16s} {ratio:6.2f}   goal >= 0.5")
+
+
+if __name__ == "__main__":
+    main()
