@@ -35,6 +35,7 @@ in a message: they are :class:`~exporter.secret.Secret` and only headers see the
 from __future__ import annotations
 
 import base64
+import datetime
 import email.utils
 import gzip
 import hashlib
@@ -70,6 +71,8 @@ COMPRESSIONS: tuple[Compression, ...] = ("none", "gzip")
 SIGNINGS: tuple[Signing, ...] = ("none", "stalwart", "standard-webhooks")
 DEFAULT_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _ERROR_BODY_BYTES = 200
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field names
+_HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
 _HOST = re.compile(r"[A-Za-z0-9._:-]+")  # a name, IPv4, or IPv6 (httpx drops the brackets)
 # Smaller bodies are compressed inline: the hop to a worker thread (~65 us here) costs
 # more than gzip level 1 of a few KiB.
@@ -153,8 +156,22 @@ class HttpSettings:
             if not 100 <= status <= 599 or 200 <= status <= 299:
                 raise UsageError(f"retry status {status} is not a 1xx, 3xx, 4xx or 5xx status")
         for header, text in self.headers.items():
-            if not header or any(c in header for c in ":\r\n ") or any(c in text for c in "\r\n"):
-                raise UsageError(f"header {header!r} is not a valid header name and value")
+            if not _TOKEN.fullmatch(header) or not _HEADER_VALUE.fullmatch(text):
+                raise UsageError(
+                    f"header {header!r}: a name is letters, digits and !#$%&'*+-.^_`|~; "
+                    "a value is printable ASCII"
+                )
+        if self.idempotency_header and not _TOKEN.fullmatch(self.idempotency_header):
+            raise UsageError(f"idempotency header {self.idempotency_header!r} is not a header name")
+        for what, secret in (
+            ("bearer token", self.bearer_token),
+            ("password", self.basic_password),
+        ):
+            if secret is not None and not _HEADER_VALUE.fullmatch(secret.reveal()):
+                raise UsageError(
+                    f"the {what} from {secret.origin} holds characters a header cannot carry "
+                    "(printable ASCII only; a second line?)"
+                )
 
     def __repr__(self) -> str:
         """Without the URL's query (it may hold a token); Secrets print as ``***``."""
@@ -304,25 +321,38 @@ class HttpDriver:
         if settings.idempotency_header:
             headers[settings.idempotency_header] = key
         headers.update(self._signature(data, key))
+        request = self._client.build_request("POST", self._url, content=data, headers=headers)
         try:
-            with anyio.fail_after(settings.request_timeout):
-                async with self._client.stream(
-                    "POST", self._url, content=data, headers=headers
-                ) as response:
-                    await self._outcome(response)
-        except DeliveryError:
-            raise
+            with anyio.fail_after(settings.request_timeout):  # up to the status line
+                response = await self._client.send(request, stream=True)
         except Exception as exc:
             raise classify_exception(exc, self.name, settings.request_timeout) from None
+        try:
+            await self._outcome(response)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
 
     async def _outcome(self, response: httpx.Response) -> None:
-        """Return if delivered; raise the classified error otherwise."""
+        """Return if delivered; raise the classified error otherwise. The status decides:
+        a body that cannot be read to its end changes nothing (the connection is then
+        dropped rather than reused)."""
         status = response.status_code
+        if response.history and any(hop.status_code in (301, 302, 303) for hop in response.history):
+            raise PermanentDeliveryError(
+                f"{self.name}: a {response.history[0].status_code} redirect would turn the POST "
+                "into a bodyless GET: not followed (only 307 and 308 keep the body)"
+            )
         if 200 <= status <= 299:
-            async for _ in response.aiter_raw():  # read to the end: keeps the connection
-                pass
+            with anyio.move_on_after(self.settings.read_timeout):
+                try:
+                    async for _ in response.aiter_raw():  # to the end: keeps the connection
+                        pass
+                except httpx.HTTPError:
+                    pass
             return
-        excerpt = await _body_excerpt(response)
+        with anyio.move_on_after(self.settings.read_timeout):
+            excerpt = await _body_excerpt(response)
         raise classify_status(
             status,
             response.reason_phrase,
@@ -378,7 +408,7 @@ def _gzip(data: bytes, level: int) -> bytes:
 
 async def _body_excerpt(response: httpx.Response) -> str:
     """The first bytes of an error response's body, as text for a reason."""
-    head = bytearray()
+    head = bytearray()  # kept if the read is cut short
     try:
         async for chunk in response.aiter_bytes():
             head += chunk
@@ -431,7 +461,8 @@ def classify_status(
     """The error for a response that is not 2xx."""
     message = f"{name}: HTTP {status} {reason}".rstrip()
     if 300 <= status <= 399 and location:
-        message += f" (redirect to {location} not followed)"
+        where = location.split("?", 1)[0] + ("?***" if "?" in location else "")
+        message += f" (redirect to {where} not followed)"
     if excerpt:
         message += f": {excerpt}"
     if status in retry_statuses:
@@ -452,8 +483,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:  # an HTTP date is GMT even when it does not say so
-        return None
+    if when.tzinfo is None:  # asctime form: an HTTP date is GMT even when it does not say so
+        when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, when.timestamp() - now)
 
 
@@ -476,6 +507,10 @@ def classify_exception(exc: BaseException, name: str, request_timeout: float) ->
     detail = _detail(exc)
     if isinstance(exc, TimeoutError):
         return RetryableDeliveryError(f"{name}: no response within {request_timeout} s")
+    if isinstance(exc, httpx.TimeoutException):  # its text is anyio's cancel-scope noise
+        return RetryableDeliveryError(f"{name}: {_kind(exc)}")
+    if isinstance(exc, httpx.LocalProtocolError):  # its text may quote a header (a token)
+        return PermanentDeliveryError(f"{name}: the request could not be written (a header?)")
     if isinstance(exc, _RETRYABLE_TRANSPORT):
         return RetryableDeliveryError(f"{name}: {_kind(exc)}: {detail}")
     if isinstance(exc, OSError):

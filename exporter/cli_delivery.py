@@ -285,7 +285,7 @@ def _run(args: argparse.Namespace, exporter: Exporter, producer: Producer) -> No
 
 def _report(args: argparse.Namespace, exporter: Exporter, counts: ExportCounts) -> int:
     stats = exporter.stats
-    line = f"event-exporter: {args.to}: {stats.summary()}"
+    line = f"event-exporter: {exporter.driver.name}: {stats.summary()}"
     if counts.rejected:
         line += f"; {counts.rejected} of {counts.read} input lines rejected"
     if stats.dead_lettered:

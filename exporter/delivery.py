@@ -63,9 +63,11 @@ async def deliver(
     started = clock()
     attempts = 0
     while True:
-        wait = gate.remaining()
-        if wait > 0:
+        while (wait := gate.remaining()) > 0:
+            until = gate.until
             await sleep(wait)
+            if gate.until == until:  # not lengthened by another batch meanwhile
+                break
         attempts += 1
         try:
             await driver.send(batch)
@@ -76,7 +78,8 @@ async def deliver(
             counters.retries += 1
             if exc.retry_after is not None:
                 counters.retry_after_pauses += 1
-                gate.pause(policy.retry_after(exc.retry_after))
+                # Never faster than the backoff: "Retry-After: 0" must not spin.
+                gate.pause(max(policy.retry_after(exc.retry_after), policy.backoff(attempts, rng)))
             else:
                 await sleep(policy.backoff(attempts, rng))
         except PermanentDeliveryError as exc:

@@ -156,7 +156,8 @@ class Exporter:
         bounds plus that many batches bound the memory.
         """
         try:
-            slots = anyio.Semaphore(max(1, self.driver.concurrency))
+            concurrency = max(1, self.driver.concurrency)
+            slots = anyio.Semaphore(concurrency)
             async with anyio.create_task_group() as deliveries:
                 while True:
                     await slots.acquire()
@@ -164,7 +165,10 @@ class Exporter:
                     if batch is None:
                         break
                     self._in_flight[id(batch)] = batch
-                    deliveries.start_soon(self._deliver, batch, slots)
+                    if concurrency == 1:  # inline: no task hop between batches
+                        await self._deliver(batch, slots)
+                    else:
+                        deliveries.start_soon(self._deliver, batch, slots)
             await self._driver_step("flush", self.driver.flush)
         finally:
             self.finished.set()

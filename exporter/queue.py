@@ -220,10 +220,12 @@ class EventQueue:
             self._cap_events = min(self.batch_max_events - 1, self.max_events - self._sealed_events)
         self._cap_bytes = min(self.batch_max_bytes, self.max_bytes - self._sealed_bytes)
 
-    async def wait_for_space(self) -> None:
-        """Return once an item may fit (or the queue was closed)."""
+    async def wait_for_space(self, size: int = 0) -> None:
+        """Return once an item of ``size`` bytes may fit (or the queue was closed); an
+        empty queue takes any item, so this never waits forever."""
         while not self._closed and (
-            len(self) >= self.max_events or self.queued_bytes >= self.max_bytes
+            len(self) >= self.max_events
+            or (len(self) > 0 and self.queued_bytes + size > self.max_bytes)
         ):
             self._producers_waiting += 1
             try:
@@ -234,7 +236,7 @@ class EventQueue:
     async def put(self, item: bytes) -> None:
         """Queue ``item``, waiting for room under ``block``."""
         while not self.offer(item):
-            await self.wait_for_space()
+            await self.wait_for_space(len(item))
 
     durable = False
     """Whether what is queued outlives the process (a spool) rather than being

@@ -131,6 +131,8 @@ async def read_lines(fd: int) -> AsyncIterator[list[bytes]]:
     while True:
         if wait:
             await anyio.wait_readable(fd)
+        else:  # a file is always readable: let the consumer and signals run per chunk
+            await anyio.lowlevel.checkpoint()
         chunk = os.read(fd, CHUNK_BYTES)
         lines = splitter.feed(chunk)
         if lines:

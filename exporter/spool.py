@@ -153,16 +153,14 @@ class SpoolQueue:
         self._cap_events = min(self.batch_max_events - 1, self.max_events - self._events)
         self._cap_bytes = min(self.batch_max_bytes, self.max_bytes - self._bytes)
 
-    async def wait_for_space(self) -> None:
-        while not self._closed and (
-            len(self) >= self.max_events or self.queued_bytes >= self.max_bytes
-        ):
+    async def wait_for_space(self, size: int = 0) -> None:
+        while not self._closed and self._full(size):
             self.commit()
             await self._space.wait()
 
     async def put(self, item: bytes) -> None:
         while not self.offer(item):
-            await self.wait_for_space()
+            await self.wait_for_space(len(item))
 
     def commit(self) -> None:
         """Write what was taken since the last commit, as one row, in one transaction."""

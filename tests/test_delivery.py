@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from drivers.base import Batch
@@ -119,3 +121,30 @@ def test_policy_checks_its_settings() -> None:
         RetryPolicy(initial_delay=5, max_delay=1)
     with pytest.raises(UsageError, match="at least 1"):
         RetryPolicy(max_attempts=0)
+
+
+async def test_retry_after_zero_never_retries_faster_than_the_backoff() -> None:
+    driver = ScriptedDriver([RetryableDeliveryError("busy", retry_after=0)] * 3)
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # time passes as it should
+        slept.append(seconds)
+        now[0] += seconds
+        await anyio.lowlevel.checkpoint()
+
+    policy = RetryPolicy(initial_delay=1.0, max_delay=1.0)
+    outcome = await deliver(
+        driver,
+        _batch(),
+        policy,
+        PauseGate(clock=lambda: now[0]),
+        DeliveryCounters(),
+        rng=random.Random(7),
+        sleep=sleep,
+        clock=lambda: now[0],
+    )
+    assert (outcome.attempts, outcome.failure) == (4, None)
+    expected = random.Random(7)
+    assert slept == pytest.approx([policy.backoff(n, expected) for n in (1, 2, 3)])
+    assert all(seconds > 0 for seconds in slept)

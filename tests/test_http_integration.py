@@ -431,3 +431,15 @@ def test_export_to_http_dead_letters_what_the_server_refuses(
     for record in records:
         assert str(record["reason"]).startswith(f"{receiver.url}: HTTP 400 Bad Request")
         assert record["attempts"] == 1
+
+
+def test_the_summary_does_not_repeat_a_token_in_the_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Receiver() as receiver:
+        url = receiver.url + "?token=SECRET123"
+        dead = ["--dead-letter", str(tmp_path / "dead")]
+        assert main(["export", "--to", url, *dead, str(EVENTS_FILE)]) == 0
+    err = capsys.readouterr().err
+    assert "SECRET123" not in err
+    assert f"{receiver.url}: received {CAPTURE_EVENTS}" in err

@@ -162,3 +162,19 @@ async def test_block_is_real_backpressure_and_the_bound_holds() -> None:
     assert seen == [item[:-1] for item in lines(1000)]
     assert high_water <= 10
     assert drops == {}
+
+
+async def test_waiting_for_space_waits_until_this_item_fits_by_bytes() -> None:
+    """Under the byte bound by less than the item: the producer waits (it used to spin)."""
+    queue = EventQueue(100, 1000, "block", lambda reason, count: None, batch_max_events=2)
+    for item in [b"x" * 299 + b"\n"] * 3:
+        assert queue.offer(item)
+    assert queue.queued_bytes == 900
+    assert not queue.offer(b"y" * 299 + b"\n")
+    with anyio.move_on_after(0.05) as waited:
+        await queue.wait_for_space(300)
+    assert waited.cancelled_caught  # 100 bytes free is not room for 300
+    with anyio.fail_after(5):
+        batch = await queue.next_batch()
+        assert batch is not None
+        await queue.wait_for_space(300)  # now it fits

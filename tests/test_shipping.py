@@ -504,3 +504,21 @@ def test_sighup_lets_go_of_a_rotated_file_and_the_next_events_go_to_a_new_one(
     assert [event_number(line) for line in _lines_in(rotated)] == list(range(1000))
     assert [event_number(line) for line in _lines_in(out)] == list(range(1000, 1500))
     assert child.summary.exported == 1500
+
+
+def test_a_file_read_under_a_drop_policy_drops_nothing_for_a_fast_destination(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file is always readable: the reader yields per chunk, so the consumer keeps up."""
+    big = tmp_path / "big.ndjson"
+    big.write_bytes(EVENTS_FILE.read_bytes() * 300)
+    options = [
+        "--overflow",
+        "drop_newest",
+        "--queue-max-events",
+        "2000",
+        "--batch-max-events",
+        "500",
+    ]
+    assert main(["export", "--to", "drop", *options, str(big)]) == 0
+    assert ", dropped 0, " in capsys.readouterr().err
