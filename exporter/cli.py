@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from exporter.cli_catalog import add_catalog_command, catalog_command
 from exporter.cli_check import add_check_command, check_command
 from exporter.cli_common import (
     EXIT_BROKEN_PIPE,
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_delivery_options(replay, required=True)
     add_check_command(commands)
     add_run_command(commands)
+    add_catalog_command(commands)
     add_delivery_options(add_spool_command(commands), required=False)
     return parser
 
@@ -151,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_command(args)
     if args.command == "run":
         return run_command(args)
+    if args.command == "catalog":
+        return catalog_command(args)
     if args.command == "spool":
         return spool_command(args)
     if args.to is not None:

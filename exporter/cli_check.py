@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from drivers.http import printable_url
+from exporter.cli_catalog import filter_warnings
 from exporter.cli_common import EXIT_OK, EXIT_USAGE
 from exporter.config import Config, ConfigError, ExporterConfig, MetricConfig, load_config
 from exporter.errors import UsageError
@@ -71,7 +72,10 @@ def describe(config: Config) -> str:
         lines += _metric(config, metric)
     for exporter in config.exporters.values():
         lines += _exporter(exporter)
-    lines += [f"warning: {warning}" for warning in config.warnings()]
+    warnings = config.warnings()
+    for metric in config.metrics.values():
+        warnings += filter_warnings(f"metric.{metric.name}.filter", metric.filter)
+    lines += [f"warning: {warning}" for warning in warnings]
     return "\n".join(lines) + "\n"
 
 

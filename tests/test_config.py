@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from exporter.cli import main
@@ -336,3 +337,46 @@ def test_check_describes_every_kind_of_source(
     out = capsys.readouterr().out
     assert "source s: unix socket /run/e.sock (mode 0600)" in out
     assert "source f: file /var/log/e.ndjson, followed (no state file)" in out
+
+
+def test_check_warns_about_names_no_documented_event_has(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        MINIMAL.replace(
+            'filter = "event=*"',
+            'filter = "event=imap_comand_finished AND category=imapp AND cmd_nme=select"',
+        )
+    )
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    for kind, name, closest in [
+        ("event", "imap_comand_finished", "imap_command_finished"),
+        ("category", "imapp", "imap"),
+        ("field", "cmd_nme", "cmd_name"),
+    ]:
+        assert (
+            f"warning: metric.all.filter: no documented event has the {kind} {name!r}; "
+            f"did you mean {closest!r}?"
+        ) in out
+
+
+def test_check_has_no_warning_for_real_names(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check", str(REPO / "config.example.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "no documented event" not in out
+
+
+def test_catalog_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["catalog", "imap_command_finished"]) == 0
+    assert "imap_command_finished  (dovecot, Events / IMAP / IMAP Command)" in (
+        capsys.readouterr().out
+    )
+    assert main(["catalog", "auth.*", "--source", "stalwart", "--json"]) == 0
+    found = orjson.loads(capsys.readouterr().out)
+    assert found
+    assert all(item["name"].startswith("auth.") for item in found)
+    assert main(["catalog", "no_such_event_anywhere"]) == 1
