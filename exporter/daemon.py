@@ -199,9 +199,11 @@ async def _run_source(
         return
     follower: UnixSource | TailSource | None = None
     if source.unix is not None:
-        follower = UnixSource(source.unix, pipeline.emit, sys.stderr, force=pipeline.force)
+        follower = UnixSource(
+            source.unix, pipeline.emit, sys.stderr, force=pipeline.force, commit=pipeline.commit
+        )
     elif source.file is not None:
-        follower = TailSource(source.file, pipeline.emit, sys.stderr)
+        follower = TailSource(source.file, pipeline.emit, sys.stderr, commit=pipeline.commit)
     if follower is not None:
         running[source.name] = follower
         async with anyio.create_task_group() as tasks:
@@ -232,6 +234,7 @@ async def read_stdin(pipeline: Pipeline, label: str) -> None:
                 if event is not None:
                     pipeline.force(event)
             raise
+        pipeline.commit()  # a spool: what this chunk gave is on disk before the next read
         number += len(lines)
 
 

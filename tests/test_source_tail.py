@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
+import orjson
 import pytest
 
 from exporter.sources.tail import TailSource, TailSourceSettings
@@ -265,3 +266,34 @@ async def test_an_oversized_line_is_reported_and_skipped(tmp_path: Path) -> None
     assert f"line 2 (byte {len(line(0))}): {len(huge) - 1} bytes, longer than 1000" in (
         errors.getvalue()
     )
+
+
+async def test_every_saved_position_follows_a_commit_of_what_came_before_it(
+    tmp_path: Path,
+) -> None:
+    """With a spool, the state file must never point past events not yet on disk: the
+    source commits (the pipeline's commit) before it saves a position."""
+    log, state = tmp_path / "events.log", tmp_path / "state.json"
+    log.write_bytes(lines(range(5)))
+    collector = Collector()
+    committed: list[int] = []  # events emitted at each commit
+
+    def commit() -> None:
+        committed.append(len(collector.events))
+
+    source = TailSource(
+        TailSourceSettings(str(log), state_file=str(state), poll_interval=POLL),
+        collector.emit,
+        io.StringIO(),
+        commit=commit,
+    )
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(source.serve)
+            await collector.wait_for(5)
+            append(log, lines(range(5, 9)))
+            await collector.wait_for(9)
+            tasks.cancel_scope.cancel()
+    assert committed
+    assert committed[-1] == 9  # the last save came after all 9 were committed
+    assert orjson.loads(state.read_bytes())["offset"] == len(lines(range(9)))

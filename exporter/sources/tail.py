@@ -84,9 +84,19 @@ class _Position:
 class TailSource:
     """``serve()`` follows the file until cancelled."""
 
-    def __init__(self, settings: TailSourceSettings, emit: Emit, errors: TextIO) -> None:
+    def __init__(
+        self,
+        settings: TailSourceSettings,
+        emit: Emit,
+        errors: TextIO,
+        *,
+        commit: Callable[[], None] = lambda: None,
+    ) -> None:
         self.settings = settings
         self._emit = emit
+        self._commit = commit
+        """Makes what was emitted durable (a spool); called before a position is saved,
+        so the state file never points past events that could still be lost."""
         self._errors = errors
         self.counts = TailSourceCounts()
         self._lines = BoundedLines(settings.max_line_bytes)
@@ -262,6 +272,7 @@ class TailSource:
         return "beginning" if self.settings.start_at == "beginning" else "end"
 
     def _save_state(self) -> None:
+        self._commit()
         name = self.settings.state_file
         if name is None or self._fd is None:
             return

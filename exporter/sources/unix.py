@@ -132,10 +132,13 @@ class UnixSource:
         errors: TextIO,
         *,
         force: Callable[[Event], None] | None = None,
+        commit: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self._emit = emit
         self._force_event = force
+        self._commit = commit
+        """Makes what was emitted durable (a spool), after each read's lines."""
         self._errors = errors
         self.counts = UnixSourceCounts()
 
@@ -198,6 +201,7 @@ class UnixSource:
                 except anyio.get_cancelled_exc_class():
                     self._force(number, lineno + index, items[index:])
                     raise
+                self._commit()
                 lineno += len(items)
         if lines.pending_bytes:
             what = "longer than the limit and " if lines.pending_oversized else ""
