@@ -33,10 +33,11 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.shipping_helpers import wait_until
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "dovecot.conf.template"
@@ -48,18 +49,6 @@ PASSWORD = "interop-secret"
 USERS = ("testuser", "lastuser")
 """``lastuser`` logs in last: its ``mail_user_session_finished`` event tells that the
 traffic has reached the stats process."""
-
-
-def _wait(condition: Callable[[], bool], *, timeout: float, step: float = 0.02) -> bool:
-    """Poll ``condition`` where nothing notifies: at most ``timeout`` s, ``step`` apart."""
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / step) + 2):
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(step)
-    return condition()
 
 
 # -- the binaries ---------------------------------------------------------------------------
@@ -296,7 +285,7 @@ class Dovecot:
                 return True
             return False
 
-        return _wait(accepting, timeout=timeout, step=0.05) and self.proc.poll() is None
+        return wait_until(accepting, timeout=timeout, step=0.05) and self.proc.poll() is None
 
     def note_family(self) -> None:
         """Remember the master's descendants, to be sure they are gone after stop()."""
@@ -342,12 +331,12 @@ class Dovecot:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout)
-        if not _wait(lambda: not self._alive(), timeout=timeout, step=0.05):
+        if not wait_until(lambda: not self._alive(), timeout=timeout, step=0.05):
             for pid in self._alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             left = self._alive()
-            assert _wait(lambda: not self._alive(), timeout=timeout, step=0.05), (
+            assert wait_until(lambda: not self._alive(), timeout=timeout, step=0.05), (
                 f"Dovecot processes still alive after SIGKILL: {sorted(left)}"
             )
 
