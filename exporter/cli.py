@@ -27,6 +27,7 @@ from exporter.cli_common import (
     usage_error,
 )
 from exporter.cli_delivery import add_delivery_options, replay_command, ship_command
+from exporter.cli_generate import add_generate_command, generate_command
 from exporter.cli_spool import add_spool_command, spool_command
 from exporter.daemon import add_run_command, run_command
 from exporter.errors import UsageError
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_check_command(commands)
     add_run_command(commands)
     add_catalog_command(commands)
+    add_generate_command(commands)
     add_delivery_options(add_spool_command(commands), required=False)
     return parser
 
@@ -155,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_command(args)
     if args.command == "catalog":
         return catalog_command(args)
+    if args.command == "generate":
+        return generate_command(args)
     if args.command == "spool":
         return spool_command(args)
     if args.to is not None:
