@@ -13,9 +13,10 @@ from typing import Any
 
 from drivers.http import printable_url
 from exporter.cli_catalog import filter_warnings
-from exporter.cli_common import EXIT_OK, EXIT_USAGE
+from exporter.cli_common import EXIT_OK, EXIT_USAGE, usage_error
 from exporter.config import Config, ConfigError, ExporterConfig, MetricConfig, load_config
-from exporter.errors import UsageError
+from exporter.errors import FilterSyntaxError, UsageError
+from exporter.filter import compile_filter
 
 
 def add_check_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -23,14 +24,20 @@ def add_check_command(commands: argparse._SubParsersAction[Any]) -> None:
         "check",
         help="check a configuration file and show what it routes where",
         description="Reports every problem of CONFIG at once (file:line: key: what is "
-        "allowed), or prints its routing with secrets masked.",
-        epilog="exit status: 0 the configuration is valid (warnings may be printed); "
-        "2 it is not, or cannot be read",
+        "allowed), or prints its routing with secrets masked. With --filter EXPR instead, "
+        "checks one filter: its syntax, AND/OR mixed without parentheses, and names no "
+        "documented event has.",
+        epilog="exit status: 0 valid (warnings may be printed); 2 it is not, or cannot be read",
     )
-    check.add_argument("config", metavar="CONFIG")
+    check.add_argument("config", metavar="CONFIG", nargs="?", default=None)
+    check.add_argument("--filter", metavar="EXPR", default=None, help="check this filter")
 
 
 def check_command(args: argparse.Namespace) -> int:
+    if (args.config is None) == (args.filter is None):
+        return usage_error("check needs a CONFIG file or --filter EXPR (one of them)")
+    if args.filter is not None:
+        return _check_filter(args.filter)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -43,6 +50,25 @@ def check_command(args: argparse.Namespace) -> int:
         sys.stderr.write(f"event-exporter: {exc}\n")
         return EXIT_USAGE
     sys.stdout.write(describe(config))
+    return EXIT_OK
+
+
+def _check_filter(source: str) -> int:
+    try:
+        event_filter = compile_filter(source)
+    except FilterSyntaxError as exc:
+        sys.stderr.write(f"event-exporter: {exc}\n{exc.caret()}\n")
+        return EXIT_USAGE
+    warnings = filter_warnings("filter", event_filter)
+    at = event_filter.info.mixed_and_or_at
+    if at is not None:
+        warnings.insert(
+            0,
+            f"filter: AND and OR mixed without parentheses at column {at + 1}; they group "
+            "left to right, so 'a OR b AND c' means '(a OR b) AND c'",
+        )
+    sys.stdout.write(f"filter: valid: {event_filter.ast}\n")
+    sys.stdout.write("".join(f"warning: {warning}\n" for warning in warnings))
     return EXIT_OK
 
 

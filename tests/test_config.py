@@ -380,3 +380,43 @@ def test_catalog_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert found
     assert all(item["name"].startswith("auth.") for item in found)
     assert main(["catalog", "no_such_event_anywhere"]) == 1
+
+
+def test_check_a_filter_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    expr = "event=imap_comand_finished OR event=auth_* AND cmd_nme=x"
+    assert main(["check", "--filter", expr]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "filter: valid: (event=imap_comand_finished OR event=auth_*) AND cmd_nme=x"
+    assert out[1].startswith("warning: filter: AND and OR mixed without parentheses at column 44")
+    assert "did you mean 'imap_command_finished'?" in out[2]
+    assert "did you mean 'cmd_name'?" in out[3]
+    assert main(["check", "--filter", "event=imap_command_finished AND cmd_name=select"]) == 0
+    assert "warning" not in capsys.readouterr().out
+    assert main(["check", "--filter", "event=("]) == 2
+    assert "expecting a value" in capsys.readouterr().err
+    assert main(["check"]) == 2
+    assert "CONFIG file or --filter EXPR" in capsys.readouterr().err
+
+
+# Filters of the spec's section 8.5 (observed with Dovecot 2.3.19.1) that name real events,
+# categories and fields, without AND and OR mixed.
+SPEC_85_FILTERS = [
+    "event=imap_command_finished OR (event=auth_request_finished AND cmd_name=SELECT)",
+    "event=imap_command_finished AND cmd_name=select",
+    "event=imap_command_finished AND cmd_name=s?LE*",
+    "event=imap_command_finished AND bytes_in=1*",
+    "event=imap_command_finished AND reason_code=imap:cmd_fetch",
+    "event=imap_command_finished AND NOT tagged_reply_state=OK",
+    'event=imap_command_finished AND tagged_reply="NO *"',
+    "event=imap_* AND category=imap",
+    "event=imap_* AND category=service:imap",
+    "event=imap_* AND category=info",
+    "event=imap_* AND last_run_time=*",
+    "event=auth_request_finished AND success=yes",
+]
+
+
+@pytest.mark.parametrize("expr", SPEC_85_FILTERS)
+def test_real_names_get_no_warning(expr: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--filter", expr]) == 0
+    assert "warning" not in capsys.readouterr().out
