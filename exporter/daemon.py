@@ -93,14 +93,21 @@ def run_command(args: argparse.Namespace) -> int:
     for exporter in pipeline.exporters.values():
         exporter.warn = functools.partial(log.exporter_warning, exporter.name)
     tune_malloc()
+    started: list[bool] = []
     try:
-        anyio.run(_main, config, pipeline)
+        anyio.run(_main, config, pipeline, started)
     except (OSError, BaseExceptionGroup) as exc:  # a source that cannot listen or read
         failure = _os_error(exc)
         if failure is None:
             raise
-        sys.stderr.write(f"event-exporter: cannot start: {failure.strerror or failure}\n")
-        return EXIT_USAGE
+        reason = failure.strerror or failure
+        if not started:
+            sys.stderr.write(f"event-exporter: cannot start: {reason}\n")
+            return EXIT_USAGE
+        ignore_late_signals()
+        sys.stderr.write(f"event-exporter: stopped by an error: {reason}\n")
+        sys.stderr.write(f"event-exporter: {pipeline.summary()}\n")
+        return EXIT_LOSS
     ignore_late_signals()
     sys.stderr.write(f"event-exporter: {pipeline.summary()}\n")
     return EXIT_LOSS if pipeline.lost else EXIT_OK
@@ -127,13 +134,16 @@ def _os_error(exc: BaseException) -> OSError | None:
     return None
 
 
-async def _main(config: Config, pipeline: Pipeline) -> None:
+async def _main(config: Config, pipeline: Pipeline, started: list[bool]) -> None:
+    """``started`` gets an entry once every source runs: a failure after that is not one
+    of starting."""
     running: dict[str, object] = {}  # the sources, for the metrics endpoint
 
     async def sources() -> None:
         async with anyio.create_task_group() as tasks:
             for source in config.sources.values():
                 await tasks.start(_run_source, source, pipeline, running)
+            started.append(True)
 
     try:
         async with anyio.create_task_group() as reporting:
