@@ -64,6 +64,10 @@ class Pipeline:
         self.routes = routes
         self.hostname = hostname
         self.counts = PipelineCounts()
+        # busy() is asked per event by the http source: only these queues can answer yes.
+        self._dropping = [
+            e.queue for e in exporters.values() if e.queue.overflow is not Overflow.BLOCK
+        ]
 
     @classmethod
     def from_config(cls, config: Config) -> Pipeline:
@@ -117,11 +121,8 @@ class Pipeline:
         """Whether an exporter that drops when full (not ``block``) is full: a source that
         can tell its sender to come back later (HTTP 503) should, rather than have its
         events dropped."""
-        for exporter in self.exporters.values():
-            queue = exporter.queue
-            if queue.overflow is not Overflow.BLOCK and (
-                len(queue) >= queue.max_events or queue.queued_bytes >= queue.max_bytes
-            ):
+        for queue in self._dropping:
+            if len(queue) >= queue.max_events or queue.queued_bytes >= queue.max_bytes:
                 return True
         return False
 

@@ -12,7 +12,8 @@ import shutil
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from typing import TypeVar
 
 import anyio
 import anyio.abc
@@ -139,21 +140,9 @@ class UnixStreamReceiver:
         done.set()
 
 
-@asynccontextmanager
-async def unix_stream_receiver(path: str) -> AsyncIterator[UnixStreamReceiver]:
-    """A started receiver; every task and socket of it is gone when the block ends."""
-    receiver: UnixStreamReceiver | None = None
-    try:
-        async with anyio.create_task_group() as tg:
-            receiver = UnixStreamReceiver(path, tg)
-            receiver.start()
-            try:
-                yield receiver
-            finally:
-                tg.cancel_scope.cancel()
-    finally:
-        if receiver is not None:
-            receiver.close()
+def unix_stream_receiver(path: str) -> AbstractAsyncContextManager[UnixStreamReceiver]:
+    """A started stream receiver; every task and socket of it is gone when the block ends."""
+    return _started(UnixStreamReceiver, path)
 
 
 class UnixDatagramReceiver:
@@ -219,13 +208,20 @@ class UnixDatagramReceiver:
             self._shut()
 
 
+def unix_datagram_receiver(path: str) -> AbstractAsyncContextManager[UnixDatagramReceiver]:
+    """A started datagram receiver; every task and socket of it is gone when the block ends."""
+    return _started(UnixDatagramReceiver, path)
+
+
+R = TypeVar("R", UnixStreamReceiver, UnixDatagramReceiver)
+
+
 @asynccontextmanager
-async def unix_datagram_receiver(path: str) -> AsyncIterator[UnixDatagramReceiver]:
-    """A started receiver; every task and socket of it is gone when the block ends."""
-    receiver: UnixDatagramReceiver | None = None
+async def _started(kind: type[R], path: str) -> AsyncIterator[R]:
+    receiver: R | None = None
     try:
         async with anyio.create_task_group() as tg:
-            receiver = UnixDatagramReceiver(path, tg)
+            receiver = kind(path, tg)
             receiver.start()
             try:
                 yield receiver

@@ -186,6 +186,14 @@ def test_undeliverable_events_are_dead_lettered_and_replayed_byte_for_byte(
 # -- signals, backpressure and overflow, in a child process --------------------------------
 
 
+SMALL_QUEUE = ("--queue-max-events", "1000", "--batch-max-events", "100")
+
+
+def _to_listener(sock_path: str, dead: Path | str, *options: str) -> list[str]:
+    """``export --to unix:SOCK OPTIONS --dead-letter DEAD``, reading stdin."""
+    return ["export", "--to", f"unix:{sock_path}", *options, "--dead-letter", str(dead)]
+
+
 def _input_taken(child: Child) -> bool:
     """The child has taken everything from its stdin pipe, and not just now: its last
     chunk had time to be queued (a chunk read when SIGTERM comes is not)."""
@@ -231,15 +239,14 @@ def test_sigterm_mid_stream_accounts_for_every_event(
     listener = Listener(sock_path, read_limit=4096)
     try:
         with exporter_child(
-            "export",
-            "--to",
-            f"unix:{sock_path}",
-            "--batch-max-events",
-            str(batch),
-            "--shutdown-timeout",
-            str(shutdown_timeout),
-            "--dead-letter",
-            str(dead),
+            *_to_listener(
+                sock_path,
+                str(dead),
+                "--batch-max-events",
+                str(batch),
+                "--shutdown-timeout",
+                str(shutdown_timeout),
+            )
         ) as child:
             feeder = child.feed(total)
             assert listener.stalled.wait(10)
@@ -313,17 +320,13 @@ def test_block_overflow_is_backpressure_with_bounded_memory(tmp_path: Path, sock
     listener = Listener(sock_path, read_limit=0)
     try:
         with exporter_child(
-            "export",
-            "--to",
-            f"unix:{sock_path}",
-            "--queue-max-events",
-            "1000",
-            "--batch-max-events",
-            "100",
-            "--shutdown-timeout",
-            "0.5",
-            "--dead-letter",
-            str(dead),
+            *_to_listener(
+                sock_path,
+                str(dead),
+                *SMALL_QUEUE,
+                "--shutdown-timeout",
+                "0.5",
+            )
         ) as child:
             feeder = child.feed(limit)
             assert listener.connected.wait(10)
@@ -368,17 +371,13 @@ def test_lines_taken_from_stdin_are_not_lost_at_sigterm(tmp_path: Path, sock_pat
     listener = Listener(sock_path, read_limit=0)
     try:
         with exporter_child(
-            "export",
-            "--to",
-            f"unix:{sock_path}",
-            "--queue-max-events",
-            "1000",
-            "--batch-max-events",
-            "100",
-            "--shutdown-timeout",
-            "0.1",
-            "--dead-letter",
-            str(tmp_path / "dead"),
+            *_to_listener(
+                sock_path,
+                str(tmp_path / "dead"),
+                *SMALL_QUEUE,
+                "--shutdown-timeout",
+                "0.1",
+            )
         ) as child:
             feeder = child.feed(200_000)
             assert listener.connected.wait(10)
@@ -408,19 +407,18 @@ def test_drop_policies_never_block_and_count_every_drop(
     listener = Listener(sock_path, read_limit=0)
     try:
         with exporter_child(
-            "export",
-            "--to",
-            f"unix:{sock_path}",
-            "--overflow",
-            policy,
-            "--queue-max-events",
-            str(queue),
-            "--batch-max-events",
-            "100",
-            "--shutdown-timeout",
-            "0.5",
-            "--dead-letter",
-            str(dead),
+            *_to_listener(
+                sock_path,
+                str(dead),
+                "--overflow",
+                policy,
+                "--queue-max-events",
+                str(queue),
+                "--batch-max-events",
+                "100",
+                "--shutdown-timeout",
+                "0.5",
+            )
         ) as child:
             started = time.monotonic()
             feeder = child.feed(total, close=True)
