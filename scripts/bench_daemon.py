@@ -48,18 +48,23 @@ max_body_bytes = 67108864
 [exporter.out]
 destination = "file:{tmp}/daemon.out"
 batch_max_age = 0.05
-
+{spool}
 [metric.selected]
 filter = "{filter}"
 exporter = "out"
 """
 
 
-def daemon_run(tmp: Path, batches: list[bytes], expected_bytes: int) -> float:
+def daemon_run(
+    tmp: Path, batches: list[bytes], expected_bytes: int, spool: Path | None = None
+) -> float:
+    """Seconds from the first POST until every matching event is in the output file;
+    with ``spool``, the exporter queues on that disk spool (normal sync)."""
     out = tmp / "daemon.out"
     out.unlink(missing_ok=True)
     config = tmp / "bench.toml"
-    config.write_text(CONFIG.format(tmp=tmp, filter=FILTER))
+    spool_line = "" if spool is None else f'spool = "{spool}"\n'
+    config.write_text(CONFIG.format(tmp=tmp, filter=FILTER, spool=spool_line))
     child = subprocess.Popen(
         [sys.executable, "-m", "exporter", "run", str(config)],
         stderr=subprocess.PIPE,

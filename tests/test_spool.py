@@ -6,7 +6,9 @@ from __future__ import annotations
 import random
 import re
 import signal
+import sqlite3
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import anyio
@@ -74,10 +76,63 @@ async def test_uncommitted_events_are_not_on_disk_yet(tmp_path: Path) -> None:
     path = tmp_path / "spool.db"
     spool = _spool(path)
     spool.offer(b"{}\n")
-    assert _spool(path).recovered == 0  # another reader sees nothing before the commit
+    assert _recovered(path) == 0  # another reader sees nothing before the commit
     spool.commit()
-    assert _spool(path).recovered == 1
+    assert _recovered(path) == 1
     spool.shut()
+
+
+def _recovered(path: Path) -> int:
+    """What a restart would send (a second SpoolQueue on the file, shut at once)."""
+    other = _spool(path)
+    other.shut()
+    return other.recovered
+
+
+def _row_ids(path: Path) -> list[int]:
+    with closing(sqlite3.connect(path)) as db:
+        return [row[0] for row in db.execute("SELECT id FROM chunks ORDER BY id")]
+
+
+async def test_delivered_rows_go_with_the_next_commit_or_once_idle(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    spool = _spool(path)
+    for line in _lines(0, 5):
+        spool.offer(line)
+    spool.commit()
+    spool.batch_done(await _batch(spool))
+    # Delivered, not yet deleted: a crash now sends it again (as a batch in flight).
+    assert _row_ids(path) == [1]
+    assert _recovered(path) == 5
+    assert len(spool) == 0  # but it no longer counts against the bounds
+    spool.offer(b"{}\n")
+    spool.commit()  # one transaction: the delivered row goes, the new one comes
+    assert _row_ids(path) == [2]
+
+    spool.batch_done(await _batch(spool))
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(spool.next_batch)  # finds nothing new: idle
+        gone = await anyio.to_thread.run_sync(
+            lambda: wait_until(lambda: not _row_ids(path), timeout=5)
+        )
+        tasks.cancel_scope.cancel()
+    assert gone
+    spool.shut()
+    assert _recovered(path) == 0
+
+
+def test_the_wal_is_copied_into_the_database_off_the_event_loop(tmp_path: Path) -> None:
+    """SQLite's own checkpoint would wait for 4,000 pages (256 MiB); the spool's thread
+    copies the WAL into the database soon after each write."""
+    path = tmp_path / "spool.db"
+    spool = _spool(path, batch_max_events=1000, max_events=10_000, max_bytes=1 << 30)
+    line = b"x" * 999 + b"\n"
+    for _ in range(2000):
+        assert spool.offer(line)
+    spool.commit()
+    assert wait_until(lambda: path.stat().st_size > 2_000_000, timeout=10)
+    spool.shut()
+    assert _recovered(path) == 2000
 
 
 async def test_bounds_and_overflow(tmp_path: Path) -> None:
