@@ -2,21 +2,23 @@
 
 On success it prints the routing (each metric and the exporter it feeds) and each
 exporter's settings, secrets shown as ``***`` with where they come from, then warnings
-(a filter mixing AND and OR without parentheses, an exporter no metric feeds).
+(:mod:`exporter.lint`'s about filters, an exporter no metric feeds).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from typing import Any
 
 from drivers.http import printable_url
-from exporter.cli_catalog import filter_warnings
+from exporter.catalog.versions import Version, parse_version
 from exporter.cli_common import EXIT_OK, EXIT_USAGE, usage_error
 from exporter.config import Config, ConfigError, ExporterConfig, MetricConfig, load_config
 from exporter.errors import FilterSyntaxError, UsageError
 from exporter.filter import compile_filter
+from exporter.lint import filter_warnings
 
 
 def add_check_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -25,21 +27,39 @@ def add_check_command(commands: argparse._SubParsersAction[Any]) -> None:
         help="check a configuration file and show what it routes where",
         description="Reports every problem of CONFIG at once (file:line: key: what is "
         "allowed), or prints its routing with secrets masked. With --filter EXPR instead, "
-        "checks one filter: its syntax, AND/OR mixed without parentheses, and names no "
-        "documented event has.",
+        "checks one filter. Warnings: AND/OR mixed without parentheses; an event, category "
+        "or field no documented event has; a comparison that can never be true for what "
+        "the field holds; with a Dovecot version, an event it does not send.",
         epilog="exit status: 0 valid (warnings may be printed); 2 it is not, or cannot be read",
     )
     check.add_argument("config", metavar="CONFIG", nargs="?", default=None)
     check.add_argument("--filter", metavar="EXPR", default=None, help="check this filter")
+    check.add_argument(
+        "--dovecot-version",
+        metavar="VERSION",
+        default=None,
+        help="the Dovecot that sends the events (e.g. 2.3.21): warn about events it does "
+        "not send (overrides the configuration's global.dovecot_version)",
+    )
 
 
 def check_command(args: argparse.Namespace) -> int:
     if (args.config is None) == (args.filter is None):
         return usage_error("check needs a CONFIG file or --filter EXPR (one of them)")
+    version: Version | None = None
+    if args.dovecot_version is not None:
+        version = parse_version(args.dovecot_version)
+        if version is None:
+            return usage_error(
+                f"--dovecot-version {args.dovecot_version!r} is not a version "
+                "(allowed: numbers and dots, e.g. 2.3.21 or 2.4.1)"
+            )
     if args.filter is not None:
-        return _check_filter(args.filter)
+        return _check_filter(args.filter, version)
     try:
         config = load_config(args.config)
+        if version is not None:
+            config = replace(config, settings=replace(config.settings, dovecot_version=version))
     except ConfigError as exc:
         count = len(exc.problems)
         sys.stderr.write(
@@ -53,20 +73,13 @@ def check_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _check_filter(source: str) -> int:
+def _check_filter(source: str, version: Version | None) -> int:
     try:
         event_filter = compile_filter(source)
     except FilterSyntaxError as exc:
         sys.stderr.write(f"event-exporter: {exc}\n{exc.caret()}\n")
         return EXIT_USAGE
-    warnings = filter_warnings("filter", event_filter)
-    at = event_filter.info.mixed_and_or_at
-    if at is not None:
-        warnings.insert(
-            0,
-            f"filter: AND and OR mixed without parentheses at column {at + 1}; they group "
-            "left to right, so 'a OR b AND c' means '(a OR b) AND c'",
-        )
+    warnings = filter_warnings("filter", event_filter, version)
     sys.stdout.write(f"filter: valid: {event_filter.ast}\n")
     sys.stdout.write("".join(f"warning: {warning}\n" for warning in warnings))
     return EXIT_OK
@@ -98,10 +111,7 @@ def describe(config: Config) -> str:
         lines += _metric(config, metric)
     for exporter in config.exporters.values():
         lines += _exporter(exporter)
-    warnings = config.warnings()
-    for metric in config.metrics.values():
-        warnings += filter_warnings(f"metric.{metric.name}.filter", metric.filter)
-    lines += [f"warning: {warning}" for warning in warnings]
+    lines += [f"warning: {warning}" for warning in config.warnings()]
     return "\n".join(lines) + "\n"
 
 

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from drivers.http import BODIES, COMPRESSIONS, DEFAULT_RETRY_STATUSES, SIGNINGS, HttpSettings
+from exporter.catalog.versions import Version, parse_version
 from exporter.destinations import SCHEMES, Destination, parse_destination
 from exporter.engine import DeliverySettings
 from exporter.errors import EventExporterError, FilterSyntaxError, UsageError
 from exporter.filter import EventFilter, compile_filter
 from exporter.formats.spec import ALL_INCLUDES, FORMATS, INCLUDE_WORDS, FormatSpec
 from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
+from exporter.lint import filter_warnings
 from exporter.queue import OVERFLOW_CHOICES, Overflow
 from exporter.retry import RetryPolicy
 from exporter.secret import Secret
@@ -77,6 +79,9 @@ class GlobalConfig:
     """HOST, PORT of the Prometheus endpoint (GET /metrics); None: none."""
     summary_interval: float = 60.0
     """Seconds between summary lines on stderr; 0: only the last one."""
+    dovecot_version: Version | None = None
+    """The Dovecot that sends the events, for filter warnings (an event it no longer
+    sends); None: not stated."""
 
 
 @dataclass(frozen=True)
@@ -125,16 +130,13 @@ class Config:
         return replace(spec, include=metric.include, fields=metric.fields)
 
     def warnings(self) -> list[str]:
-        """What is allowed but probably not meant."""
+        """What is allowed but probably not meant: in each metric's filter (see
+        :mod:`exporter.lint`), and an exporter no metric feeds."""
         found = []
         for metric in self.metrics.values():
-            at = metric.filter.info.mixed_and_or_at
-            if at is not None:
-                found.append(
-                    f"metric.{metric.name}.filter: AND and OR mixed without parentheses at "
-                    f"column {at + 1}; they have the same precedence and group left to "
-                    "right, so 'a OR b AND c' means '(a OR b) AND c': add parentheses"
-                )
+            found += filter_warnings(
+                f"metric.{metric.name}.filter", metric.filter, self.settings.dovecot_version
+            )
         fed = {metric.exporter for metric in self.metrics.values()}
         for name in self.exporters:
             if name not in fed:
@@ -260,6 +262,12 @@ class _Checker:
                 allowed=('HOST:PORT, or "" for none'),
             ),
             summary_interval=t.number("summary_interval", d.summary_interval, minimum=0),
+            dovecot_version=t.parse(
+                "dovecot_version",
+                _version_or_none,
+                default="",
+                allowed='a Dovecot version such as "2.3.21" or "2.4.1", or "" for none',
+            ),
         )
         t.finish()
         return settings
@@ -391,6 +399,15 @@ def _host_port(text: str) -> tuple[str, int]:
 
 def _host_port_or_off(text: str) -> tuple[str, int] | None:
     return _host_port(text) if text else None
+
+
+def _version_or_none(text: str) -> Version | None:
+    if not text:
+        return None
+    version = parse_version(text)
+    if version is None:
+        raise ValueError(text)
+    return version
 
 
 def _file_mode(text: str) -> int:

@@ -83,6 +83,8 @@ def run_command(args: argparse.Namespace) -> int:
         sys.stderr.write(f"event-exporter: {exc}\n")
         return EXIT_USAGE
     log.level = LOG_LEVELS.index(config.settings.log_level)
+    for warning in config.warnings():  # as `check` shows them: a filter that matches nothing
+        log.warning(warning)
     try:
         _check_dead_letter_path(config.settings.dead_letter)
         pipeline = Pipeline.from_config(config)

@@ -106,6 +106,13 @@ def check_field_value(key: str, value: object) -> FieldValue:
     )
 
 
+def _lineage(name: str) -> list[str]:
+    """``name`` after its documented ancestors, root first."""
+    from exporter.catalog import load_catalog  # the catalog's own modules import this one
+
+    return load_catalog().category_path(name)[::-1]
+
+
 def _dedupe(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
@@ -191,8 +198,11 @@ class Event:
         return self
 
     def add_category(self, category: Category | str) -> Event:
-        """Add a category and, before it, every ancestor it has (each name once)."""
-        names = category.lineage() if isinstance(category, Category) else (category,)
+        """Add a category and, before it, every ancestor it has (each name once): a
+        :class:`Category`'s parents, or for a name those Dovecot documents (``mail`` comes
+        with ``storage`` and ``mailbox``), as Dovecot exports them, so that
+        ``category=storage`` matches."""
+        names = category.lineage() if isinstance(category, Category) else _lineage(category)
         for name in names:
             if name not in self.categories:
                 self.categories.append(name)

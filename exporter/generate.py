@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 from exporter.catalog import Catalog, DovecotEvent, Source, StalwartEvent, load_catalog
+from exporter.catalog.kinds import Kind
 from exporter.event import NS_PER_US, Event, FieldValue, Timestamp
 
 HOSTNAME: Final = "mail01.example.org"
@@ -148,7 +149,7 @@ def generate(
 class _Plan:
     """What one catalog event needs to be generated: its name, categories, value makers."""
 
-    __slots__ = ("categories", "name", "optional", "values")
+    __slots__ = ("categories", "log_type", "name", "optional", "values")
 
     def __init__(
         self,
@@ -156,9 +157,11 @@ class _Plan:
         categories: list[str],
         values: list[tuple[str, ValueMaker]],
         optional: list[tuple[float, list[tuple[str, ValueMaker]]]],
+        log_type: str | None = "debug",  # Dovecot sends most named events with e_debug()
     ) -> None:
         self.name = name
         self.categories = categories
+        self.log_type = log_type
         self.values = values
         #: groups of fields an event carries only sometimes (error with error_code)
         self.optional = optional
@@ -185,7 +188,15 @@ def _events(
             duration = fields.get("duration")
             if type(duration) is int:
                 end_ns += duration * NS_PER_US
-        yield Event(plan.name, HOSTNAME, start_ns, end_ns, list(plan.categories), fields)
+        yield Event(
+            plan.name,
+            HOSTNAME,
+            start_ns,
+            end_ns,
+            list(plan.categories),
+            fields,
+            log_type=plan.log_type,
+        )
 
 
 # -- plans ---------------------------------------------------------------------------
@@ -204,11 +215,12 @@ def _dovecot_plan(catalog: Catalog, event: DovecotEvent, rng: random.Random) -> 
         target = errors if key in ("error", "error_code") else values
         if key == "reason_code":
             target = reasons
-        target.append((key, draw.maker(key)))
+        target.append((key, draw.maker(key, catalog.field_kind(raw))))
     optional = [(ERROR_RATE, errors)] if errors else []
     if reasons:
         optional.append((REASON_CODE_RATE, reasons))
-    return _Plan(event.name, [_dovecot_category(catalog, event)], values, optional)
+    lineage = catalog.category_path(_dovecot_category(catalog, event))[::-1]
+    return _Plan(event.name, lineage, values, optional)
 
 
 def _stalwart_plan(catalog: Catalog, event: StalwartEvent, rng: random.Random) -> _Plan:
@@ -221,7 +233,7 @@ def _stalwart_plan(catalog: Catalog, event: StalwartEvent, rng: random.Random) -
     others = sorted(k for k in catalog.stalwart_key_types if k not in keys)
     keys += rng.sample(others, rng.randint(1, 3))
     values = [(key, draw.maker(key)) for key in keys]
-    return _Plan(event.id, [event.category], values, [])
+    return _Plan(event.id, [event.category], values, [], catalog.stalwart_log_type(event.id))
 
 
 _STALWART_NETWORK: Final = frozenset(
@@ -256,8 +268,9 @@ class _Draw:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
 
-    def maker(self, name: str) -> ValueMaker:
-        """The value maker for a field called ``name`` (``remoteIp`` as ``remote_ip``)."""
+    def maker(self, name: str, kind: Kind | None = None) -> ValueMaker:
+        """The value maker for a field called ``name`` (``remoteIp`` as ``remote_ip``),
+        holding ``kind`` of value when the catalog knows."""
         key = _CAMEL.sub(r"_\1", name).lower()
         rand = self.rng.random
         if key in _USER_NAMES or key.endswith("_user") or key.startswith("account"):
@@ -284,7 +297,7 @@ class _Draw:
             return _one_of(rand, _SERVICES)
         if "mailbox" in key and not key.endswith(("_guid", "_id")):
             return _one_of(rand, _MAILBOXES)
-        if key in _TIME_NAMES:
+        if key in _TIME_NAMES or kind == "timestamp":
             return self._timestamp
         if key in _DATE_NAMES:
             return self._date
@@ -294,7 +307,7 @@ class _Draw:
             return _one_of(rand, tuple(f"a{n:04d}" for n in range(1, 100)))
         if key == "duration":
             return self._duration
-        if _is_int(key):
+        if _is_int(key) or kind == "number":
             return self._size if ("bytes" in key or "size" in key) else self._small_int
         return _one_of(rand, _WORDS)
 

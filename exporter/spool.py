@@ -6,8 +6,8 @@ Events are appended, already encoded, in one transaction per :meth:`SpoolQueue.c
 batches and deletes a batch's rows only once it was delivered or dead-lettered (in the
 next commit's transaction, or within 50 ms when no commit comes). A restart sends again
 whatever was not deleted: the batches in flight at a crash, and those delivered in the
-last moments before it, may arrive twice; nothing committed is lost. Events keep their encoded bytes, so a change of format applies
-to new events only.
+last moments before it, may arrive twice; nothing committed is lost. Events keep their
+encoded bytes, so a change of format applies to new events only.
 
 Sync modes: ``normal`` (``synchronous=NORMAL``): a process crash loses nothing committed;
 a power failure may lose the last transactions before it. ``full`` (``synchronous=FULL``):

@@ -36,7 +36,11 @@ from exporter.catalog import (
     rst,
     stalwart_md,
 )
+from exporter.event import Event
 from exporter.filter import compile_filter
+from exporter.filter.compile import LOG_TYPES
+from exporter.generate import generate
+from exporter.sources.stalwart import read_webhook
 
 SEEDS = Path(__file__).parent / "data" / "seeds"
 DOVECOT_RST = (SEEDS / "000_1d7fa07a027a6bb7.txt").read_text(encoding="utf-8")
@@ -728,3 +732,55 @@ def test_stalwart_excerpt() -> None:
 def test_design_parents() -> None:
     text = "mail category has parent mailbox, which has parent storage. If an event filter"
     assert build.design_parents(text) == {"mail": "mailbox", "mailbox": "storage"}
+
+
+# -- the category tree and Stalwart's levels in matching ------------------------------------
+
+
+def test_a_category_named_in_process_comes_with_its_documented_ancestors() -> None:
+    event = Event.create("mail_opened", categories=["mail", "service:imap", "mine"])
+    assert event.categories == ["storage", "mailbox", "mail", "service:imap", "mine"]
+    for category in ("storage", "mailbox", "mail", "service:imap", "mine"):
+        assert compile_filter(f"category={category}").matches(event.flatten())
+    assert not compile_filter("category=sieve").matches(event.flatten())
+    sql = Event.create("sql_query_finished", categories=["mysql"])
+    assert compile_filter("category=sql").matches(sql.flatten())
+
+
+def _stalwart(event_id: str) -> Event:
+    body = {"events": [{"id": "1", "createdAt": "2025-01-01T00:00:00Z", "type": event_id}]}
+    (event,) = read_webhook(orjson.dumps(body))
+    return event
+
+
+@pytest.mark.parametrize(
+    ("event_id", "log_type"),
+    [
+        ("auth.error", "error"),  # level error
+        ("acme.auth-error", "warning"),  # warn
+        ("acme.auth-start", "info"),
+        ("acme.client-missing-sni", "debug"),
+        ("auth.missing-totp", "debug"),  # trace
+    ],
+)
+def test_stalwart_levels_are_log_types(event_id: str, log_type: str) -> None:
+    event = _stalwart(event_id)
+    for other in LOG_TYPES:
+        assert compile_filter(f"category={other}").matches(event) == (other == log_type)
+    assert compile_filter(f"category={event_id.split('.')[0]}").matches(event)
+
+
+def test_an_unknown_stalwart_event_has_no_log_type() -> None:
+    event = _stalwart("future.event")
+    assert not any(compile_filter(f"category={t}").matches(event) for t in LOG_TYPES)
+    assert compile_filter("category=future").matches(event)
+
+
+def test_generated_events_carry_ancestors_and_levels() -> None:
+    for event in generate(events="mail_metadata_accessed", count=5):
+        assert event.categories == ["storage", "mailbox", "mail"]
+        assert event.log_type == "debug"
+    catalog = load_catalog()
+    for event in generate(source="stalwart", count=300, seed=2):
+        assert event.name is not None
+        assert event.log_type == catalog.stalwart_log_type(event.name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,28 @@ def test_the_generate_command_writes_events_export_reads(
     assert main(["generate", "--count", "500", "--seed", "3", "--events", "imap_*"]) == 0
     assert capsysbinary.readouterr().out == written  # the same seed, the same events
     assert main(["generate", "--events", "no_such_event_x"]) == 2
+
+
+def test_rate_writes_each_event_when_its_time_comes(
+    monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """A fake clock that moves only when the command sleeps: 10 events at 4 per second
+    take 2.5 s of sleep, and each event is out before the wait for the next."""
+    clock = [1000.0]
+    written_at_sleep: list[int] = []
+    out = bytearray()
+
+    def sleep(seconds: float) -> None:
+        assert seconds > 0
+        out.extend(capsysbinary.readouterr().out)
+        written_at_sleep.append(out.count(b"\n"))
+        clock[0] += seconds
+
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "sleep", sleep)
+    assert main(["generate", "--count", "10", "--rate", "4", "--seed", "1"]) == 0
+    out.extend(capsysbinary.readouterr().out)
+    assert out.count(b"\n") == 10
+    assert written_at_sleep == list(range(1, 11))
+    assert clock[0] == pytest.approx(1000.0 + 10 / 4)
+    assert main(["generate", "--rate", "-1"]) == 2

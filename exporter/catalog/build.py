@@ -11,6 +11,8 @@ description of a field overrides an inherited one. The other documents add what 
 * the Dovecot 2.3 wiki adds each event's 2.3 fields (``fields_v23``; 2.3 named several
   differently, e.g. ``bytes_in``), and the events 2.4 no longer lists;
 * the events design page says ``mail`` is under ``mailbox`` (see ``design_parents``);
+* each field's kind (number, string, timestamp, string list) is read from its name and
+  descriptions where they say it (``exporter.catalog.kinds``);
 * Stalwart's page gives its events, their levels and the key types.
 """
 
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.catalog import dovecot_rst, dovecot_site, dovecot_wiki, stalwart_md
+from exporter.catalog.kinds import Kind, field_kind
 from exporter.catalog.model import Catalog
 
 FORMAT = Catalog.FORMAT
@@ -122,13 +126,15 @@ def build(sources: Sources) -> tuple[dict[str, Any], Report]:
         entry["docs"].append(DOVECOT_23)
         entry["fields_v23"] = wiki_event.fields
 
+    global_fields = {f.name: f.description for f in rst.global_fields}
     data: dict[str, Any] = {
         "format": FORMAT,
         "documents": DOCUMENTS,
         "dovecot": {
-            "global_fields": {f.name: f.description for f in rst.global_fields},
+            "global_fields": global_fields,
             "categories": _categories(rst, site, sources.dovecot_design, report),
             "events": {name: _compact(events[name]) for name in sorted(events)},
+            "field_kinds": _field_kinds(global_fields, events.values()),
         },
         "stalwart": stalwart_data(stalwart),
     }
@@ -153,6 +159,19 @@ def rst_events(rst: dovecot_rst.Document, report: Report) -> dict[str, dict[str,
             "docs": [DOVECOT_24],
         }
     return events
+
+
+def _field_kinds(
+    global_fields: dict[str, str], events: Iterable[dict[str, Any]]
+) -> dict[str, Kind]:
+    """Each Dovecot field whose kind its name or every description gives (see ``kinds``)."""
+    descriptions: dict[str, list[str]] = {name: [text] for name, text in global_fields.items()}
+    for entry in events:
+        for fields in (entry.get("fields", {}), entry.get("fields_v23", {})):
+            for name, text in fields.items():
+                descriptions.setdefault(name, []).append(text)
+    kinds = {name: field_kind(name, texts) for name, texts in sorted(descriptions.items())}
+    return {name: kind for name, kind in kinds.items() if kind is not None}
 
 
 def stalwart_data(doc: stalwart_md.StalwartDocument) -> dict[str, Any]:

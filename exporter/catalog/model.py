@@ -16,11 +16,21 @@ from typing import Any, ClassVar, Literal, TypeAlias, TypeVar
 
 import orjson
 
+from exporter.catalog.kinds import Kind
 from exporter.filter.compile import LOG_TYPES
 from exporter.filter.wildcard import compile_wildcard, is_escaped_literal, unescape
 
 Source: TypeAlias = Literal["dovecot", "stalwart"]
 SOURCES: tuple[Source, ...] = ("dovecot", "stalwart")
+
+#: Stalwart's levels as Dovecot's log types (``disable``d events, if sent, as debug).
+STALWART_LOG_TYPES: Mapping[str, str] = {
+    "trace": "debug",
+    "debug": "debug",
+    "info": "info",
+    "warn": "warning",
+    "error": "error",
+}
 
 _T = TypeVar("_T")
 
@@ -115,6 +125,16 @@ class Catalog:
         self.stalwart_categories: frozenset[str] = frozenset(
             event.category for event in self.stalwart_events.values()
         )
+        #: What Dovecot fields hold, where the documents say (``exporter.catalog.kinds``).
+        self.field_kinds: dict[str, Kind] = dict(dovecot["field_kinds"])
+        self._kind_patterns = [
+            (pattern, self.field_kinds[name])
+            for name, pattern in zip(
+                (n for n in self.field_kinds if _PLACEHOLDER.search(n)),
+                _placeholders(self.field_kinds),
+                strict=True,
+            )
+        ]
         self._fields = self._all_fields()
         self._field_patterns = _placeholders(self._fields)
         self._category_patterns = _placeholders(self.categories)
@@ -163,6 +183,21 @@ class Catalog:
         for name, description in event.fields_v23.items():
             fields.setdefault(name, description)
         return fields
+
+    def field_kind(self, name: str) -> Kind | None:
+        """What field ``name`` holds (``id_param_x`` as ``id_param_<param>``), or None when
+        the documents do not say."""
+        kind = self.field_kinds.get(name)
+        if kind is None:
+            kind = next((k for pattern, k in self._kind_patterns if pattern.fullmatch(name)), None)
+        return kind
+
+    def stalwart_log_type(self, event_id: str) -> str | None:
+        """The Dovecot log type (what ``category=error`` tests) of a Stalwart event: its
+        default level, ``warn`` as ``warning`` and ``trace`` as ``debug``; None for an
+        unknown event."""
+        event = self.stalwart_events.get(event_id)
+        return None if event is None else STALWART_LOG_TYPES.get(event.level, "debug")
 
     def category_path(self, name: str) -> list[str]:
         """``name`` and its ancestors: ``["mail", "mailbox", "storage"]``."""

@@ -14,7 +14,8 @@ class FilterInfo:
     """Names in order of first appearance, each once.
 
     ``event_names`` holds literal names unescaped and wildcard masks as written;
-    ``categories`` includes log types such as ``debug``; ``fields`` are field keys.
+    ``categories`` includes log types such as ``debug``; ``fields`` are field keys, and
+    ``comparisons`` every field comparison (each distinct one once).
     ``mixed_and_or_at`` is the offset of the first AND/OR that mixes the two operators at
     one level without parentheses (``a OR b AND c`` means ``(a OR b) AND c`` in Dovecot,
     which surprises people), or None.
@@ -24,12 +25,14 @@ class FilterInfo:
     categories: tuple[str, ...]
     fields: tuple[str, ...]
     mixed_and_or_at: int | None
+    comparisons: tuple[Field, ...] = ()
 
 
 def describe(result: ParseResult) -> FilterInfo:
     names: dict[str, None] = {}
     categories: dict[str, None] = {}
     fields: dict[str, None] = {}
+    comparisons: dict[Field, None] = {}
     pending: list[Node] = [] if result.ast is None else [result.ast]
     while pending:  # depth-first, left to right, without recursion
         node = pending.pop()
@@ -44,4 +47,7 @@ def describe(result: ParseResult) -> FilterInfo:
             categories[unescape(node.value)] = None
         elif isinstance(node, Field):
             fields[node.key] = None
-    return FilterInfo(tuple(names), tuple(categories), tuple(fields), result.mixed_and_or_at)
+            comparisons[node] = None
+    return FilterInfo(
+        tuple(names), tuple(categories), tuple(fields), result.mixed_and_or_at, tuple(comparisons)
+    )

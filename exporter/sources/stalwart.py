@@ -1,7 +1,9 @@
 """Stalwart webhooks as events: ``{"events": [{"id", "createdAt", "type", "data"}]}``.
 
 Each webhook event becomes one event: ``type`` is its name (``auth.success``), the part
-before the first dot its category (``auth``), ``createdAt`` (RFC 3339) its start time,
+before the first dot its category (``auth``), its documented default level its log type
+(``warn`` as ``warning``, so ``category=warning`` works), ``createdAt`` (RFC 3339) its
+start time,
 and each member of ``data`` a field: strings and whole numbers as they are, a list of
 strings as a string list, anything else (true, 1.5, objects) as its JSON text. The
 signature Stalwart sends (``X-Signature: base64(HMAC-SHA256(key, body))``) is checked
@@ -17,6 +19,7 @@ import hmac
 
 import orjson
 
+from exporter.catalog import load_catalog
 from exporter.errors import EventParseError
 from exporter.event import INT_MAX, INT_MIN, Event, FieldValue, default_hostname
 from exporter.formats.timefmt import MAX_TIME_NS, MIN_TIME_NS, parse_rfc3339_ns
@@ -67,7 +70,10 @@ def _event(item: object, index: int) -> Event:
         raise EventParseError(f"{where}.data must be an object")
     fields = {str(key): _field(value) for key, value in data.items()}
     category = name.split(".", 1)[0]
-    return Event(name, default_hostname(), start_ns, start_ns, [category], fields)
+    log_type = load_catalog().stalwart_log_type(name)  # None for an id it does not know
+    return Event(
+        name, default_hostname(), start_ns, start_ns, [category], fields, log_type=log_type
+    )
 
 
 def _time_ns(text: str) -> int | None:
