@@ -58,23 +58,28 @@ async def deliver(
     rng: random.Random,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     clock: Callable[[], float] = anyio.current_time,
+    outcome: Outcome | None = None,
 ) -> Outcome:
-    """Send ``batch`` until delivered or the policy gives up."""
+    """Send ``batch`` until delivered or the policy gives up. ``outcome``, when given, is
+    the one returned, its ``attempts`` counted as they start (so whoever abandons the
+    batch mid-way knows how many were made)."""
     started = clock()
-    attempts = 0
+    outcome = Outcome(0) if outcome is None else outcome
     while True:
         while (wait := gate.remaining()) > 0:
             until = gate.until
             await sleep(wait)
             if gate.until == until:  # not lengthened by another batch meanwhile
                 break
-        attempts += 1
+        outcome.attempts += 1
+        attempts = outcome.attempts
         try:
             await driver.send(batch)
-            return Outcome(attempts)
+            return outcome
         except RetryableDeliveryError as exc:
             if policy.gives_up(attempts, clock() - started):
-                return Outcome(attempts, f"gave up after {attempts} attempts: {exc}")
+                outcome.failure = f"gave up after {attempts} attempts: {exc}"
+                return outcome
             counters.retries += 1
             if exc.retry_after is not None:
                 counters.retry_after_pauses += 1
@@ -83,8 +88,11 @@ async def deliver(
             else:
                 await sleep(policy.backoff(attempts, rng))
         except PermanentDeliveryError as exc:
-            return Outcome(attempts, str(exc))
+            outcome.failure = str(exc)
+            return outcome
         except DeliveryError as exc:  # an unclassified DeliveryError: never retry blindly
-            return Outcome(attempts, f"{type(exc).__name__}: {exc}")
+            outcome.failure = f"{type(exc).__name__}: {exc}"
+            return outcome
         except Exception as exc:  # a driver bug must not lose the batch silently
-            return Outcome(attempts, f"driver error {type(exc).__name__}: {exc}")
+            outcome.failure = f"driver error {type(exc).__name__}: {exc}"
+            return outcome

@@ -20,7 +20,7 @@ import anyio
 
 from drivers.base import Batch, Driver
 from exporter.deadletter import DeadLetterFile
-from exporter.delivery import DeliveryCounters, PauseGate, deliver
+from exporter.delivery import DeliveryCounters, Outcome, PauseGate, deliver
 from exporter.errors import DeliveryError, UsageError
 from exporter.queue import EventQueue, Overflow
 from exporter.retry import RetryPolicy
@@ -136,7 +136,8 @@ class Exporter:
         self.gate = PauseGate()
         self._dead_letters = dead_letters
         self._rng = rng or random.Random()
-        self._in_flight: dict[int, Batch] = {}  # by id(): batches compare by content
+        # by id() (batches compare by content): each with the attempts made so far
+        self._in_flight: dict[int, tuple[Batch, Outcome]] = {}
         self.finished = anyio.Event()
 
     def force(self, line: bytes) -> None:
@@ -149,40 +150,48 @@ class Exporter:
     # -- the consumer ------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Deliver batches until the queue is closed and empty.
-
-        Up to ``driver.concurrency`` batches are in delivery at once, each in its own
-        retry loop; a slot is taken before a batch leaves the queue, so the queue's
-        bounds plus that many batches bound the memory.
-        """
+        """Deliver batches until the queue is closed and empty (beside a spool's
+        :meth:`~exporter.spool.SpoolQueue.tidy`), then flush the driver."""
         try:
-            concurrency = max(1, self.driver.concurrency)
-            slots = anyio.Semaphore(concurrency)
-            async with anyio.create_task_group() as deliveries:
-                while True:
-                    await slots.acquire()
-                    batch = await self.queue.next_batch()
-                    if batch is None:
-                        break
-                    self._in_flight[id(batch)] = batch
-                    if concurrency == 1:  # inline: no task hop between batches
-                        await self._deliver(batch, slots)
-                    else:
-                        deliveries.start_soon(self._deliver, batch, slots)
+            async with anyio.create_task_group() as housekeeping:
+                if isinstance(self.queue, SpoolQueue):
+                    housekeeping.start_soon(self.queue.tidy)
+                await self._deliver_all()
+                housekeeping.cancel_scope.cancel()
             await self._driver_step("flush", self.driver.flush)
         finally:
             self.finished.set()
 
-    async def _deliver(self, batch: Batch, slot: anyio.Semaphore) -> None:
+    async def _deliver_all(self) -> None:
+        """Up to ``driver.concurrency`` batches are in delivery at once, each in its own
+        retry loop; a slot is taken before a batch leaves the queue, so the queue's
+        bounds plus that many batches bound the memory."""
+        concurrency = max(1, self.driver.concurrency)
+        slots = anyio.Semaphore(concurrency)
+        async with anyio.create_task_group() as deliveries:
+            while True:
+                await slots.acquire()
+                batch = await self.queue.next_batch()
+                if batch is None:
+                    break
+                outcome = Outcome(0)  # in flight from here: abandon() sees it
+                self._in_flight[id(batch)] = batch, outcome
+                if concurrency == 1:  # inline: no task hop between batches
+                    await self._deliver(batch, outcome, slots)
+                else:
+                    deliveries.start_soon(self._deliver, batch, outcome, slots)
+
+    async def _deliver(self, batch: Batch, outcome: Outcome, slot: anyio.Semaphore) -> None:
         started = anyio.current_time()
         try:
-            outcome = await deliver(
+            await deliver(
                 self.driver,
                 batch,
                 self.settings.retry,
                 self.gate,
                 self.stats.delivery,
                 rng=self._rng,
+                outcome=outcome,
             )
         finally:
             slot.release()
@@ -202,8 +211,8 @@ class Exporter:
             self.stats.left_in_spool = len(self.queue)
             self._in_flight.clear()
             return
-        for batch in self._in_flight.values():
-            self.dead_letter(batch.lines(), reason, 0)
+        for batch, outcome in self._in_flight.values():
+            self.dead_letter(batch.lines(), reason, outcome.attempts)
         self._in_flight.clear()
         self.dead_letter((item[:-1] for item in self.queue.take_all()), reason, 0)
 

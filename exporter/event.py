@@ -16,6 +16,7 @@ again keeps its first position, string lists merge) and is what formats and filt
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -106,11 +107,12 @@ def check_field_value(key: str, value: object) -> FieldValue:
     )
 
 
-def _lineage(name: str) -> list[str]:
-    """``name`` after its documented ancestors, root first."""
+@functools.lru_cache(maxsize=4096)
+def _lineage(name: str) -> tuple[str, ...]:
+    """``name`` after its documented ancestors, root first (once per name)."""
     from exporter.catalog import load_catalog  # the catalog's own modules import this one
 
-    return load_catalog().category_path(name)[::-1]
+    return tuple(reversed(load_catalog().category_path(name)))
 
 
 def _dedupe(items: Iterable[str]) -> list[str]:

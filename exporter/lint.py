@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from exporter.catalog import load_catalog
 from exporter.catalog.model import Catalog, DovecotEvent
-from exporter.catalog.versions import Version, format_version, reached
+from exporter.catalog.versions import Version, before, format_version, reached
 from exporter.filter import EventFilter
 from exporter.filter.nodes import Field, Op
 from exporter.filter.values import Number, Text, Wildcard
@@ -72,7 +72,7 @@ def _version_warnings(where: str, catalog: Catalog, name: str, version: Version)
         return [
             f"{where}: event {name!r} was removed in Dovecot {removed}, so {stated} never sends it"
         ]
-    if event.added and reached(event.added, version) is None:
+    if before(event.added, version):
         return [f"{where}: event {name!r} came in Dovecot {event.added}; {stated} never sends it"]
     return []
 
@@ -81,6 +81,8 @@ def _kind_problem(catalog: Catalog, comparison: Field) -> str | None:
     """Why ``comparison`` can never be true given what its field holds, or None."""
     kind = catalog.field_kind(comparison.key)
     op, value, typed = comparison.op, comparison.value, comparison.typed
+    if isinstance(typed, Text) and typed.value == "":
+        return None  # matches an event without the field: NOT bytes_in="" is "has bytes_in"
     if kind == "timestamp":
         return f"{comparison.key} is a timestamp, and Dovecot never matches a timestamp field"
     if kind in ("string", "list") and op is not Op.EQ:

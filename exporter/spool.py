@@ -3,10 +3,10 @@ survives ``kill -9``.
 
 Events are appended, already encoded, in one transaction per :meth:`SpoolQueue.commit`
 (a source commits before it answers its sender); the exporter reads them in order as
-batches and deletes a batch's rows only once it was delivered or dead-lettered (in the
-next commit's transaction, or within 50 ms when no commit comes). A restart sends again
-whatever was not deleted: the batches in flight at a crash, and those delivered in the
-last moments before it, may arrive twice; nothing committed is lost. Events keep their
+batches and deletes a batch's rows only once it was delivered or dead-lettered (with the
+next commit, or within 50 ms). A restart sends again whatever was not deleted: the
+batches in flight at a crash, and those delivered in the 50 ms before it, may arrive
+twice; nothing committed is lost. Events keep their
 encoded bytes, so a change of format applies to new events only.
 
 Sync modes: ``normal`` (``synchronous=NORMAL``): a process crash loses nothing committed;
@@ -42,7 +42,7 @@ from exporter.queue import Overflow
 SyncMode = Literal["normal", "full"]
 SYNC_MODES: tuple[SyncMode, ...] = ("normal", "full")
 DELETE_DELAY = 0.05
-"""Seconds delivered rows may wait for the next commit to delete them along with it."""
+"""Seconds a delivered batch's rows wait for a commit to delete them along with it."""
 
 
 class SpoolQueue:
@@ -176,6 +176,7 @@ class SpoolQueue:
         """Write what was taken since the last commit, as one row, in one transaction
         (which also deletes the rows delivered since the last one)."""
         if not self._ends:
+            self.flush_deletes()
             return
         ends = array("Q", self._ends).tobytes()
         with self._db:
@@ -184,6 +185,7 @@ class SpoolQueue:
                 "INSERT INTO chunks (id, count, data, ends) VALUES (?, ?, ?, ?)",
                 (self._next_id, len(self._ends), self._data, ends),  # SQLite copies
             )
+        self._done.clear()
         self._next_id += 1
         self._checkpointer.wrote()
         self._accepted += len(self._ends)
@@ -232,19 +234,14 @@ class SpoolQueue:
                     self.commit()
                     continue
             self._new_rows = anyio.Event()
-            wait = None if deadline is None else deadline - now
-            if self._done:  # the next commit takes their deletes along, unless it is idle
-                wait = DELETE_DELAY if wait is None else min(wait, DELETE_DELAY)
-            with anyio.move_on_after(wait):
+            with anyio.move_on_after(None if deadline is None else deadline - now):
                 await self._new_rows.wait()
-            if not self._new_rows.is_set():
-                self.flush_deletes()
 
     def batch_done(self, batch: Batch) -> None:
-        """The batch was delivered or dead-lettered: its rows go, in the next transaction
-        (the next commit's, or :meth:`flush_deletes` once the consumer is idle). Deleting
-        in the producer's transaction halves the spool's cost; a crash before it sends
-        those batches again, as for batches in flight."""
+        """The batch was delivered or dead-lettered: its rows go, in the next commit's
+        transaction (which halves the spool's cost) or, when no commit comes, within
+        ``DELETE_DELAY`` (:meth:`tidy`). A crash before sends them again, as it does the
+        batches in flight."""
         self._done.append(self._in_flight.pop(id(batch)))
         self._events -= len(batch)
         self._bytes -= len(batch.data)
@@ -252,17 +249,27 @@ class SpoolQueue:
         self._space.set()
         self._space = anyio.Event()
 
+    async def tidy(self) -> None:
+        """Delete what no commit took along, every ``DELETE_DELAY`` (a catch-up with no new
+        events, a delivery paused by Retry-After); runs beside the consumer until
+        cancelled."""
+        while True:
+            await anyio.sleep(DELETE_DELAY)
+            self.flush_deletes()
+
     def flush_deletes(self) -> None:
         """Delete the delivered rows now, in a transaction of their own."""
         if self._done:
             with self._db:
                 self._delete_done()
+            self._done.clear()
             self._checkpointer.wrote()
 
     def _delete_done(self) -> None:
+        """Delete the delivered rows, in the caller's transaction (which forgets them only
+        once it commits: a rolled-back one leaves them to delete again)."""
         if self._done:
             self._db.executemany("DELETE FROM chunks WHERE id BETWEEN ? AND ?", self._done)
-            self._done.clear()
 
     def _read(self) -> list[tuple[int, int, bytes, bytes]]:
         """Rows after the cursor making at most one batch (at least one row)."""
@@ -324,10 +331,12 @@ class SpoolQueue:
 
     def shut(self) -> None:
         """Commit and close the database (after the exporter stopped)."""
-        self.commit()
-        self.flush_deletes()
-        self._checkpointer.stop()
-        self._db.close()
+        try:
+            self.commit()
+            self.flush_deletes()
+        finally:
+            self._checkpointer.stop()
+            self._db.close()
 
 
 class _Checkpointer:

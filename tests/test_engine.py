@@ -137,6 +137,39 @@ async def test_abandon_dead_letters_in_flight_and_queued(tmp_path: Path) -> None
     assert exporter.stats.dead_lettered == 5
 
 
+class _FailsThenHangs(ScriptedDriver):
+    """Fails as scripted, then hangs (a destination that stopped answering)."""
+
+    def __init__(self, script: list[BaseException | None]) -> None:
+        super().__init__(script)
+        self.hanging = anyio.Event()
+
+    async def send(self, batch: Batch) -> None:
+        if not self.script:
+            self.hanging.set()
+            await anyio.sleep_forever()
+        await super().send(batch)
+
+
+async def test_abandon_records_the_attempts_made(tmp_path: Path) -> None:
+    driver = _FailsThenHangs([RetryableDeliveryError("blip"), RetryableDeliveryError("blip")])
+    exporter, dead = _exporter(driver, tmp_path, batch_max_events=2)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(exporter.run)
+            for item in lines(3):
+                exporter.offer(item)
+            await driver.hanging.wait()  # the third attempt at the first batch
+            tasks.cancel_scope.cancel()
+    exporter.abandon("shutdown: deadline passed")
+    records = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert [(r["attempts"], r["event"]) for r in records] == [
+        (3, lines(3)[0][:-1].decode()),
+        (3, lines(3)[1][:-1].decode()),
+        (0, lines(3)[2][:-1].decode()),  # still queued: never tried
+    ]
+
+
 class _FailingHousekeeping(ScriptedDriver):
     """Delivers, but its flush, reopen and close fail (a last fsync on a full disk)."""
 

@@ -100,6 +100,11 @@ def test_each_warning(expr: str, says: str) -> None:
         "user=5",  # a string field compared with a number's text: fine
         "error_code>3",  # the documents do not say what it holds
         "event=imap_command_finished AND (cmd_name=FETCH OR cmd_name=SELECT)",
+        # "" matches an event without the field, whatever the field holds
+        'NOT bytes_in=""',
+        'bytes_in>=""',
+        'cmd_tag<""',
+        'last_run_time=""',
     ],
 )
 def test_what_can_match_gets_no_warning(expr: str) -> None:
@@ -124,6 +129,17 @@ def test_events_a_stated_dovecot_does_not_send() -> None:
     assert _warnings(lookup) == []  # no version stated
 
 
+def test_a_series_is_compared_only_as_far_as_it_goes() -> None:
+    expunged = "event=mail_expunged"  # added in v2.3.15
+    assert _warnings(expunged, "2.3") == []  # 2.3.15 and later have it
+    assert "came in Dovecot v2.3.15; 2.2 never sends it" in _warnings(expunged, "2.2")[0]
+    lookup = "event=mail_cache_lookup_finished"  # removed in v2.3.18
+    assert _warnings(lookup, "2.3") == []
+    assert "removed in Dovecot v2.3.18, so 2.4 never" in _warnings(lookup, "2.4")[0]
+    flush = "event=auth_client_cache_flush_started"  # removed in v2.4.0
+    assert "removed in Dovecot v2.4.0, so 2.4 never" in _warnings(flush, "2.4")[0]
+
+
 def test_duration_in_a_dovecot_2_3_filter() -> None:
     expr = "event=imap_command_finished AND duration>1000"
     assert "before 2.4 checks 'duration' where the event is sent" in _warnings(expr, "2.3.21")[0]
@@ -134,6 +150,7 @@ def test_versions() -> None:
     assert parse_version("2.3.19.1") == (2, 3, 19, 1)
     assert parse_version("v2.4") == (2, 4)
     assert parse_version("2.4.x") is None
+    assert parse_version("2.3.21 (47349e2482)") == (2, 3, 21)  # as `dovecot --version` says
     assert reached("v2.4.0, v3.0.0", (2, 4)) == "v2.4.0"
     assert reached("v2.4.0, v3.0.0", (2, 3, 21)) is None
     assert reached("v2.3.18 (Removed for performance reasons)", (2, 3, 18)) == "v2.3.18"

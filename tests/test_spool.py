@@ -94,7 +94,7 @@ def _row_ids(path: Path) -> list[int]:
         return [row[0] for row in db.execute("SELECT id FROM chunks ORDER BY id")]
 
 
-async def test_delivered_rows_go_with_the_next_commit_or_once_idle(tmp_path: Path) -> None:
+async def test_delivered_rows_go_with_the_next_commit_or_soon(tmp_path: Path) -> None:
     path = tmp_path / "spool.db"
     spool = _spool(path)
     for line in _lines(0, 5):
@@ -109,9 +109,9 @@ async def test_delivered_rows_go_with_the_next_commit_or_once_idle(tmp_path: Pat
     spool.commit()  # one transaction: the delivered row goes, the new one comes
     assert _row_ids(path) == [2]
 
-    spool.batch_done(await _batch(spool))
+    spool.batch_done(await _batch(spool))  # and no commit comes (a catch-up, a pause)
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(spool.next_batch)  # finds nothing new: idle
+        tasks.start_soon(spool.tidy)
         gone = await anyio.to_thread.run_sync(
             lambda: wait_until(lambda: not _row_ids(path), timeout=5)
         )
@@ -119,6 +119,31 @@ async def test_delivered_rows_go_with_the_next_commit_or_once_idle(tmp_path: Pat
     assert gone
     spool.shut()
     assert _recovered(path) == 0
+
+
+async def test_a_failed_commit_keeps_the_deletes_it_rolled_back(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    spool = _spool(path)
+    for line in _lines(0, 5):
+        spool.offer(line)
+    spool.commit()
+    spool.batch_done(await _batch(spool))
+    with closing(sqlite3.connect(path)) as db:  # the next insert fails (as on a full disk)
+        db.execute(
+            "CREATE TRIGGER full BEFORE INSERT ON chunks BEGIN SELECT RAISE(ABORT, 'full'); END"
+        )
+        db.commit()
+    spool.offer(b"{}\n")
+    with pytest.raises(sqlite3.DatabaseError):
+        spool.commit()
+    assert _row_ids(path) == [1]  # rolled back with the insert
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("DROP TRIGGER full")
+        db.commit()
+    spool.commit()
+    assert _row_ids(path) == [2]
+    spool.shut()
+    assert _recovered(path) == 1
 
 
 def test_the_wal_is_copied_into_the_database_off_the_event_loop(tmp_path: Path) -> None:
