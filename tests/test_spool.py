@@ -20,6 +20,7 @@ from exporter.cli import main
 from exporter.spool import SpoolQueue
 from tests.http_receiver import Receiver
 from tests.shipping_helpers import exporter_child, wait_until
+from tests.spool_helpers import FLAKY, spooled_daemon_config
 
 pytestmark = pytest.mark.anyio
 
@@ -235,30 +236,9 @@ def test_sigkill_at_ten_random_points_loses_no_acknowledged_event(tmp_path: Path
     with every acknowledged event; duplicates only from batches in flight at a kill."""
     rng = random.Random(7)
     kills = sorted(rng.sample(range(5, BATCHES - 5), 10))
-    flaky = ["500", "ok", "503:retry-after=0", "ok", "ok", "429", "ok"] * 30
-    with Receiver(flaky) as receiver:
-        config = tmp_path / "c.toml"
-        config.write_text(
-            f"""
-[global]
-dead_letter = "{tmp_path / "dead.ndjson"}"
-summary_interval = 0
-shutdown_timeout = 5.0
-[source.in]
-type = "http"
-listen = "127.0.0.1:0"
-max_body_bytes = 67108864
-[exporter.out]
-destination = "{receiver.url}"
-spool = "{tmp_path / "spool.db"}"
-batch_max_age = 0.02
-retry_initial_delay = 0.01
-retry_max_delay = 0.05
-[metric.all]
-filter = "event=e"
-exporter = "out"
-"""
-        )
+    with Receiver(FLAKY) as receiver:
+        source = 'type = "http"\nlisten = "127.0.0.1:0"\nmax_body_bytes = 67108864'
+        config = spooled_daemon_config(tmp_path, receiver.url, source)
         posted = 0
         for stop in [*kills, BATCHES]:  # bounded: 11 lives
             posted = _daemon_life(config, receiver, posted, stop)

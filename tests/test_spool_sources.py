@@ -22,44 +22,18 @@ from exporter.cli import main
 from tests.driver_helpers import socket_dir
 from tests.http_receiver import Receiver
 from tests.shipping_helpers import Child, event_number, exporter_child, wait_until
+from tests.spool_helpers import FLAKY, spooled_daemon_config
 
 KILLS = 5
 TOTAL = 60_000
 LINE = b'{"event":"e","hostname":"h","fields":{"n":"%07d"}}\n'
 SIZE = len(LINE % 0)
-FLAKY = ["500", "ok", "503:retry-after=0", "ok", "ok", "429", "ok"] * 30
 METRICS = re.compile(rb"metrics on (http://127\.0\.0\.1:\d+/metrics)")
 TAKEN = re.compile(rb'^event_exporter_source_events_total\{source="in"\} (\d+)$', re.M)
 
 
 def _lines(first: int, stop: int) -> bytes:
     return b"".join(LINE % n for n in range(first, stop))
-
-
-def _config(tmp_path: Path, url: str, source: str, exporter: str = "") -> Path:
-    config = tmp_path / "c.toml"
-    config.write_text(
-        f"""
-[global]
-dead_letter = "{tmp_path / "dead.ndjson"}"
-summary_interval = 0
-shutdown_timeout = 5.0
-metrics_listen = "127.0.0.1:0"
-[source.in]
-{source}
-[exporter.out]
-destination = "{url}"
-spool = "{tmp_path / "spool.db"}"
-batch_max_age = 0.02
-retry_initial_delay = 0.01
-retry_max_delay = 0.05
-{exporter}
-[metric.all]
-filter = "event=e"
-exporter = "out"
-"""
-    )
-    return config
 
 
 def _received(receiver: Receiver) -> Counter[int]:
@@ -137,7 +111,7 @@ def test_file_source_sigkill_at_random_points_loses_no_event_read(tmp_path: Path
     stops = [*sorted(rng.sample(range(1000, TOTAL), KILLS)), TOTAL]
     source = f'type = "file"\npath = "{log}"\nstate_file = "{state}"\npoll_interval = 0.01'
     with Receiver(FLAKY) as receiver:
-        config = _config(tmp_path, receiver.url, source)
+        config = spooled_daemon_config(tmp_path, receiver.url, source)
         written = 0
         for life, stop in enumerate(stops):  # bounded: 6 lives
             with exporter_child("run", str(config)) as child:
@@ -171,13 +145,13 @@ def test_file_source_sigkill_in_a_catch_up_resends_only_the_last_50_ms(tmp_path:
     with socket.socket() as refusing:  # bound, not listening: connections are refused
         refusing.bind(("127.0.0.1", 0))
         down = f"http://127.0.0.1:{refusing.getsockname()[1]}/ingest"
-        config = _config(tmp_path, down, source, "batch_max_events = 100")
+        config = spooled_daemon_config(tmp_path, down, source, "batch_max_events = 100")
         with exporter_child("run", str(config)) as child:
             assert wait_until(lambda: _saved_offset(state) == 5000 * SIZE, timeout=10)
             _kill(child)
     assert len(_spooled(tmp_path)) == 5000
     with Receiver(["ok"] * 3 + ["503:retry-after=10"]) as receiver:
-        config = _config(tmp_path, receiver.url, source, "batch_max_events = 100")
+        config = spooled_daemon_config(tmp_path, receiver.url, source, "batch_max_events = 100")
         with exporter_child("run", str(config)) as child:
             assert receiver.wait_recorded(4, timeout=10)
             last = max(request.ended for request in receiver.received)
@@ -268,7 +242,7 @@ def test_unix_source_sigkill_at_random_points_loses_no_event_taken(tmp_path: Pat
     rng = random.Random(5)
     with socket_dir() as directory, Receiver(FLAKY) as receiver:
         path = f"{directory}/in.sock"
-        config = _config(tmp_path, receiver.url, f'type = "unix"\npath = "{path}"')
+        config = spooled_daemon_config(tmp_path, receiver.url, f'type = "unix"\npath = "{path}"')
         first = 0  # the first event not counted as taken
         in_doubt = unread = 0
         for life in range(KILLS):  # bounded: 5 lives ending in SIGKILL
