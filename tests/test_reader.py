@@ -185,3 +185,10 @@ def test_tabtext_key_twice_is_an_error() -> None:
     with pytest.raises(EventParseError, match="field 'a' appears twice") as info:
         read_event(b"event:e\tfield:a=1\tfield:a=2")
     assert info.value.column == 19
+
+
+def test_a_key_ending_in_a_quote_does_not_hide_nanoseconds() -> None:
+    """Found by hypothesis: the raw text of field ``""`` was looked for as '"":', which
+    the key '\\"' (written '"\\"":') also holds, so 1 ns read as 0 through a float."""
+    line = b'{"categories":[],"fields":{"\\"":"","":0.000000001}}'
+    assert read_event(line).fields == {'"': "", "": Timestamp(1)}

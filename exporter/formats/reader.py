@@ -100,6 +100,8 @@ def _digits_beyond_us(line: bytes, member: bytes) -> bool:
     decides; Dovecot's 6 digits stay on the fast float path.
     """
     at = line.find(member)
+    while at > 0 and line[at - 1] not in b"{,":  # inside another key: '"\\"":' holds '"":'
+        at = line.find(member, at + 1)
     if at < 0:
         return True  # not where we expected it: let the exact path decide
     at += len(member)
