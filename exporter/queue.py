@@ -36,13 +36,14 @@ class Overflow(enum.StrEnum):
 OVERFLOW_CHOICES = tuple(o.value for o in Overflow)
 
 
-class EventQueue:
-    """Encoded events (each ending with ``\\n``) waiting for their exporter's consumer.
+class BoundedIntake:
+    """What the memory queue and the disk spool share: the bounds and overflow policy, the
+    events taken but not yet stored (their bytes in one buffer, and where each ends), the
+    counts of what is stored, and the hot path.
 
-    The hot path of :meth:`offer` appends to the open batch, then checks it against two
-    precomputed caps (``_cap_events``, ``_cap_bytes``); when either is passed, the event
-    is taken back out and the slow path decides: sealing, a full queue, or waking an
-    idle consumer (which sets ``_cap_events`` to 0 to be told of the first event).
+    :meth:`offer` appends to the buffer, then checks it against two precomputed caps
+    (``_cap_events``, ``_cap_bytes``, kept by each kind's ``_recap``); when either is
+    passed, the event is taken back out and the kind's ``_offer_slow`` decides.
     """
 
     def __init__(
@@ -52,9 +53,9 @@ class EventQueue:
         overflow: Overflow | str,
         on_drop: Callable[[str, int], None],
         *,
-        batch_max_events: int = 1000,
-        batch_max_bytes: int = 1 << 20,
-        batch_max_age: float = 1.0,
+        batch_max_events: int,
+        batch_max_bytes: int,
+        batch_max_age: float,
     ) -> None:
         if max_events < 1 or max_bytes < 1:
             raise UsageError(
@@ -74,27 +75,21 @@ class EventQueue:
         self.batch_max_bytes = batch_max_bytes
         self.batch_max_age = batch_max_age
         self._on_drop = on_drop
-        self._sealed: deque[Batch] = deque()
-        self._sealed_events = 0
-        self._sealed_bytes = 0
-        self._data = bytearray()  # the open batch
+        self._stored_events = 0  # sealed batches; for a spool, rows not yet delivered
+        self._stored_bytes = 0
+        self._data = bytearray()  # taken, not yet stored
         self._ends: list[int] = []
-        self._accepted = 0  # accepted events no longer in the open batch
+        self._accepted = 0  # accepted events no longer in the buffer
         self._cap_events = 0
         self._cap_bytes = 0
         self._closed = False
-        self._wake: anyio.Event | None = None  # set while the consumer waits
-        self._idle = False  # the consumer waits for a first event
-        self._has_space = anyio.Event()
-        self._producers_waiting = 0
-        self._recap()
 
     def __len__(self) -> int:
-        return self._sealed_events + len(self._ends)
+        return self._stored_events + len(self._ends)
 
     @property
     def queued_bytes(self) -> int:
-        return self._sealed_bytes + len(self._data)
+        return self._stored_bytes + len(self._data)
 
     @property
     def accepted(self) -> int:
@@ -104,8 +99,6 @@ class EventQueue:
     @property
     def closed(self) -> bool:
         return self._closed
-
-    # -- producers ---------------------------------------------------------------------
 
     def offer(self, item: bytes) -> bool:
         """Queue ``item``, or drop per policy. False only under ``block`` when full.
@@ -124,6 +117,56 @@ class EventQueue:
             del data[end - len(item) :]
             return self._offer_slow(item)
         return True
+
+    def _offer_slow(self, item: bytes) -> bool:
+        raise NotImplementedError
+
+    async def wait_for_space(self, size: int = 0) -> None:
+        raise NotImplementedError
+
+    async def put(self, item: bytes) -> None:
+        """Queue ``item``, waiting for room under ``block``."""
+        while not self.offer(item):
+            await self.wait_for_space(len(item))
+
+
+class EventQueue(BoundedIntake):
+    """Encoded events (each ending with ``\\n``) waiting for their exporter's consumer.
+
+    The hot path of :meth:`offer` appends to the open batch, then checks it against two
+    precomputed caps (``_cap_events``, ``_cap_bytes``); when either is passed, the event
+    is taken back out and the slow path decides: sealing, a full queue, or waking an
+    idle consumer (which sets ``_cap_events`` to 0 to be told of the first event).
+    """
+
+    def __init__(
+        self,
+        max_events: int,
+        max_bytes: int,
+        overflow: Overflow | str,
+        on_drop: Callable[[str, int], None],
+        *,
+        batch_max_events: int = 1000,
+        batch_max_bytes: int = 1 << 20,
+        batch_max_age: float = 1.0,
+    ) -> None:
+        super().__init__(
+            max_events,
+            max_bytes,
+            overflow,
+            on_drop,
+            batch_max_events=batch_max_events,
+            batch_max_bytes=batch_max_bytes,
+            batch_max_age=batch_max_age,
+        )
+        self._sealed: deque[Batch] = deque()
+        self._wake: anyio.Event | None = None  # set while the consumer waits
+        self._idle = False  # the consumer waits for a first event
+        self._has_space = anyio.Event()
+        self._producers_waiting = 0
+        self._recap()
+
+    # -- producers ---------------------------------------------------------------------
 
     def _offer_slow(self, item: bytes) -> bool:
         if self._idle:
@@ -192,8 +235,8 @@ class EventQueue:
             ends[:] = [end - cut for end in ends]  # in place: the open batch keeps its list
             dropped += k
             if sealed:
-                self._sealed_events -= k
-                self._sealed_bytes -= cut
+                self._stored_events -= k
+                self._stored_bytes -= cut
                 if not ends:
                     self._sealed.popleft()
             else:
@@ -202,8 +245,8 @@ class EventQueue:
     def _seal(self) -> None:
         ends = self._ends
         self._sealed.append(Batch(self._data, ends))
-        self._sealed_events += len(ends)
-        self._sealed_bytes += len(self._data)
+        self._stored_events += len(ends)
+        self._stored_bytes += len(self._data)
         self._accepted += len(ends)
         self._data = bytearray()
         self._ends = []
@@ -217,8 +260,8 @@ class EventQueue:
         if self._idle:
             self._cap_events = 0
         else:
-            self._cap_events = min(self.batch_max_events - 1, self.max_events - self._sealed_events)
-        self._cap_bytes = min(self.batch_max_bytes, self.max_bytes - self._sealed_bytes)
+            self._cap_events = min(self.batch_max_events - 1, self.max_events - self._stored_events)
+        self._cap_bytes = min(self.batch_max_bytes, self.max_bytes - self._stored_bytes)
 
     async def wait_for_space(self, size: int = 0) -> None:
         """Return once an item of ``size`` bytes may fit (or the queue was closed); an
@@ -232,11 +275,6 @@ class EventQueue:
                 await self._has_space.wait()
             finally:
                 self._producers_waiting -= 1
-
-    async def put(self, item: bytes) -> None:
-        """Queue ``item``, waiting for room under ``block``."""
-        while not self.offer(item):
-            await self.wait_for_space(len(item))
 
     durable = False
     """Whether what is queued outlives the process (a spool) rather than being
@@ -267,7 +305,7 @@ class EventQueue:
                 start = end
         self._accepted += len(self._ends)
         self._sealed.clear()
-        self._sealed_events = self._sealed_bytes = 0
+        self._stored_events = self._stored_bytes = 0
         self._data = bytearray()
         self._ends = []
         self._recap()
@@ -282,8 +320,8 @@ class EventQueue:
         while True:
             if self._sealed:
                 batch = self._sealed.popleft()
-                self._sealed_events -= len(batch.ends)
-                self._sealed_bytes -= len(batch.data)
+                self._stored_events -= len(batch.ends)
+                self._stored_bytes -= len(batch.data)
                 break
             if self._ends:
                 if not self._closed:

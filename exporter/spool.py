@@ -37,7 +37,7 @@ import anyio
 
 from drivers.base import Batch
 from exporter.errors import UsageError
-from exporter.queue import Overflow
+from exporter.queue import BoundedIntake, Overflow
 
 SyncMode = Literal["normal", "full"]
 SYNC_MODES: tuple[SyncMode, ...] = ("normal", "full")
@@ -45,7 +45,7 @@ DELETE_DELAY = 0.05
 """Seconds a delivered batch's rows wait for a commit to delete them along with it."""
 
 
-class SpoolQueue:
+class SpoolQueue(BoundedIntake):
     """The exporter-facing interface of :class:`~exporter.queue.EventQueue`, on disk.
 
     Storage is by chunk, not by event: a commit writes the events taken since the last
@@ -72,14 +72,16 @@ class SpoolQueue:
     ) -> None:
         if sync not in SYNC_MODES:
             raise UsageError(f"unknown spool sync {sync!r} (allowed: normal, full)")
+        super().__init__(
+            max_events,
+            max_bytes,
+            overflow,
+            on_drop,
+            batch_max_events=batch_max_events,
+            batch_max_bytes=batch_max_bytes,
+            batch_max_age=batch_max_age,
+        )
         self.path = path
-        self.max_events = max_events
-        self.max_bytes = max_bytes
-        self.overflow = Overflow(overflow)
-        self.batch_max_events = batch_max_events
-        self.batch_max_bytes = batch_max_bytes
-        self.batch_max_age = batch_max_age
-        self._on_drop = on_drop
         self._db = _open(path, sync, warn)
         count, size, last = self._db.execute(
             "SELECT coalesce(sum(count), 0), coalesce(sum(length(data)), 0), "
@@ -87,55 +89,18 @@ class SpoolQueue:
         ).fetchone()
         self.recovered = int(count)
         """Events found in the spool at start (sent again first)."""
-        self._events = int(count)  # committed, in flight included
-        self._bytes = int(size)
-        self._data = bytearray()  # taken, not yet committed
-        self._ends: list[int] = []
+        self._stored_events = int(count)  # committed, in flight included
+        self._stored_bytes = int(size)
         self._next_id = int(last) + 1  # ids only grow, so the cursor below stays valid
         self._cursor = 0  # the highest row id handed out in a batch
         self._in_flight: dict[int, tuple[int, int]] = {}  # id(batch): first and last row
         self._done: list[tuple[int, int]] = []  # delivered rows whose delete is pending
-        self._accepted = 0
-        self._closed = False
         self._new_rows = anyio.Event()
         self._space = anyio.Event()
-        self._cap_events = self._cap_bytes = 0
         self._recap()
         self._checkpointer = _Checkpointer(path, sync)
 
-    # -- what the exporter and the metrics read ----------------------------------------
-
-    def __len__(self) -> int:
-        return self._events + len(self._ends)
-
-    @property
-    def queued_bytes(self) -> int:
-        return self._bytes + len(self._data)
-
-    @property
-    def accepted(self) -> int:
-        return self._accepted + len(self._ends)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     # -- producers ---------------------------------------------------------------------
-
-    def offer(self, item: bytes) -> bool:
-        """Take ``item`` (on disk at the next :meth:`commit`), or drop per policy; False
-        only under ``block`` when full. The common case is two appends and two checks
-        against caps kept up to date (:meth:`_recap`); the rare miss is taken back."""
-        data = self._data
-        data += item
-        end = len(data)
-        ends = self._ends
-        ends.append(end)
-        if end > self._cap_bytes or len(ends) > self._cap_events:
-            ends.pop()
-            del data[end - len(item) :]
-            return self._offer_slow(item)
-        return True
 
     def _offer_slow(self, item: bytes) -> bool:
         if self._full(len(item)):
@@ -160,17 +125,13 @@ class SpoolQueue:
 
     def _recap(self) -> None:
         """The caps :meth:`offer` checks: below a full chunk and within both bounds."""
-        self._cap_events = min(self.batch_max_events - 1, self.max_events - self._events)
-        self._cap_bytes = min(self.batch_max_bytes, self.max_bytes - self._bytes)
+        self._cap_events = min(self.batch_max_events - 1, self.max_events - self._stored_events)
+        self._cap_bytes = min(self.batch_max_bytes, self.max_bytes - self._stored_bytes)
 
     async def wait_for_space(self, size: int = 0) -> None:
         while not self._closed and self._full(size):
             self.commit()
             await self._space.wait()
-
-    async def put(self, item: bytes) -> None:
-        while not self.offer(item):
-            await self.wait_for_space(len(item))
 
     def commit(self) -> None:
         """Write what was taken since the last commit, as one row, in one transaction
@@ -189,8 +150,8 @@ class SpoolQueue:
         self._next_id += 1
         self._checkpointer.wrote()
         self._accepted += len(self._ends)
-        self._events += len(self._ends)
-        self._bytes += len(self._data)
+        self._stored_events += len(self._ends)
+        self._stored_bytes += len(self._data)
         self._data = bytearray()
         self._ends = []
         self._recap()
@@ -243,8 +204,8 @@ class SpoolQueue:
         ``DELETE_DELAY`` (:meth:`tidy`). A crash before sends them again, as it does the
         batches in flight."""
         self._done.append(self._in_flight.pop(id(batch)))
-        self._events -= len(batch)
-        self._bytes -= len(batch.data)
+        self._stored_events -= len(batch)
+        self._stored_bytes -= len(batch.data)
         self._recap()
         self._space.set()
         self._space = anyio.Event()
@@ -323,8 +284,8 @@ class SpoolQueue:
                 break  # all in flight: take it past the bound rather than lose more
             with self._db:
                 self._db.execute("DELETE FROM chunks WHERE id = ?", (row[0],))
-            self._events -= int(row[1])
-            self._bytes -= int(row[2])
+            self._stored_events -= int(row[1])
+            self._stored_bytes -= int(row[2])
             dropped += int(row[1])
         self._recap()
         return dropped
