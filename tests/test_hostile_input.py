@@ -13,7 +13,8 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.api import EventExporter
+from exporter.cli import main
 from exporter.config import parse_config
 from exporter.errors import EventFormatError, EventParseError
 from exporter.event import Event, Timestamp
@@ -519,3 +521,79 @@ def test_http_source_takes_every_good_event_among_hostile_ones(
     webhooks = [10**6 + n for n in range(len(hooks))]
     assert [n for n in got if n < 10**6] == numbers * 2  # /events, then /dovecot
     assert [n for n in got if n >= 10**6] == webhooks
+
+
+# -- a source that breaks anyway (a bug): the queues are not lost ------------------------------
+
+
+@pytest.fixture
+def restore_signals() -> Iterator[None]:
+    """``run`` in process leaves SIGTERM, SIGINT and SIGHUP ignored: put them back."""
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    saved = {signum: signal.getsignal(signum) for signum in handled}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
+
+
+@pytest.mark.parametrize(("destination", "status"), [("file", 1), ("unreachable", 3)])
+def test_a_source_that_breaks_stops_input_and_what_is_queued_is_delivered(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    restore_signals: None,
+    destination: str,
+    status: int,
+) -> None:
+    """Regression: an exception escaping a source ended `run` with a traceback, and every
+    event in the memory queues was lost. Now it is a shutdown as at SIGTERM: logged with
+    the source's name, input stops, the exporters drain until the deadline, then the
+    rest is dead-lettered; exit 1 (nothing lost) or 3."""
+    followed, out, dead = tmp_path / "in.log", tmp_path / "out.ndjson", tmp_path / "dead.ndjson"
+    followed.write_bytes(b"".join(good(n) + b"\n" for n in range(50)))
+    target = f"file:{out}" if destination == "file" else f"unix:{tmp_path / 'nobody.sock'}"
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f"""
+[global]
+dead_letter = "{dead}"
+shutdown_timeout = 0.5
+summary_interval = 0
+[source.tailed]
+type = "file"
+path = "{followed}"
+poll_interval = 0.01
+[exporter.out]
+destination = "{target}"
+batch_max_age = 60.0
+[metric.all]
+filter = "event=e"
+exporter = "out"
+"""
+    )
+    polls = 0
+    poll = TailSource._poll
+
+    async def poll_then_break(self: TailSource) -> None:
+        nonlocal polls
+        polls += 1
+        if polls > 1:  # the 50 lines were taken by the first poll: they wait in the queue
+            raise RuntimeError("injected: a bug in the source")
+        await poll(self)
+
+    monkeypatch.setattr(TailSource, "_poll", poll_then_break)
+    with bounded(60):
+        assert main(["run", str(config)]) == status
+    stderr = capsys.readouterr().err
+    assert "event-exporter: source tailed: stopped by an internal error (a bug):" in stderr
+    assert "RuntimeError('injected: a bug in the source')" in stderr
+    assert "stopping input and delivering what the queues hold" in stderr
+    if destination == "file":
+        assert "received 50, exported 50, retried 0, dropped 0, dead-lettered 0" in stderr
+        assert good_numbers([read_event(line) for line in out.read_bytes().splitlines()]) == list(
+            range(50)
+        )
+    else:
+        assert "dead-lettered 50" in stderr
+        assert len(dead.read_bytes().splitlines()) == 50
