@@ -14,6 +14,7 @@ import io
 import os
 import re
 import signal
+import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -41,7 +42,7 @@ from exporter.sources.stdin import StdinSource
 from exporter.sources.tail import TailSource, TailSourceSettings
 from exporter.sources.unix import UnixSource, UnixSourceSettings
 from tests.driver_helpers import socket_dir
-from tests.shipping_helpers import bounded
+from tests.shipping_helpers import Child, bounded, exporter_child, wait_until
 from tests.source_helpers import Collector
 
 # -- input -----------------------------------------------------------------------------
@@ -597,3 +598,214 @@ exporter = "out"
     else:
         assert "dead-lettered 50" in stderr
         assert len(dead.read_bytes().splitlines()) == 50
+
+
+# -- end to end: a real `run` per source type ---------------------------------------------------
+
+
+def _run_config(tmp_path: Path, sources: str, *, metrics: bool = False) -> Path:
+    config = tmp_path / "run.toml"
+    listen = 'metrics_listen = "127.0.0.1:0"\n' if metrics else ""
+    config.write_text(
+        f"""
+[global]
+dead_letter = "{tmp_path / "dead.ndjson"}"
+shutdown_timeout = 5.0
+summary_interval = 0
+{listen}
+{sources}
+
+[exporter.out]
+destination = "file:{tmp_path / "out.ndjson"}"
+batch_max_age = 0.01
+
+[metric.all]
+filter = "event=e"
+exporter = "out"
+"""
+    )
+    return config
+
+
+def _delivered(tmp_path: Path) -> list[int]:
+    out = tmp_path / "out.ndjson"
+    if not out.exists():
+        return []
+    return good_numbers([read_event(line) for line in out.read_bytes().splitlines()])
+
+
+def _port(child: Child, pattern: bytes) -> int:
+    found = re.compile(pattern)
+    assert wait_until(lambda: found.search(bytes(child.stderr)) is not None, timeout=15), bytes(
+        child.stderr
+    ).decode(errors="replace")
+    match = found.search(bytes(child.stderr))
+    assert match is not None
+    return int(match.group(1))
+
+
+def _stop(child: Child) -> str:
+    """SIGTERM; the daemon exits 0 (nothing lost) without a traceback."""
+    child.terminate()
+    assert child.wait(timeout=15) == 0, bytes(child.stderr).decode(errors="replace")
+    return _checked_stderr(child)
+
+
+def _checked_stderr(child: Child) -> str:
+    """What the child wrote, which tells of no bug: every rejection was a reader's."""
+    stderr = bytes(child.stderr).decode(errors="replace")
+    assert "Traceback" not in stderr
+    assert "internal error" not in stderr
+    return stderr
+
+
+def _long_number_delivered(tmp_path: Path) -> bool:
+    """The 5,000-digit integer of CRASHERS arrived, as the string it is in tab-text."""
+    lines = (tmp_path / "out.ndjson").read_bytes().splitlines()
+    return any(read_event(line).fields.get("n") == "9" * 5000 for line in lines)
+
+
+CRASH_LINES = [good(0), *CRASHERS.values(), good(1)]
+"""good 0, the 5,000-digit integer, the 2,000-deep JSON, good 1."""
+CRASH_INPUT = b"".join(line + b"\n" for line in CRASH_LINES)
+
+
+def test_regression_the_crashing_lines_do_not_stop_the_unix_source(tmp_path: Path) -> None:
+    with socket_dir() as directory:
+        path = os.path.join(directory, "in.sock")
+        config = _run_config(tmp_path, f'[source.sock]\ntype = "unix"\npath = "{path}"')
+        with exporter_child("run", str(config)) as child:
+            assert wait_until(lambda: os.path.exists(path), timeout=15)
+            with socket.socket(socket.AF_UNIX) as client:
+                client.connect(path)
+                client.sendall(CRASH_INPUT)
+            assert wait_until(lambda: _delivered(tmp_path) == [0, 1], timeout=15)
+            with socket.socket(socket.AF_UNIX) as client:  # still accepting, still reading
+                client.connect(path)
+                client.sendall(good(2) + b"\n")
+            assert wait_until(lambda: _delivered(tmp_path) == [0, 1, 2], timeout=15)
+            stderr = _stop(child)
+    assert "connection 1, line 3: JSON nested more than 32 levels deep" in stderr
+    assert _long_number_delivered(tmp_path)
+
+
+def test_regression_the_crashing_lines_do_not_stop_the_stdin_source(tmp_path: Path) -> None:
+    config = _run_config(tmp_path, '[source.pipe]\ntype = "stdin"')
+    with exporter_child("run", str(config)) as child:
+        os.write(child.stdin_w, CRASH_INPUT)
+        assert wait_until(lambda: _delivered(tmp_path) == [0, 1], timeout=15)
+        os.write(child.stdin_w, good(2) + b"\n")
+        child.close_stdin()  # the end of the only source: the daemon drains and ends
+        assert child.wait(timeout=15) == 0
+    assert _delivered(tmp_path) == [0, 1, 2]
+    stderr = _checked_stderr(child)
+    assert "source pipe: line 3: JSON nested more than 32 levels deep" in stderr
+    assert _long_number_delivered(tmp_path)
+
+
+def test_regression_the_crashing_lines_do_not_stop_the_file_source_nor_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The saved position moves past the bad lines: a restart neither crashes on them nor
+    reads anything again."""
+    followed, state = tmp_path / "events.log", tmp_path / "state.json"
+    followed.write_bytes(CRASH_INPUT)
+    source = (
+        f'[source.log]\ntype = "file"\npath = "{followed}"\n'
+        f'state_file = "{state}"\npoll_interval = 0.01'
+    )
+    config = _run_config(tmp_path, source)
+    with exporter_child("run", str(config)) as child:
+        assert wait_until(lambda: _delivered(tmp_path) == [0, 1], timeout=15)
+        stderr = _stop(child)
+    assert re.search(r"line 3 \(byte \d+\): JSON nested more than 32 levels deep", stderr)
+    assert _long_number_delivered(tmp_path)
+    saved = orjson.loads(state.read_bytes())
+    assert (saved["offset"], saved["line"]) == (len(CRASH_INPUT), len(CRASH_LINES))
+    taken = (tmp_path / "out.ndjson").read_bytes().count(b"\n")  # the goods, the long number
+    with exporter_child("run", str(config)) as child:
+        with followed.open("ab") as appending:
+            appending.write(good(2) + b"\n")
+        assert wait_until(lambda: 2 in _delivered(tmp_path), timeout=15)
+        assert (tmp_path / "out.ndjson").read_bytes().count(b"\n") == taken + 1  # nothing again
+        _stop(child)
+    assert _delivered(tmp_path) == [0, 1, 2]
+
+
+# -- a reader that breaks anyway: each source rejects that line alone ------------------------
+
+
+def _breaking_reader(line: bytes) -> Event:
+    """read_event, but a line holding ``boom`` raises what no reader means to raise."""
+    if b"boom" in line:
+        raise ValueError("a bug in a reader")
+    return read_event(line)
+
+
+BOOM_INPUT, BOOM_GOODS = interleaved([b"event:e\tfield:boom=1"] * 3)
+
+
+@pytest.mark.anyio
+async def test_unix_source_rejects_a_line_whose_reading_breaks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: _event caught only EventExporterError: a ValueError (like Python's
+    integer digit limit) ended the source and the daemon."""
+    monkeypatch.setattr("exporter.sources.unix.read_event", _breaking_reader)
+    collector, errors = Collector(), io.StringIO()
+    with socket_dir() as directory:
+        path = os.path.join(directory, "s")
+        source = UnixSource(UnixSourceSettings(path), collector.emit, errors)
+        with anyio.fail_after(10):
+            async with _running(source):
+                async with await anyio.connect_unix(path) as client:
+                    await client.send(BOOM_INPUT)
+                await until_good(collector, BOOM_GOODS[-1])
+    assert good_numbers(collector.events) == BOOM_GOODS
+    assert source.counts.rejected_lines == 3
+    assert "connection 1, line 2: internal error: ValueError('a bug in a reader')" in (
+        errors.getvalue()
+    )
+
+
+@pytest.mark.anyio
+async def test_file_source_rejects_a_line_whose_reading_breaks_and_moves_past_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: _take caught only EventExporterError: the source ended, its saved
+    offset still before the line, and every restart ended on it again."""
+    monkeypatch.setattr("exporter.sources.tail.read_event", _breaking_reader)
+    followed, state = tmp_path / "events", tmp_path / "state"
+    followed.write_bytes(BOOM_INPUT)
+    collector, errors = Collector(), io.StringIO()
+    settings_ = TailSourceSettings(str(followed), str(state), poll_interval=0.01)
+    source = TailSource(settings_, collector.emit, errors)
+    with anyio.fail_after(10):
+        async with _running(source):
+            await until_good(collector, BOOM_GOODS[-1])
+    assert good_numbers(collector.events) == BOOM_GOODS
+    assert "line 2 (byte 28): internal error: ValueError('a bug in a reader')" in (
+        errors.getvalue()
+    )
+    assert orjson.loads(state.read_bytes())["offset"] == len(BOOM_INPUT)
+
+
+@pytest.mark.anyio
+async def test_stdin_source_rejects_a_line_whose_reading_breaks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("exporter.sources.stdin.read_event", _breaking_reader)
+    (tmp_path / "in").write_bytes(BOOM_INPUT)
+    collector, errors = Collector(), io.StringIO()
+    fd = os.open(tmp_path / "in", os.O_RDONLY)
+    try:
+        source = StdinSource("pipe", collector.emit, errors, force=lambda e: None, fd=fd)
+        with anyio.fail_after(10):
+            await source.serve()
+    finally:
+        os.close(fd)
+    assert good_numbers(collector.events) == BOOM_GOODS
+    assert (source.counts.events, source.counts.rejected_lines) == (4, 3)
+    assert "source pipe: line 2: internal error: ValueError('a bug in a reader')" in (
+        errors.getvalue()
+    )
