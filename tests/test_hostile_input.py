@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -809,3 +810,79 @@ async def test_stdin_source_rejects_a_line_whose_reading_breaks(
     assert "source pipe: line 2: internal error: ValueError('a bug in a reader')" in (
         errors.getvalue()
     )
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def test_every_source_of_a_daemon_takes_its_good_events_among_the_corpus(tmp_path: Path) -> None:
+    """One `run` with a unix, a file, a stdin and an http source, each fed the corpus
+    (HOSTILE and a line longer than every limit) between numbered good events: every good
+    one is delivered, each source counts its rejections, and the daemon still answers."""
+    corpus = [*HOSTILE, OVERSIZED]
+    followed = tmp_path / "events.log"
+    on_file, file_goods = interleaved(corpus, first=100_000)
+    followed.write_bytes(on_file)
+    on_unix, unix_goods = interleaved(corpus, first=0)
+    on_stdin, stdin_goods = interleaved(corpus, first=200_000)
+    on_events, events_goods = interleaved(corpus, first=300_000)
+    on_dovecot, dovecot_goods = interleaved(corpus, first=400_000)
+    hooks = [b"", b"{", b'{"events":' + b"[" * 5000, _webhook(1).replace(b'"e"', b"7")]
+    hook_goods = list(range(500_000, 500_000 + len(hooks) + 1))
+    with socket_dir() as directory:
+        sock = os.path.join(directory, "in.sock")
+        sources = f"""
+[source.sock]
+type = "unix"
+path = "{sock}"
+[source.log]
+type = "file"
+path = "{followed}"
+poll_interval = 0.01
+[source.pipe]
+type = "stdin"
+[source.web]
+type = "http"
+listen = "127.0.0.1:0"
+"""
+        config = _run_config(tmp_path, sources, metrics=True)
+        with exporter_child("run", str(config)) as child:
+            port = _port(child, rb"source web: listening on http://127\.0\.0\.1:(\d+)")
+            scrape = _port(child, rb"metrics on http://127\.0\.0\.1:(\d+)/metrics")
+            writer = threading.Thread(target=_write_all, args=(child.stdin_w, on_stdin))
+            writer.start()
+            with socket.socket(socket.AF_UNIX) as client:
+                client.connect(sock)
+                client.sendall(on_unix)
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as web:
+                answer = web.post("/events", content=on_events)
+                assert answer.status_code == 200
+                assert answer.json()["accepted"] >= len(events_goods)
+                assert len(answer.json()["rejected"]) == 10  # at most 10 are listed
+                for n, line in enumerate(on_dovecot.split(b"\n")[:-1]):
+                    kind = "application/json" if line[:1] == b"{" else "text/plain"
+                    answer = web.post("/dovecot", content=line, headers={"content-type": kind})
+                    assert answer.status_code == 204 if n % 2 == 0 else answer.status_code != 500
+                for n, body in zip(hook_goods, [*hooks, None], strict=True):
+                    assert web.post("/stalwart", content=_webhook(n)).status_code == 204
+                    if body is not None:
+                        assert web.post("/stalwart", content=body).status_code == 400
+                writer.join(timeout=30)
+                expected = (
+                    sorted(unix_goods + file_goods + stdin_goods + events_goods + dovecot_goods)
+                    + hook_goods
+                )
+                assert wait_until(lambda: sorted(_delivered(tmp_path)) == expected, timeout=30)
+                # still answering: /metrics, and one more event
+                metrics = httpx.get(f"http://127.0.0.1:{scrape}/metrics", timeout=10).text
+                assert web.post("/events", content=good(600_000)).status_code == 204
+                assert wait_until(lambda: 600_000 in _delivered(tmp_path), timeout=15)
+            stderr = _stop(child)
+    rejected = dict(re.findall(r'source_rejected_lines_total\{source="(\w+)"\} (\d+)', metrics))
+    assert set(rejected) == {"sock", "log", "pipe", "web"}
+    assert all(int(count) >= len(corpus) // 2 for count in rejected.values()), rejected
+    assert "connection 1, line 4: JSON nested more than 32 levels deep" in stderr
+    assert "\x1b" not in stderr
