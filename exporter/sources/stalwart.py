@@ -24,6 +24,7 @@ from exporter.errors import EventParseError
 from exporter.event import INT_MAX, INT_MIN, Event, FieldValue, default_hostname
 from exporter.formats.text import shown
 from exporter.formats.timefmt import MAX_TIME_NS, MIN_TIME_NS, parse_rfc3339_ns
+from exporter.safe_text import printable
 from exporter.secret import Secret
 
 
@@ -49,8 +50,10 @@ def read_webhook(body: bytes) -> list[Event]:
 def _checked_event(item: object, index: int) -> Event:
     try:
         return _event(item, index)
-    except (TypeError, ValueError, RecursionError) as exc:  # e.g. data nested too deep
-        raise EventParseError(f"events[{index}] cannot be read: {exc}") from None
+    except EventParseError:
+        raise
+    except Exception as exc:  # e.g. data nested too deep to write back: this body's fault
+        raise EventParseError(f"events[{index}] cannot be read: {printable(str(exc))}") from None
 
 
 def _event(item: object, index: int) -> Event:
