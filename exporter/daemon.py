@@ -3,8 +3,12 @@ exporters until SIGTERM/SIGINT (or until every source has ended, e.g. stdin at i
 
 Shutdown is the engine's: input stops, every exporter drains until the configured
 deadline, what is left is dead-lettered, and a summary goes to stderr. SIGHUP makes every
-destination let go of its file or connection. Exit 0 when nothing was lost, 3 when some
-events were dead-lettered or dropped, 2 for a configuration that does not check.
+destination let go of its file or connection. A source stopped by an error once it runs
+(a bug, a file that can no longer be read) is a shutdown too: it is logged with the
+source's name, the other sources stop, and what the queues hold is delivered or
+dead-lettered the same way. Exit 0 when nothing was lost, 3 when some events were
+dead-lettered or dropped, 1 when a source stopped by an error and nothing was lost, 2
+for a configuration that does not check.
 """
 
 from __future__ import annotations
@@ -13,23 +17,28 @@ import argparse
 import functools
 import os
 import sys
-from typing import Any
+import traceback
+from collections.abc import Callable
+from typing import Any, Final
 
 import anyio
 
 from exporter import metrics
 from exporter.cli_common import EXIT_LOSS, EXIT_OK, EXIT_USAGE
 from exporter.config import LOG_LEVELS, Config, ConfigError, SourceConfig, load_config
-from exporter.errors import EventExporterError, UsageError
-from exporter.event import Event
-from exporter.formats.reader import read_event
+from exporter.errors import UsageError
 from exporter.httpserver import HttpServer, Refuse, Request, Response, ServerLimits
 from exporter.memory import tune_malloc
 from exporter.pipeline import Pipeline
-from exporter.shipping import ignore_early_signals, ignore_late_signals, read_lines, ship
+from exporter.safe_text import printable
+from exporter.shipping import ignore_early_signals, ignore_late_signals, ship
 from exporter.sources.http import HttpSource
+from exporter.sources.stdin import StdinSource
 from exporter.sources.tail import TailSource
 from exporter.sources.unix import UnixSource
+
+EXIT_SOURCE_FAILED: Final = 1
+"""A source stopped by an error; everything accepted was delivered."""
 
 
 class _Log:
@@ -52,6 +61,9 @@ class _Log:
     def warning(self, message: str) -> None:
         self._write("warning", message)
 
+    def error(self, message: str) -> None:
+        sys.stderr.write(f"event-exporter: {message}\n")
+
     def exporter_warning(self, name: str, message: str) -> None:
         self.warning(f"{name}: {message}")
 
@@ -65,8 +77,9 @@ def add_run_command(commands: argparse._SubParsersAction[Any]) -> None:
         help="run the sources, metrics and exporters of a configuration file",
         description="Receives events from the configured sources and ships them through "
         "the configured metrics and exporters until SIGTERM or SIGINT.",
-        epilog="exit status: 0 nothing lost; 2 the configuration does not check; "
-        "3 some events were dead-lettered or dropped",
+        epilog="exit status: 0 nothing lost; 1 a source stopped by an error (input "
+        "stopped, what was accepted delivered); 2 the configuration does not check or a "
+        "source cannot start; 3 some events were dead-lettered or dropped",
     )
     run.add_argument("config", metavar="CONFIG")
 
@@ -94,10 +107,12 @@ def run_command(args: argparse.Namespace) -> int:
     ignore_early_signals()
     for exporter in pipeline.exporters.values():
         exporter.warn = functools.partial(log.exporter_warning, exporter.name)
+    pipeline.warn = log.warning
     tune_malloc()
     started: list[bool] = []
+    failures = _SourceFailures()
     try:
-        anyio.run(_main, config, pipeline, started)
+        anyio.run(_main, config, pipeline, started, failures)
     except (OSError, BaseExceptionGroup) as exc:  # a source that cannot listen or read
         failure = _os_error(exc)
         if failure is None:
@@ -112,7 +127,9 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_LOSS
     ignore_late_signals()
     sys.stderr.write(f"event-exporter: {pipeline.summary()}\n")
-    return EXIT_LOSS if pipeline.lost else EXIT_OK
+    if pipeline.lost:
+        return EXIT_LOSS
+    return EXIT_SOURCE_FAILED if failures.sources else EXIT_OK
 
 
 def _check_dead_letter_path(path: str) -> None:
@@ -136,7 +153,40 @@ def _os_error(exc: BaseException) -> OSError | None:
     return None
 
 
-async def _main(config: Config, pipeline: Pipeline, started: list[bool]) -> None:
+class _SourceFailures:
+    """Sources stopped by an error once they ran. The first one sets ``stop``: a shutdown
+    as at SIGTERM (the other sources stop, the exporters drain until the deadline)."""
+
+    def __init__(self) -> None:
+        self.sources: list[str] = []
+        self.stop = anyio.Event()
+
+    def report(self, name: str, group: BaseExceptionGroup[Exception]) -> None:
+        self.sources.append(name)
+        for exc in _leaves(group):
+            if isinstance(exc, OSError):
+                what = f"an error: {exc.strerror or exc}"
+            else:
+                frames = "".join(traceback.format_tb(exc.__traceback__))
+                what = f"an internal error (a bug):\n{frames}{printable(repr(exc), 500)}"
+            log.error(f"source {name}: stopped by {what}")
+        log.error(
+            f"source {name} stopped: stopping input and delivering what the queues hold "
+            "(as at SIGTERM)"
+        )
+        self.stop.set()
+
+
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
+    found: list[Exception] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
+
+
+async def _main(
+    config: Config, pipeline: Pipeline, started: list[bool], failures: _SourceFailures
+) -> None:
     """``started`` gets an entry once every source runs: a failure after that is not one
     of starting."""
     running: dict[str, object] = {}  # the sources, for the metrics endpoint
@@ -144,7 +194,7 @@ async def _main(config: Config, pipeline: Pipeline, started: list[bool]) -> None
     async def sources() -> None:
         async with anyio.create_task_group() as tasks:
             for source in config.sources.values():
-                await tasks.start(_run_source, source, pipeline, running)
+                await tasks.start(_run_source, source, pipeline, running, failures)
             started.append(True)
 
     try:
@@ -159,6 +209,7 @@ async def _main(config: Config, pipeline: Pipeline, started: list[bool]) -> None
                 sources,
                 list(pipeline.exporters.values()),
                 shutdown_timeout=config.settings.shutdown_timeout,
+                stop=failures.stop,
             )
             reporting.cancel_scope.cancel()
     finally:
@@ -194,8 +245,32 @@ async def _run_source(
     source: SourceConfig,
     pipeline: Pipeline,
     running: dict[str, object],
+    failures: _SourceFailures,
     *,
     task_status: anyio.abc.TaskStatus[None],
+) -> None:
+    """Run one source. An error before it runs is one of starting (raised); after, it
+    is reported and stops the daemon gracefully, so what the queues hold is not lost."""
+    running_now = False
+
+    def started() -> None:
+        nonlocal running_now
+        running_now = True
+        task_status.started()
+
+    try:
+        await _serve_source(source, pipeline, running, started)
+    except* Exception as group:
+        if not running_now:
+            raise
+        failures.report(source.name, group)
+
+
+async def _serve_source(
+    source: SourceConfig,
+    pipeline: Pipeline,
+    running: dict[str, object],
+    started: Callable[[], None],
 ) -> None:
     if source.type == "http":
         assert source.http is not None
@@ -207,7 +282,7 @@ async def _run_source(
                 f"source {source.name}: listening on http://{source.http.host}:{server.port} "
                 "(POST /dovecot, /events, /stalwart)"
             )
-            task_status.started()
+            started()
         return
     follower: UnixSource | TailSource | None = None
     if source.unix is not None:
@@ -221,40 +296,11 @@ async def _run_source(
         async with anyio.create_task_group() as tasks:
             await tasks.start(follower.serve)
             log.info(f"source {source.name}: {source.type} {follower.settings.path}")
-            task_status.started()
+            started()
         return
-    task_status.started()
-    await read_stdin(pipeline, source.name)
-
-
-async def read_stdin(pipeline: Pipeline, label: str) -> None:
-    """Dovecot json or tab-text lines from stdin until its end; a bad line is reported
-    with its number and skipped. At shutdown the rest of a chunk already read is still
-    queued, so no line taken from stdin is lost."""
-    number = 0
-    async for lines in read_lines(sys.stdin.fileno()):
-        index = 0
-        try:
-            while index < len(lines):
-                index += 1
-                event = _stdin_event(lines[index - 1], number + index, label)
-                if event is not None:
-                    await pipeline.emit(event)
-        except anyio.get_cancelled_exc_class():
-            for offset, line in enumerate(lines[index:], index + 1):
-                event = _stdin_event(line, number + offset, label)
-                if event is not None:
-                    pipeline.force(event)
-            raise
-        pipeline.commit()  # a spool: what this chunk gave is on disk before the next read
-        number += len(lines)
-
-
-def _stdin_event(line: bytes, number: int, label: str) -> Event | None:
-    if not line:
-        return None
-    try:
-        return read_event(line)
-    except EventExporterError as exc:
-        log.warning(f"source {label}: line {number}: {exc}")
-        return None
+    stdin = StdinSource(
+        source.name, pipeline.emit, sys.stderr, force=pipeline.force, commit=pipeline.commit
+    )
+    running[source.name] = stdin
+    started()
+    await stdin.serve()

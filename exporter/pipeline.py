@@ -6,13 +6,16 @@ exporter's queue. An exporter's queue is its own: a slow destination backs up on
 queue, and under the ``block`` policy whoever submits waits for room (backpressure);
 under a drop policy it never waits and the drops are counted.
 
-An event that a metric cannot write (a value no format knows) is counted as rejected for
-that metric; the other metrics and events go on.
+An event that a metric cannot write (a value no format knows), or whose matching or
+writing fails in any other way (a bug, an event built in-process with a value of a type
+no filter expects), is counted as rejected for that metric and reported (the first
+REPORTED_REJECTIONS_MAX); the other metrics and events go on.
 """
 
 from __future__ import annotations
 
 import copy
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,13 +26,15 @@ from drivers.base import Driver
 from exporter.config import Config, ExporterConfig
 from exporter.deadletter import DeadLetterFile
 from exporter.engine import Exporter
-from exporter.errors import EventExporterError
 from exporter.event import Event
+from exporter.export import why_rejected
 from exporter.formats import make_formatter
 from exporter.formats.spec import Formatter
+from exporter.formats.text import shown
 from exporter.queue import Overflow
 
 Matcher = Callable[[Event], bool]
+REPORTED_REJECTIONS_MAX = 100
 
 
 @dataclass(slots=True)
@@ -64,6 +69,8 @@ class Pipeline:
         self.routes = routes
         self.hostname = hostname
         self.counts = PipelineCounts()
+        self.warn: Callable[[str], None] = _warn_on_stderr
+        """Where a metric's rejections are reported (the daemon's log)."""
         # busy() is asked per event by the http source: only these queues can answer yes.
         self._dropping = [
             e.queue for e in exporters.values() if e.queue.overflow is not Overflow.BLOCK
@@ -101,21 +108,33 @@ class Pipeline:
         waiting: list[tuple[Exporter, bytes]] = []
         matched = False
         for route in self.routes:
-            if route.matches is not None and not route.matches(event):
-                continue
-            matched = True
-            route.matched += 1
             try:
+                if route.matches is not None and not route.matches(event):
+                    continue
+                matched = True
+                route.matched += 1
                 line = route.encode(event)
-            except EventExporterError:
-                route.rejected += 1
-                counts.rejected[route.metric] += 1
+            except Exception as exc:  # one metric's failure takes no other metric down
+                matched = True  # accounted for: rejected, not "matched by no metric"
+                self._reject(route, event, exc)
                 continue
             if not route.exporter.offer(line):
                 waiting.append((route.exporter, line))
         if not matched:
             counts.unmatched += 1
         return waiting
+
+    def _reject(self, route: Route, event: Event, exc: Exception) -> None:
+        route.rejected += 1
+        counts = self.counts
+        counts.rejected[route.metric] += 1
+        rejected = sum(counts.rejected.values())
+        if rejected <= REPORTED_REJECTIONS_MAX:
+            name = getattr(event, "name", None)
+            what = f"event {shown(name, 60)}" if isinstance(name, str) else "an event"
+            self.warn(f"metric {route.metric}: {what} rejected: {why_rejected(exc)}")
+        elif rejected == REPORTED_REJECTIONS_MAX + 1:
+            self.warn("further events rejected by a metric are counted but not shown")
 
     def busy(self) -> bool:
         """Whether an exporter that drops when full (not ``block``) is full: a source that
@@ -185,6 +204,10 @@ class Pipeline:
         return bool(sum(self.counts.rejected.values())) or any(
             e.stats.dead_lettered or sum(e.stats.dropped.values()) for e in self.exporters.values()
         )
+
+
+def _warn_on_stderr(message: str) -> None:
+    sys.stderr.write(f"event-exporter: {message}\n")
 
 
 def open_driver(settings: ExporterConfig) -> Driver:

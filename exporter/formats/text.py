@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from exporter.safe_text import printable
+
 # Dovecot's str_append_tabescaped / str_tabunescape.
 _TAB_ESCAPES: Final = {0x00: "\x010", 0x01: "\x011", 0x09: "\x01t", 0x0A: "\x01n", 0x0D: "\x01r"}
 _TAB_UNESCAPES: Final = {"0": "\x00", "1": "\x01", "t": "\t", "n": "\n", "r": "\r"}
 _TAB_ESCAPED = re.compile("\x01(.)", re.DOTALL)
+_LONE_ESCAPE = re.compile("\x01(?![01tnr])")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 TAB_SPECIALS: Final = ("\x00", "\x01", "\t", "\n", "\r")
 
@@ -29,6 +32,14 @@ def tab_unescape(text: str) -> str:
     """Undo :func:`tab_escape`; an \\x01 before any other character is kept as is."""
     if "\x01" not in text:
         return text
+    if _LONE_ESCAPE.search(text) is None:  # every \x01 starts an escape: no callback per one
+        return (
+            text.replace("\x010", "\x00")
+            .replace("\x01t", "\t")
+            .replace("\x01n", "\n")
+            .replace("\x01r", "\r")
+            .replace("\x011", "\x01")  # last: the \x01 it gives back must not start another
+        )
     return _TAB_ESCAPED.sub(lambda m: _TAB_UNESCAPES.get(m.group(1), m.group(0)), text)
 
 
@@ -66,3 +77,9 @@ def cut_bytes(text: str, limit: int) -> str | None:
     if len(data) <= limit:
         return None
     return from_bytes(data[:limit])
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """``text`` from a line, quoted for an error message: controls escaped, cut to
+    ``limit`` characters, so a hostile line cannot write escapes or megabytes to a log."""
+    return "'" + printable(text, limit) + "'"

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Final, Literal, TypeVar
 
 from exporter.errors import EventFormatError, EventParseError, UsageError
+from exporter.formats.text import shown
 
 TimeFormat = Literal["rfc3339", "unix"]
 Precision = Literal["s", "ms", "us", "ns"]
@@ -216,7 +217,7 @@ def parse_time_ns(text: str) -> int:
     ns = parse_time_ns_or_none(text)
     if ns is None:
         raise EventParseError(
-            f"{text!r} is not a timestamp (expected unix seconds like 1795304520.099772 "
+            f"{shown(text)} is not a timestamp (expected unix seconds like 1795304520.099772 "
             "or RFC 3339 like 2026-11-21T23:42:00.099772Z, years 1 to 9999)"
         )
     return ns

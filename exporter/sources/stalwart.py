@@ -22,7 +22,9 @@ import orjson
 from exporter.catalog import load_catalog
 from exporter.errors import EventParseError
 from exporter.event import INT_MAX, INT_MIN, Event, FieldValue, default_hostname
+from exporter.formats.text import shown
 from exporter.formats.timefmt import MAX_TIME_NS, MIN_TIME_NS, parse_rfc3339_ns
+from exporter.safe_text import printable
 from exporter.secret import Secret
 
 
@@ -48,8 +50,10 @@ def read_webhook(body: bytes) -> list[Event]:
 def _checked_event(item: object, index: int) -> Event:
     try:
         return _event(item, index)
-    except (TypeError, ValueError, RecursionError) as exc:  # e.g. data nested too deep
-        raise EventParseError(f"events[{index}] cannot be read: {exc}") from None
+    except EventParseError:
+        raise
+    except Exception as exc:  # e.g. data nested too deep to write back: this body's fault
+        raise EventParseError(f"events[{index}] cannot be read: {printable(str(exc))}") from None
 
 
 def _event(item: object, index: int) -> Event:
@@ -63,7 +67,8 @@ def _event(item: object, index: int) -> Event:
     start_ns = _time_ns(created) if isinstance(created, str) else None
     if start_ns is None or not MIN_TIME_NS <= start_ns <= MAX_TIME_NS:
         raise EventParseError(
-            f"{where}.createdAt must be an RFC 3339 time in years 1 to 9999, not {created!r}"
+            f"{where}.createdAt must be an RFC 3339 time in years 1 to 9999, not "
+            + (shown(created) if isinstance(created, str) else _JSON_KINDS[type(created)])
         )
     data = item.get("data", {})
     if not isinstance(data, dict):
@@ -92,6 +97,14 @@ def _time_ns(text: str) -> int | None:
 
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_JSON_KINDS: dict[type, str] = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    list: "an array",
+    dict: "an object",
+}
 
 
 def _field(value: object) -> FieldValue:

@@ -43,9 +43,8 @@ import anyio.abc
 import anyio.lowlevel
 import orjson
 
-from exporter.errors import EventExporterError
 from exporter.event import Event
-from exporter.export import CHUNK_BYTES
+from exporter.export import CHUNK_BYTES, why_rejected
 from exporter.formats.reader import read_event
 from exporter.sources.unix import BoundedLines
 
@@ -168,8 +167,8 @@ class TailSource:
         elif line:
             try:
                 event = read_event(line)
-            except EventExporterError as exc:
-                self._reject(str(exc))
+            except Exception as exc:  # whatever one line raises is that line's rejection
+                self._reject(why_rejected(exc))
             else:
                 self.counts.events += 1
                 try:

@@ -28,8 +28,8 @@ from typing import TextIO
 import anyio
 import anyio.abc
 
-from exporter.errors import EventExporterError
 from exporter.event import Event
+from exporter.export import why_rejected
 from exporter.formats.reader import read_event
 
 Emit = Callable[[Event], Awaitable[None]]
@@ -243,8 +243,8 @@ class UnixSource:
             return None
         try:
             return read_event(line)
-        except EventExporterError as exc:
-            self._reject(number, lineno, str(exc))
+        except Exception as exc:  # whatever one line raises is that line's rejection
+            self._reject(number, lineno, why_rejected(exc))
             return None
 
     def _reject(self, number: int, lineno: int, what: str) -> None:
