@@ -28,6 +28,7 @@ import hmac
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 import anyio
 import anyio.abc
@@ -355,7 +356,10 @@ class HttpServer:
             headers.append(("Content-Type", response.content_type))
         if response.status >= 400 and conn.their_state is not h11.DONE:
             headers.append(("Connection", "close"))  # the rest of the request is unread
-        parts = [conn.send(h11.Response(status_code=response.status, headers=headers))]
+        reason = HTTPStatus(response.status).phrase.encode()
+        parts = [
+            conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason))
+        ]
         if response.body:
             parts.append(conn.send(h11.Data(data=response.body)))
         parts.append(conn.send(h11.EndOfMessage()))
