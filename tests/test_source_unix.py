@@ -350,11 +350,11 @@ async def test_a_symlink_swapped_in_after_bind_is_never_followed(
     with anyio.fail_after(10):
         async with serving(sock_path, mode=0o660) as (_, collector, _):
             monkeypatch.undo()
+            assert stat.S_IMODE(victim.stat().st_mode) == 0o644  # not chmod'ed through the link
             found = os.lstat(sock_path)
             async with await anyio.connect_unix(sock_path) as client:
                 await client.send(line("a", 1))
             await collector.wait_for(1)
-    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
     assert victim.read_bytes() == b"precious\n"
     assert stat.S_ISSOCK(found.st_mode)
     assert stat.S_IMODE(found.st_mode) == 0o660
