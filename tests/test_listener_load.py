@@ -25,7 +25,7 @@ from exporter.config import ConfigError, parse_config
 from exporter.sources.http import HttpSourceSettings
 from exporter.sources.unix import UnixSourceSettings
 from tests.samples import EVENTS_FILE
-from tests.shipping_helpers import Child, exporter_child, wait_until
+from tests.shipping_helpers import REPO, Child, exporter_child, wait_until
 
 LINE = EVENTS_FILE.read_bytes().splitlines()[0]
 BODY_BYTES = 10 << 20  # the default max_body_bytes
@@ -291,3 +291,18 @@ destination = "drop"
         "config:3: source.web.header_timeout: must be at least 0.001, not 0",
         "config:4: source.web.max_connections_per_peer: must be at least 1, not 0",
     ]
+
+
+def test_the_example_shows_the_listener_defaults() -> None:
+    """config.example.toml's http source, and its commented-out unix one, hold exactly
+    the defaults (test_docs checks [global])."""
+    text = (REPO / "config.example.toml").read_text()
+    config = parse_config(text)
+    assert config.sources["listener"].http == HttpSourceSettings()
+    unix_block = re.search(r"^# \[source\.dovecot_socket\]\n((?:# .*\n)+)", text, re.M)
+    assert unix_block is not None
+    uncommented = re.sub(r"^# (# .*)?", "", unix_block.group(1), flags=re.M)
+    unix = parse_config(f"[source.s]\n{uncommented}[exporter.o]\ndestination = 'drop'\n")
+    settings = unix.sources["s"].unix
+    assert settings is not None
+    assert settings == UnixSourceSettings(settings.path)
