@@ -40,6 +40,8 @@ from exporter.connections import ConnectionCaps, Throttle, ensure_descriptors
 from exporter.secret import Secret
 
 _READ_BYTES = 1 << 16
+_HEAD_BYTES = 64 << 10
+"""The longest request head (request line and headers) h11 buffers: 431 past it."""
 _ACCEPT_RETRYABLE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _ACCEPT_PAUSE = 0.1
 """Out of descriptors: let some connections end before accepting again."""
@@ -222,7 +224,7 @@ class HttpServer:
 
     async def _connection(self, stream: anyio.abc.ByteStream, peer: str) -> None:
         """Serve one connection; whatever happens on it ends here, never in the listener."""
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 << 10)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_HEAD_BYTES)
         try:
             async with stream:
                 first = True
@@ -261,10 +263,12 @@ class HttpServer:
             response.headers.extend(refusal.headers)
         except _TooSlow as slow:
             response = Response.json(408, _error(str(slow)))
-        except h11.RemoteProtocolError:
+        except h11.RemoteProtocolError as exc:
             if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
                 return False  # nothing more can be said on this connection
-            response = Response.json(400, _error("malformed HTTP request"))
+            status = exc.error_status_hint  # 431: the head over its limit; 501: a coding
+            what = {431: f"request head larger than {_HEAD_BYTES} bytes"}.get(status)
+            response = Response.json(status, _error(what or "malformed HTTP request"))
         except (TimeoutError, anyio.EndOfStream):
             raise  # the connection's, handled by _connection
         except Exception as exc:  # a bug in a handler: this request fails, not the server

@@ -610,3 +610,52 @@ async def test_a_large_bad_body_leaves_the_loop_to_other_clients(
         assert not big  # answered while the big body was still being read
     assert other.status_code == 204
     assert big[0].status_code == 400
+
+
+# -- what was sound, and stays so --------------------------------------------------------
+
+
+async def test_the_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr("exporter.httpserver.hmac.compare_digest", spy)
+    async with (
+        serving(bearer_token=Secret("tok-x")) as (_, received, url),
+        httpx.AsyncClient() as client,
+    ):
+        wrong = await client.post(
+            url + "/events", content=LINES[0], headers={"Authorization": "Bearer no"}
+        )
+        right = await client.post(
+            url + "/events", content=LINES[0], headers={"Authorization": "Bearer tok-x"}
+        )
+    assert (wrong.status_code, right.status_code) == (401, 204)
+    assert compared == [(b"no", b"tok-x"), (b"tok-x", b"tok-x")]
+
+
+async def test_the_stalwart_signature_is_checked_before_the_body_is_parsed() -> None:
+    async with (
+        serving(stalwart_signing_key=Secret("k")) as (_, received, url),
+        httpx.AsyncClient() as client,
+    ):
+        unsigned_garbage = await client.post(url + "/stalwart", content=b'{"events": [' * 5000)
+    assert unsigned_garbage.status_code == 401
+    assert received == []
+
+
+async def test_a_head_over_64_kib_is_a_431_and_the_connection_closed() -> None:
+    async with (
+        serving() as (source, received, _),
+        await anyio.connect_tcp("127.0.0.1", source.port) as stream,
+    ):
+        await stream.send(b"POST /events HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (65 << 10))
+        answer = await _read_to_end(stream)
+    assert _status(answer) == 431
+    assert b"request head larger than 65536 bytes" in answer
+    assert _header(answer, b"connection") == b"close"
+    assert received == []
