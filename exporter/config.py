@@ -82,6 +82,8 @@ class GlobalConfig:
     dovecot_version: Version | None = None
     """The Dovecot that sends the events, for filter warnings (an event it no longer
     sends); None: not stated."""
+    metrics_bearer_token: Secret | None = None
+    """GET /metrics then requires ``Authorization: Bearer`` with it; None: open."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,12 @@ class _Checker:
                 idle_timeout=t.number("idle_timeout", d.idle_timeout, minimum=0.001),
                 bearer_token=t.secret("bearer_token"),
                 stalwart_signing_key=t.secret("stalwart_signing_key"),
+                header_timeout=t.number("header_timeout", d.header_timeout, minimum=0.001),
+                request_timeout=t.number("request_timeout", d.request_timeout, minimum=0.001),
+                max_connections=t.integer("max_connections", d.max_connections, minimum=1),
+                max_connections_per_peer=t.integer(
+                    "max_connections_per_peer", d.max_connections_per_peer, minimum=1
+                ),
             )
         unix = tail = None
         if kind == "unix":
@@ -233,6 +241,9 @@ class _Checker:
                 path or "",
                 mode=t.parse("mode", _file_mode, default="0600", allowed="0000 to 0777") or 0,
                 max_line_bytes=t.integer("max_line_bytes", 1 << 20, minimum=1),
+                max_connections=t.integer(
+                    "max_connections", UnixSourceSettings.max_connections, minimum=1
+                ),
             )
         if kind == "file":
             followed: str | None = t.text("path", None, nonempty=True)
@@ -268,6 +279,7 @@ class _Checker:
                 default="",
                 allowed='a Dovecot version such as "2.3.21" or "2.4.1", or "" for none',
             ),
+            metrics_bearer_token=t.secret("metrics_bearer_token"),
         )
         t.finish()
         return settings

@@ -27,7 +27,7 @@ from exporter import metrics
 from exporter.cli_common import EXIT_LOSS, EXIT_OK, EXIT_USAGE
 from exporter.config import LOG_LEVELS, Config, ConfigError, SourceConfig, load_config
 from exporter.errors import UsageError
-from exporter.httpserver import HttpServer, Refuse, Request, Response, ServerLimits
+from exporter.httpserver import HttpServer, Refuse, Request, Response, ServerLimits, require_bearer
 from exporter.memory import tune_malloc
 from exporter.pipeline import Pipeline
 from exporter.safe_text import printable
@@ -200,9 +200,7 @@ async def _main(
     try:
         async with anyio.create_task_group() as reporting:
             if config.settings.metrics_listen is not None:
-                await reporting.start(
-                    _serve_metrics, config.settings.metrics_listen, pipeline, running
-                )
+                await reporting.start(_serve_metrics, config, pipeline, running)
             if config.settings.summary_interval > 0:
                 reporting.start_soon(_summaries, config.settings.summary_interval, pipeline)
             await ship(
@@ -217,21 +215,36 @@ async def _main(
 
 
 async def _serve_metrics(
-    listen: tuple[str, int],
+    config: Config,
     pipeline: Pipeline,
     sources: dict[str, object],
     *,
     task_status: anyio.abc.TaskStatus[None],
 ) -> None:
+    """GET /metrics on ``metrics_listen``; with ``metrics_bearer_token``, only for a
+    request carrying it (401 from the head, as the http source)."""
+    settings = config.settings
+    assert settings.metrics_listen is not None
+    host, port = settings.metrics_listen
+
     async def handle(request: Request) -> Response:
         if request.path != "/metrics":
             raise Refuse(404, "GET /metrics")
         return Response(200, metrics.render(pipeline, sources).encode(), metrics.CONTENT_TYPE)
 
-    server = HttpServer(*listen, handle, ServerLimits(max_body_bytes=0, methods=("GET",)))
+    token = settings.metrics_bearer_token
+    server = HttpServer(
+        host,
+        port,
+        handle,
+        ServerLimits(max_body_bytes=0, methods=("GET",)),
+        check_head=None if token is None else require_bearer(token),
+        name="metrics",
+        report=log.warning,
+    )
     async with anyio.create_task_group() as tasks:
         await tasks.start(server.serve)
-        log.info(f"metrics on http://{listen[0]}:{server.port}/metrics")
+        log.info(f"metrics on http://{host}:{server.port}/metrics")
         task_status.started()
 
 

@@ -1,6 +1,20 @@
 """A small HTTP/1.1 server on h11 (the state machine httpx itself uses) and anyio, for the
-http source and the metrics endpoint: keep-alive, a body limit, an idle timeout, and
-every request answered or its connection closed, whatever a client sends.
+http source and the metrics endpoint: keep-alive, a body limit, and every request
+answered or its connection closed, whatever a client sends.
+
+It is cheap to refuse and no client can hold it:
+
+* a request is decided from its head before any body byte is read (``check_head``:
+  authentication, the endpoint, a full queue; the server's own framing, method and
+  length checks); a refused request is answered with ``Connection: close`` and its
+  connection closed, its body never read;
+* the head must arrive within ``header_timeout`` (counted from the connection's start,
+  or from the first byte of a later request on it), the body within ``request_timeout``
+  after the head, and no read waits longer than ``idle_timeout``: past a deadline the
+  client gets a 408 and the connection is closed;
+* connections are capped in all and per peer address: one over a cap is answered 503
+  with ``Retry-After`` and closed at once, and accepting never stops;
+* reading a large body gives the other clients their turn.
 
 A handler gets a whole :class:`Request` and returns a :class:`Response`, or raises
 :class:`Refuse` for a 4xx/5xx with a JSON ``{"error": ...}`` body.
@@ -8,26 +22,50 @@ A handler gets a whole :class:`Request` and returns a :class:`Response`, or rais
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hmac
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import h11
 import orjson
 
+from exporter.connections import ConnectionCaps, Throttle, ensure_descriptors
+from exporter.secret import Secret
+
 _READ_BYTES = 1 << 16
+_HEAD_BYTES = 64 << 10
+"""The longest request head (request line and headers) h11 buffers: 431 past it."""
 _ACCEPT_RETRYABLE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_PAUSE = 0.1
+"""Out of descriptors: let some connections end before accepting again."""
+_LINGER_SECONDS = 2.0
+"""After an answer to a request not read whole, how long what the client still sends is
+dropped unread before the connection closes: closing with bytes unread resets it, and a
+client still sending (httpx, most) then loses the answer to the reset."""
+_LINGERING_REFUSALS_MAX = 64
+"""Connections over a cap that linger at once; past this, they are closed at once."""
 
 
 @dataclass(frozen=True)
-class Request:
+class Head:
+    """A request as its head says it: what can be decided before the body is read."""
+
     method: str
     path: str
     """Without the query."""
     headers: dict[str, str]
     """Names in lower case; a repeated header keeps its first value."""
+
+
+@dataclass(frozen=True)
+class Request(Head):
     body: bytes
 
 
@@ -52,7 +90,13 @@ class Refuse(Exception):
         self.headers = headers or []
 
 
+class _TooSlow(Exception):
+    """The client did not send its request in time: a 408, then the connection closes."""
+
+
 Handler = Callable[[Request], Awaitable[Response]]
+CheckHead = Callable[[Head], None]
+"""Raises :class:`Refuse` to answer a request from its head, its body unread."""
 
 
 @dataclass(frozen=True)
@@ -62,129 +106,251 @@ class ServerLimits:
     """A connection silent this long (between or inside requests) is closed."""
     methods: tuple[str, ...] = ("POST",)
     max_connections: int = 1024
+    """Open connections in all; more are answered 503 and closed."""
+    max_connections_per_peer: int = 256
+    """Open connections from one address; more are answered 503 and closed."""
+    header_timeout: float = 10.0
+    """The head must have come this long after the connection (or the request) began."""
+    request_timeout: float = 60.0
+    """The body must have come this long after the head."""
+
+
+def require_bearer(token: Secret) -> CheckHead:
+    """A ``check_head`` refusing (401) a request without ``Authorization: Bearer TOKEN``:
+    the scheme in any case (RFC 9110 11.1), the token compared in constant time."""
+
+    def check(head: Head) -> None:
+        if not bearer_matches(head.headers.get("authorization", ""), token):
+            raise Refuse(401, "a valid bearer token is required", [("WWW-Authenticate", "Bearer")])
+
+    return check
+
+
+def bearer_matches(authorization: str, token: Secret) -> bool:
+    scheme, _, credentials = authorization.strip(" \t").partition(" ")
+    given = credentials.strip(" \t").encode("latin-1")  # as the header was decoded
+    return hmac.compare_digest(given, token.reveal().encode()) and scheme.lower() == "bearer"
 
 
 class HttpServer:
-    """``serve()`` accepts connections until cancelled; ``port`` is the one bound."""
+    """``serve()`` accepts connections until cancelled; ``port`` is the one bound.
 
-    def __init__(self, host: str, port: int, handler: Handler, limits: ServerLimits) -> None:
+    ``name`` says which server a report is about (``http source``, then its address);
+    ``report`` writes one line (stderr by default), called at most every few seconds
+    per kind of trouble (connections over a cap, out of descriptors).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        handler: Handler,
+        limits: ServerLimits,
+        *,
+        check_head: CheckHead | None = None,
+        name: str = "",
+        report: Callable[[str], None] | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self._handler = handler
         self._limits = limits
+        self._check_head = check_head
+        self._name = name or "http server"
+        self._lingering_refusals = 0
+        self._write = report or _to_stderr
+        self._over_cap = Throttle(self._report)
+        self._accept_failed = Throttle(self._report)
+        self._caps = ConnectionCaps(limits.max_connections, limits.max_connections_per_peer)
         self.refused: dict[int, int] = {}
-        """Requests answered 4xx/5xx, by status."""
+        """Requests answered 4xx/5xx, by status (a connection over a cap counts as a 503)."""
+
+    @property
+    def open_connections(self) -> int:
+        return self._caps.open
+
+    def _report(self, message: str) -> None:
+        self._write(f"{self._name} {self.host}:{self.port}: {message}")
 
     async def serve(
         self, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Accept until cancelled. Out of descriptors (EMFILE) or over ``max_connections``,
-        it waits for a connection to end instead of failing."""
+        """Accept until cancelled. Out of descriptors (EMFILE), it pauses and goes on."""
+        shortage = ensure_descriptors(self._limits.max_connections)
         listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
-        slots = anyio.Semaphore(self._limits.max_connections)
         async with listener, anyio.create_task_group() as connections:
             self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            if shortage:
+                self._report(shortage)
             task_status.started()
             for each in listener.listeners:  # one per address (IPv4 and IPv6 of a name)
                 assert isinstance(each, anyio.abc.SocketListener)
-                connections.start_soon(self._accept, each, slots, connections)
+                connections.start_soon(self._accept, each, connections)
 
     async def _accept(
-        self,
-        listener: anyio.abc.SocketListener,
-        slots: anyio.Semaphore,
-        connections: anyio.abc.TaskGroup,
+        self, listener: anyio.abc.SocketListener, connections: anyio.abc.TaskGroup
     ) -> None:
         while True:
-            await slots.acquire()
             try:
                 stream = await listener.accept()
             except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: breathe, then go on
-                slots.release()
                 if exc.errno not in _ACCEPT_RETRYABLE:
                     raise
-                await anyio.sleep(0.1)
+                self._accept_failed(f"cannot accept a connection: {exc.strerror or exc}")
+                await anyio.sleep(_ACCEPT_PAUSE)
                 continue
-            connections.start_soon(self._connection, stream, slots)
+            peer = _peer(stream)
+            refusal = self._caps.admit(peer)
+            if refusal is None:
+                connections.start_soon(self._connection, stream, peer)
+            else:
+                connections.start_soon(self._refuse_connection, stream, refusal)
 
-    async def _connection(self, stream: anyio.abc.ByteStream, slot: anyio.Semaphore) -> None:
+    async def _refuse_connection(self, stream: anyio.abc.ByteStream, refusal: str) -> None:
+        """Over a cap: a 503 sent before anything is read, then the connection closes."""
+        self._over_cap(f"{refusal}: new connections are answered 503")
+        busy = Response.json(503, _error(f"too many connections: {refusal}"))
+        busy.headers.append(("Retry-After", "1"))
+        self._count(busy.status)
+        async with stream:
+            with contextlib.suppress(anyio.BrokenResourceError, TimeoutError, OSError):
+                await self._send(h11.Connection(h11.SERVER), stream, busy)
+                if self._lingering_refusals < _LINGERING_REFUSALS_MAX:
+                    self._lingering_refusals += 1
+                    try:
+                        await _linger(stream)
+                    finally:
+                        self._lingering_refusals -= 1
+
+    async def _connection(self, stream: anyio.abc.ByteStream, peer: str) -> None:
         """Serve one connection; whatever happens on it ends here, never in the listener."""
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 << 10)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_HEAD_BYTES)
         try:
             async with stream:
-                try:
-                    while await self._one_request(conn, stream):
-                        conn.start_next_cycle()
-                except h11.RemoteProtocolError:
-                    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                        malformed = Response.json(400, _error("malformed HTTP request"))
-                        await self._send(conn, stream, malformed)
+                first = True
+                while await self._one_request(conn, stream, first):
+                    conn.start_next_cycle()
+                    first = False
         except (anyio.BrokenResourceError, anyio.EndOfStream, anyio.ClosedResourceError):
             pass  # the client went away; nothing was half-accepted
         except (TimeoutError, OSError, h11.LocalProtocolError):
             pass  # idle too long, or the socket failed
         finally:
-            slot.release()
+            self._caps.release(peer)
 
-    async def _one_request(self, conn: h11.Connection, stream: anyio.abc.ByteStream) -> bool:
+    async def _one_request(
+        self, conn: h11.Connection, stream: anyio.abc.ByteStream, first: bool
+    ) -> bool:
         """Serve one request; False when the connection is to be closed."""
-        event = await self._next(conn, stream)
-        if isinstance(event, h11.ConnectionClosed):
-            return False
-        assert isinstance(event, h11.Request)
+        if not first:
+            await self._await_request(conn, stream)
+        limits = self._limits
         try:
-            request = await self._request(conn, stream, event)
+            event = await self._next(
+                conn,
+                stream,
+                anyio.current_time() + limits.header_timeout,
+                f"the request head did not come within {limits.header_timeout:g} s",
+            )
+            if isinstance(event, h11.ConnectionClosed):
+                return False
+            assert isinstance(event, h11.Request)
+            head = self._head(event)
+            request = await self._body(conn, stream, head)
             response = await self._handler(request)
         except Refuse as refusal:
             response = Response.json(refusal.status, _error(str(refusal)))
             response.headers.extend(refusal.headers)
-        except (h11.RemoteProtocolError, TimeoutError, anyio.EndOfStream):
+        except _TooSlow as slow:
+            response = Response.json(408, _error(str(slow)))
+        except h11.RemoteProtocolError as exc:
+            if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+                return False  # nothing more can be said on this connection
+            status = exc.error_status_hint  # 431: the head over its limit; 501: a coding
+            what = {431: f"request head larger than {_HEAD_BYTES} bytes"}.get(status)
+            response = Response.json(status, _error(what or "malformed HTTP request"))
+        except (TimeoutError, anyio.EndOfStream):
             raise  # the connection's, handled by _connection
         except Exception as exc:  # a bug in a handler: this request fails, not the server
             response = Response.json(500, _error(f"internal error: {type(exc).__name__}"))
-        if response.status >= 400:
-            self.refused[response.status] = self.refused.get(response.status, 0) + 1
+        self._count(response.status)
         await self._send(conn, stream, response)
-        return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            return True
+        if conn.their_state is not h11.CLOSED:  # the rest of the request is not read
+            await _linger(stream)
+        return False
 
-    async def _next(self, conn: h11.Connection, stream: anyio.abc.ByteStream) -> object:
+    def _count(self, status: int) -> None:
+        if status >= 400:
+            self.refused[status] = self.refused.get(status, 0) + 1
+
+    async def _await_request(self, conn: h11.Connection, stream: anyio.abc.ByteStream) -> None:
+        """Between requests: wait for the next one's first byte (``idle_timeout`` at
+        most, then the connection closes quietly); its head deadline starts then."""
+        pending, closed = conn.trailing_data
+        if pending or closed:
+            return
+        with anyio.fail_after(self._limits.idle_timeout):
+            conn.receive_data(await _receive(stream))
+
+    async def _next(
+        self, conn: h11.Connection, stream: anyio.abc.ByteStream, deadline: float, late: str
+    ) -> object:
+        """The next h11 event, reading as needed; :class:`_TooSlow` (saying ``late``) past
+        ``deadline``, or when a read waits longer than ``idle_timeout``."""
+        idle = self._limits.idle_timeout
         while True:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            with anyio.fail_after(self._limits.idle_timeout):
-                try:
-                    data = await stream.receive(_READ_BYTES)
-                except anyio.EndOfStream:
-                    data = b""
-            conn.receive_data(data)
+            left = deadline - anyio.current_time()
+            with anyio.move_on_after(min(idle, left)):
+                conn.receive_data(await _receive(stream))
+                continue
+            raise _TooSlow(late if left <= idle else f"nothing came for {idle:g} s")
 
-    async def _request(
-        self, conn: h11.Connection, stream: anyio.abc.ByteStream, head: h11.Request
-    ) -> Request:
-        method = head.method.decode("ascii", "replace")
-        if method not in self._limits.methods:
-            raise Refuse(405, f"only {', '.join(self._limits.methods)} accepted")
+    def _head(self, event: h11.Request) -> Head:
+        """The request's head, or :class:`Refuse` for what it alone says is refused."""
         headers: dict[str, str] = {}
-        for name, value in head.headers:
+        for name, value in event.headers:
             headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        if "content-length" in headers and "transfer-encoding" in headers:
+            # RFC 9112 6.3: a request smuggling attempt or a broken proxy; answer, close
+            raise Refuse(400, "Content-Length together with Transfer-Encoding is refused")
+        path = event.target.split(b"?", 1)[0].decode("latin-1")
+        head = Head(event.method.decode("ascii", "replace"), path, headers)
+        if self._check_head is not None:
+            self._check_head(head)
+        if head.method not in self._limits.methods:
+            raise Refuse(405, f"only {', '.join(self._limits.methods)} accepted")
         limit = self._limits.max_body_bytes
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             raise Refuse(413, f"body larger than {limit} bytes")
+        return head
+
+    async def _body(
+        self, conn: h11.Connection, stream: anyio.abc.ByteStream, head: Head
+    ) -> Request:
+        if conn.they_are_waiting_for_100_continue:  # curl waits a second for it otherwise
+            go_on = h11.InformationalResponse(status_code=100, headers=[])
+            await self._send_bytes(stream, conn.send(go_on))
+        limit, within = self._limits.max_body_bytes, self._limits.request_timeout
+        deadline = anyio.current_time() + within
+        late = f"the request body did not come within {within:g} s"
         body = bytearray()
         while True:
-            event = await self._next(conn, stream)
+            event = await self._next(conn, stream, deadline, late)
             if isinstance(event, h11.Data):
                 body += event.data
                 if len(body) > limit:
                     raise Refuse(413, f"body larger than {limit} bytes")
+                await anyio.lowlevel.checkpoint()  # a fast sender does not hold the loop
             elif isinstance(event, h11.EndOfMessage):
-                break
+                return Request(head.method, head.path, head.headers, bytes(body))
             else:
                 raise h11.RemoteProtocolError("request ended early")
-        path = head.target.split(b"?", 1)[0].decode("latin-1")
-        return Request(method, path, headers, bytes(body))
 
     async def _send(
         self, conn: h11.Connection, stream: anyio.abc.ByteStream, response: Response
@@ -194,12 +360,46 @@ class HttpServer:
             headers.append(("Content-Type", response.content_type))
         if response.status >= 400 and conn.their_state is not h11.DONE:
             headers.append(("Connection", "close"))  # the rest of the request is unread
-        parts = [conn.send(h11.Response(status_code=response.status, headers=headers))]
+        reason = HTTPStatus(response.status).phrase.encode()
+        parts = [
+            conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason))
+        ]
         if response.body:
             parts.append(conn.send(h11.Data(data=response.body)))
         parts.append(conn.send(h11.EndOfMessage()))
+        await self._send_bytes(stream, b"".join(part for part in parts if part))
+
+    async def _send_bytes(self, stream: anyio.abc.ByteStream, data: bytes | None) -> None:
         with anyio.fail_after(self._limits.idle_timeout):  # a client that never reads
-            await stream.send(b"".join(part for part in parts if part))
+            await stream.send(data or b"")
+
+
+async def _receive(stream: anyio.abc.ByteStream) -> bytes:
+    """The next bytes, or b"" at the end of the stream (what h11 takes for its end)."""
+    try:
+        return await stream.receive(_READ_BYTES)
+    except anyio.EndOfStream:
+        return b""
+
+
+async def _linger(stream: anyio.abc.ByteStream) -> None:
+    """Say we are done (FIN: the client reads the answer, then its end), then drop what
+    it still sends, for ``_LINGER_SECONDS`` at most: never buffered, never parsed."""
+    gone = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+    with anyio.move_on_after(_LINGER_SECONDS), contextlib.suppress(*gone):
+        await stream.send_eof()
+        while await stream.receive(_READ_BYTES):
+            pass
+
+
+def _peer(stream: anyio.abc.ByteStream) -> str:
+    """The client's address, without its port: what the per-peer cap counts by."""
+    address = stream.extra(anyio.abc.SocketAttribute.remote_address, "")
+    return str(address[0]) if isinstance(address, tuple) else str(address)
+
+
+def _to_stderr(message: str) -> None:
+    sys.stderr.write(f"event-exporter: {message}\n")
 
 
 def _error(message: str) -> dict[str, str]:

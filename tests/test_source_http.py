@@ -5,13 +5,15 @@ clearly while good events keep flowing."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.abc
 import anyio.from_thread
 import httpx
 import orjson
@@ -364,3 +366,296 @@ async def test_a_batch_that_fills_the_queues_is_cut_with_a_503_naming_what_was_t
     assert answer.headers["retry-after"] == "1"
     assert "the first 2 events up to line 2 were accepted; send line 3" in answer.json()["error"]
     assert len(received) == 2
+
+
+# -- cheap to refuse, and no client holds the listener ------------------------------------
+
+
+async def _read_to_end(stream: anyio.abc.ByteStream) -> bytes:
+    """Everything the server sends until it closes its side."""
+    received = b""
+    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+        while True:
+            received += await stream.receive()
+    return received
+
+
+def _status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def _header(answer: bytes, name: bytes) -> bytes | None:
+    head = answer.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.lower() == name.lower():
+            return value.strip()
+    return None
+
+
+async def test_no_token_is_a_401_from_the_head_its_body_never_read() -> None:
+    """The head announces 10 MiB and none of it is sent: the answer comes anyway."""
+    async with (
+        serving(bearer_token=Secret("s3cr3t-value")) as (source, received, url),
+        await anyio.connect_tcp("127.0.0.1", source.port) as stream,
+    ):
+        await stream.send(
+            b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (10 << 20)
+        )
+        answer = await _read_to_end(stream)
+    assert _status(answer) == 401
+    assert _header(answer, b"connection") == b"close"
+    assert _header(answer, b"www-authenticate") == b"Bearer"
+    assert b"s3cr3t" not in answer
+    assert received == []
+    assert source.refused == {401: 1}
+
+
+async def test_the_bearer_scheme_is_case_insensitive() -> None:
+    token = "tok-source-secret"
+    async with (
+        serving(bearer_token=Secret(token)) as (_, received, url),
+        httpx.AsyncClient() as client,
+    ):
+        answers = [
+            await client.post(url + "/events", content=LINES[0], headers={"Authorization": a})
+            for a in [f"bearer {token}", f"BEARER  {token}", f"Basic {token}", "bearer", token]
+        ]
+    assert [a.status_code for a in answers] == [204, 204, 401, 401, 401]
+    assert len(received) == 2
+
+
+async def test_content_length_with_transfer_encoding_is_a_400_and_the_connection_closed() -> None:
+    smuggled = b"POST /events HTTP/1.1\r\nHost: x\r\n\r\n"  # would be a second request
+    async with (
+        serving() as (source, received, _),
+        await anyio.connect_tcp("127.0.0.1", source.port) as stream,
+    ):
+        await stream.send(
+            b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled
+        )
+        answer = await _read_to_end(stream)
+    assert _status(answer) == 400
+    assert answer.count(b"HTTP/1.1 ") == 1
+    assert _header(answer, b"connection") == b"close"
+    assert b"Content-Length together with Transfer-Encoding" in answer
+    assert received == []
+
+
+async def _trickle(stream: anyio.abc.ByteStream, data: bytes, pause: float) -> None:
+    """A slow sender: one byte every ``pause`` seconds (at most len(data) of them), until
+    the server stops taking them."""
+    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        for index in range(len(data)):
+            await stream.send(data[index : index + 1])
+            await anyio.sleep(pause)
+
+
+@pytest.mark.parametrize(
+    ("settings", "start", "trickled", "said"),
+    [
+        ({"header_timeout": 1.0}, b"", b"POST /events HTTP/1.1\r\nHost: x\r\n\r\n", b"head"),
+        (
+            {"request_timeout": 1.0},
+            b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+            b"x" * 100,
+            b"body",
+        ),
+    ],
+)
+async def test_a_slow_sender_is_cut_off_at_its_deadline(
+    settings: dict[str, float], start: bytes, trickled: bytes, said: bytes
+) -> None:
+    """A byte every 0.2 s never trips the 60 s idle timeout; the deadline of 1 s does
+    (sending it all would take 7 s for the head, 20 s for the body)."""
+    async with (
+        serving(**settings) as (source, received, _),
+        await anyio.connect_tcp("127.0.0.1", source.port) as stream,
+    ):
+        began = anyio.current_time()
+        async with anyio.create_task_group() as tasks:
+            await stream.send(start) if start else None
+            tasks.start_soon(_trickle, stream, trickled, 0.2)
+            answer = await _read_to_end(stream)
+            tasks.cancel_scope.cancel()
+        took = anyio.current_time() - began
+    assert _status(answer) == 408
+    assert b"the request " + said + b" did not come within 1 s" in answer
+    assert _header(answer, b"connection") == b"close"
+    assert took < 5  # cut at 1 s, not when the sender is done
+    assert received == []
+
+
+async def _hold(port: int, count: int) -> list[anyio.abc.SocketStream]:
+    """``count`` connections that send nothing (held until the head deadline)."""
+    return [await anyio.connect_tcp("127.0.0.1", port) for _ in range(count)]
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Poll a server-side count nothing notifies about: at most 5 s, 10 ms apart."""
+    for _ in range(500):
+        if condition():
+            return
+        await anyio.sleep(0.01)
+    raise AssertionError("not reached in 5 s")
+
+
+@pytest.mark.parametrize(
+    ("total", "per_peer", "cap_name"),
+    [(3, 100, "(max_connections)"), (100, 3, "(max_connections_per_peer)")],
+)
+async def test_over_a_connection_cap_a_503_at_once_and_accept_goes_on(
+    total: int, per_peer: int, cap_name: str
+) -> None:
+    """Before, accept waited for a free slot: the fourth client was never answered."""
+    reports: list[str] = []
+    received: list[Event] = []
+
+    async def emit(event: Event) -> None:
+        received.append(event)
+
+    settings = HttpSourceSettings(port=0, max_connections=total, max_connections_per_peer=per_peer)
+    source = HttpSource(settings, emit, report=reports.append)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks, httpx.AsyncClient() as client:
+            await tasks.start(source.serve)
+            url = f"http://127.0.0.1:{source.port}/events"
+            held = await _hold(source.port, 3)
+            await _until(lambda: source.open_connections == 3)
+            refused = [await client.post(url, content=LINES[0]) for _ in range(4)]
+            await held.pop().aclose()
+            await _until(lambda: source.open_connections == 2)
+            served = await client.post(url, content=LINES[0])
+            for stream in held:
+                await stream.aclose()
+            tasks.cancel_scope.cancel()
+    for answer in refused:
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "1"
+        assert answer.headers["connection"] == "close"
+        assert cap_name in answer.json()["error"]
+    assert served.status_code == 204
+    assert len(received) == 1
+    assert source.refused == {503: 4}
+    assert len(reports) == 1  # rate-limited: one line for the four
+    assert reports[0].startswith(f"http source 127.0.0.1:{source.port}: 3 connections open")
+
+
+async def test_bad_lines_keep_ten_records_and_a_count() -> None:
+    body = b"not an event\n" * 50_000 + LINES[0] + b"\n"
+    async with serving() as (source, received, url), httpx.AsyncClient(timeout=30) as client:
+        answer = await client.post(url + "/events", content=body)
+    assert answer.status_code == 200
+    document = answer.json()
+    assert document["accepted"] == 1
+    assert document["rejected_total"] == 50_000
+    assert [r["line"] for r in document["rejected"]] == list(range(1, 11))
+    assert source.counts.rejected_lines == 50_000
+    assert len(received) == 1
+
+
+async def test_whatever_one_line_raises_is_that_line_s_rejection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def read(line: bytes) -> Event:
+        if line == b"boom":
+            raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
+        return read_event(line)
+
+    monkeypatch.setattr("exporter.sources.http.read_event", read)
+    async with serving() as (source, received, url), httpx.AsyncClient() as client:
+        answer = await client.post(
+            url + "/events", content=b"\n".join([LINES[0], b"boom", LINES[1]])
+        )
+        single = await client.post(url + "/dovecot", content=b"boom", headers=JSON)
+    assert answer.status_code == 200
+    assert answer.json()["rejected"] == [
+        {
+            "line": 2,
+            "error": "cannot be read: ValueError: Exceeds the limit (4300 digits) for integer "
+            "string conversion",
+        }
+    ]
+    assert single.status_code == 400
+    assert len(received) == 2
+
+
+async def test_a_large_bad_body_leaves_the_loop_to_other_clients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once the first of 200,000 bad lines is read, another client is answered before the
+    last one is (before the fix the loop was held until then)."""
+    reading = anyio.Event()
+
+    def read(line: bytes) -> Event:
+        reading.set()
+        return read_event(line)
+
+    monkeypatch.setattr("exporter.sources.http.read_event", read)
+    body = b"not an event\n" * 200_000
+    big: list[httpx.Response] = []
+    async with (
+        serving() as (_, _, url),
+        httpx.AsyncClient(timeout=30) as client,
+        anyio.create_task_group() as tasks,
+    ):
+
+        async def post_big() -> None:
+            big.append(await client.post(url + "/events", content=body))
+
+        tasks.start_soon(post_big)
+        await reading.wait()
+        other = await client.post(url + "/events", content=LINES[0])
+        assert not big  # answered while the big body was still being read
+    assert other.status_code == 204
+    assert big[0].status_code == 400
+
+
+# -- what was sound, and stays so --------------------------------------------------------
+
+
+async def test_the_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr("exporter.httpserver.hmac.compare_digest", spy)
+    async with (
+        serving(bearer_token=Secret("tok-x")) as (_, received, url),
+        httpx.AsyncClient() as client,
+    ):
+        wrong = await client.post(
+            url + "/events", content=LINES[0], headers={"Authorization": "Bearer no"}
+        )
+        right = await client.post(
+            url + "/events", content=LINES[0], headers={"Authorization": "Bearer tok-x"}
+        )
+    assert (wrong.status_code, right.status_code) == (401, 204)
+    assert compared == [(b"no", b"tok-x"), (b"tok-x", b"tok-x")]
+
+
+async def test_the_stalwart_signature_is_checked_before_the_body_is_parsed() -> None:
+    async with (
+        serving(stalwart_signing_key=Secret("k")) as (_, received, url),
+        httpx.AsyncClient() as client,
+    ):
+        unsigned_garbage = await client.post(url + "/stalwart", content=b'{"events": [' * 5000)
+    assert unsigned_garbage.status_code == 401
+    assert received == []
+
+
+async def test_a_head_over_64_kib_is_a_431_and_the_connection_closed() -> None:
+    async with (
+        serving() as (source, received, _),
+        await anyio.connect_tcp("127.0.0.1", source.port) as stream,
+    ):
+        await stream.send(b"POST /events HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (65 << 10))
+        answer = await _read_to_end(stream)
+    assert _status(answer) == 431
+    assert b"request head larger than 65536 bytes" in answer
+    assert _header(answer, b"connection") == b"close"
+    assert received == []

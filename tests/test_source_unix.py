@@ -261,3 +261,116 @@ async def test_at_shutdown_the_rest_of_what_was_read_is_forced_in(sock_path: str
     assert source.counts.events == 7
     assert "connection 1, line 7: " in errors.getvalue()
     assert "truncated" not in errors.getvalue()  # the writer did not die: we stopped
+
+
+# -- a cap on connections, and a socket file nobody can swap -----------------------------
+
+
+async def test_over_max_connections_a_new_connection_is_closed_at_once_and_reported(
+    sock_path: str,
+) -> None:
+    """Before, every connection was served, with its own task and up to a line's buffer."""
+    with anyio.fail_after(10):
+        async with serving(sock_path, max_connections=2) as (source, collector, errors):
+            first = await anyio.connect_unix(sock_path)
+            second = await anyio.connect_unix(sock_path)
+            await first.send(line("a", 0))
+            await second.send(line("b", 0))
+            await collector.wait_for(2)  # both are being served
+            refused = []
+            for _ in range(3):
+                extra = await anyio.connect_unix(sock_path)
+                refused.append(await _closed_by_the_source(extra))
+            await first.aclose()
+            for _ in range(500):  # nothing notifies the end of a connection: poll, bounded
+                if source.open_connections == 1:
+                    break
+                await anyio.sleep(0.01)
+            async with await anyio.connect_unix(sock_path) as later:
+                await later.send(line("c", 0))
+                await collector.wait_for(3)
+            await second.aclose()
+    assert refused == [True, True, True]
+    assert source.counts.refused_connections == 3
+    assert (source.counts.connections, source.counts.events) == (3, 3)
+    report = errors.getvalue().splitlines()
+    assert report == [
+        f"event-exporter: unix source {sock_path}: 2 connections open (max_connections): "
+        "new connections are closed at once"
+    ]  # rate-limited: one line for the three
+
+
+async def _closed_by_the_source(client: anyio.abc.SocketStream) -> bool:
+    """Whether the source closed ``client`` without reading it (the end comes first)."""
+    async with client:
+        try:
+            await client.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            return True
+    return False
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o666), (0o077, 0o660), (0o000, 0o600)])
+async def test_the_socket_has_exactly_its_mode_and_nothing_is_left_beside_it(
+    sock_path: str, umask: int, mode: int
+) -> None:
+    previous = os.umask(umask)
+    try:
+        with anyio.fail_after(10):
+            async with serving(sock_path, mode=mode) as (_, collector, _):
+                found = os.lstat(sock_path)
+                beside = os.listdir(os.path.dirname(sock_path))
+                async with await anyio.connect_unix(sock_path) as client:
+                    await client.send(line("a", 1))
+                await collector.wait_for(1)
+    finally:
+        os.umask(previous)
+    assert stat.S_ISSOCK(found.st_mode)
+    assert stat.S_IMODE(found.st_mode) == mode
+    assert beside == [os.path.basename(sock_path)]  # the private directory is gone
+
+
+async def test_a_symlink_swapped_in_after_bind_is_never_followed(
+    sock_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone who can write the directory replaces the path with a symlink to a victim
+    the moment bind returns: before, the chmod after bind followed it to the victim."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    victim.chmod(0o644)
+    real_bind = socket.socket.bind
+
+    def bind_then_swap(sock: socket.socket, address: object) -> None:
+        real_bind(sock, address)  # type: ignore[arg-type]
+        if lexists(sock_path):
+            os.unlink(sock_path)
+        os.symlink(victim, sock_path)
+
+    monkeypatch.setattr(socket.socket, "bind", bind_then_swap)
+    with anyio.fail_after(10):
+        async with serving(sock_path, mode=0o660) as (_, collector, _):
+            monkeypatch.undo()
+            assert stat.S_IMODE(victim.stat().st_mode) == 0o644  # not chmod'ed through the link
+            found = os.lstat(sock_path)
+            async with await anyio.connect_unix(sock_path) as client:
+                await client.send(line("a", 1))
+            await collector.wait_for(1)
+    assert victim.read_bytes() == b"precious\n"
+    assert stat.S_ISSOCK(found.st_mode)
+    assert stat.S_IMODE(found.st_mode) == 0o660
+
+
+async def test_a_path_near_the_length_limit_still_listens() -> None:
+    """The private directory's path is longer than the socket's own; bind then goes
+    through the directory's descriptor."""
+    with socket_dir() as directory:
+        deep = os.path.join(directory, "d" * (100 - len(directory) - 1))
+        os.mkdir(deep)
+        path = os.path.join(deep, "e.sock")
+        assert len(path) == 107
+        with anyio.fail_after(10):
+            async with serving(path) as (_, collector, _):
+                async with await anyio.connect_unix(path) as client:
+                    await client.send(line("a", 1))
+                await collector.wait_for(1)
+        assert os.listdir(deep) == []

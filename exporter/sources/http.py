@@ -10,32 +10,48 @@ Endpoints (POST):
 
 A request is answered only once its events are in the exporters' queues (under the
 ``block`` policy that is backpressure: a sender waits for its answer). Answers: 204 all
-accepted; 200 with ``{"accepted": N, "rejected": [{"line": L, "error": "..."}]}`` when
-some lines of a batch were bad (the good ones are kept); 400 when nothing was good,
-401 without the bearer token or the right signature, 404, 405, 413 over the body limit,
-415 for an unknown Content-Type, 503 with ``Retry-After`` while an exporter that drops
-when full (not ``block``) is full, each with a JSON ``{"error": "..."}``. Bad input
-of any kind ends in an answer or a closed connection, never in a crash.
+accepted; 200 with ``{"accepted": N, "rejected": [{"line": L, "error": "..."}],
+"rejected_total": R}`` when some lines of a batch were bad (the good ones are kept; the
+first 10 bad ones are named); 400 when nothing was good, 401 without the bearer token or
+the right signature, 404, 405, 408 too slow, 413 over the body limit, 415 for an unknown
+Content-Type, 503 with ``Retry-After`` while an exporter that drops when full (not
+``block``) is full or over a connection cap, each with a JSON ``{"error": "..."}``. What
+the head alone decides (the token, the endpoint, the Content-Type, a full queue, the
+size) is answered before the body is read, and the connection closed. Bad input of any
+kind ends in an answer or a closed connection, never in a crash.
 """
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from exporter.errors import EventExporterError
 from exporter.event import Event
 from exporter.formats.reader import read_event
-from exporter.httpserver import HttpServer, Refuse, Request, Response, ServerLimits
+from exporter.httpserver import (
+    Head,
+    HttpServer,
+    Refuse,
+    Request,
+    Response,
+    ServerLimits,
+    require_bearer,
+)
+from exporter.safe_text import printable
 from exporter.secret import Secret
 from exporter.sources.stalwart import read_webhook, signature_ok
 
 Emit = Callable[[Event], Awaitable[None]]
 _REJECTS_SHOWN = 10
+_LINES_PER_TURN = 100
+"""Lines (or webhook events) read between two chances for the other clients to run."""
+_ENDPOINTS = ("/dovecot", "/events", "/stalwart")
+_DOVECOT_TYPES = ("application/json", "text/plain")
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,14 @@ class HttpSourceSettings:
     """A connection silent this long (between or inside requests) is closed."""
     bearer_token: Secret | None = None
     stalwart_signing_key: Secret | None = None
+    header_timeout: float = 10.0
+    """A request's head must have come this long after it began (408, closed)."""
+    request_timeout: float = 60.0
+    """A request's body must have come this long after its head (408, closed)."""
+    max_connections: int = 1024
+    """Open connections in all; more are answered 503 and closed."""
+    max_connections_per_peer: int = 256
+    """Open connections from one address; more are answered 503 and closed."""
 
 
 @dataclass
@@ -57,7 +81,8 @@ class HttpSourceCounts:
 
 
 class HttpSource:
-    """``serve()`` accepts connections until cancelled."""
+    """``serve()`` accepts connections until cancelled. ``report`` writes a line about
+    trouble on the listener (connections over a cap), stderr by default."""
 
     def __init__(
         self,
@@ -65,6 +90,8 @@ class HttpSource:
         emit: Emit,
         busy: Callable[[], bool] | None = None,
         commit: Callable[[], None] = lambda: None,
+        *,
+        report: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self._emit = emit
@@ -72,8 +99,25 @@ class HttpSource:
         self._commit = commit
         """Called before every answer: what it accepted is then on disk (a spool)."""
         self.counts = HttpSourceCounts()
-        limits = ServerLimits(settings.max_body_bytes, settings.idle_timeout)
-        self._server = HttpServer(settings.host, settings.port, self._handle, limits)
+        limits = ServerLimits(
+            max_body_bytes=settings.max_body_bytes,
+            idle_timeout=settings.idle_timeout,
+            max_connections=settings.max_connections,
+            max_connections_per_peer=settings.max_connections_per_peer,
+            header_timeout=settings.header_timeout,
+            request_timeout=settings.request_timeout,
+        )
+        token = settings.bearer_token
+        self._authorize = None if token is None else require_bearer(token)
+        self._server = HttpServer(
+            settings.host,
+            settings.port,
+            self._handle,
+            limits,
+            check_head=self._check_head,
+            name="http source",
+            report=report,
+        )
 
     @property
     def port(self) -> int:
@@ -85,52 +129,61 @@ class HttpSource:
         """Requests answered 4xx/5xx, by status."""
         return self._server.refused
 
+    @property
+    def open_connections(self) -> int:
+        return self._server.open_connections
+
     async def serve(
         self, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         await self._server.serve(task_status=task_status)
 
+    def _check_head(self, head: Head) -> None:
+        """What is refused before a body byte is read: no token, no such endpoint, a
+        Content-Type Dovecot does not send, queues full."""
+        self.counts.requests += 1
+        if self._authorize is not None:
+            self._authorize(head)
+        path = head.path.rstrip("/")
+        if path not in _ENDPOINTS:
+            raise Refuse(404, "endpoints: POST /dovecot, /events, /stalwart")
+        if path == "/dovecot" and _content_type(head) not in _DOVECOT_TYPES:
+            raise Refuse(415, "Dovecot sends application/json or text/plain")
+        if self._busy is not None and self._busy():
+            raise Refuse(503, "queues full: try again later", [("Retry-After", "1")])
+
     async def _handle(self, request: Request) -> Response:
         try:
-            return await self._handle_request(request)
+            path = request.path.rstrip("/")
+            if path == "/dovecot":
+                return await self._lines(iter([request.body]), one_event=True)
+            if path == "/events":
+                return await self._lines(_lines_of(request.body), one_event=False)
+            return await self._stalwart(request)
         finally:  # before any answer, 204, 200, 400 or 503 after part of a batch
             self._commit()
 
-    async def _handle_request(self, request: Request) -> Response:
-        self.counts.requests += 1
-        token = self.settings.bearer_token
-        if token is not None:
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, b"Bearer " + token.reveal().encode()):
-                raise Refuse(401, "a valid bearer token is required")
-        if self._busy is not None and self._busy():
-            raise Refuse(503, "queues full: try again later", [("Retry-After", "1")])
-        path = request.path.rstrip("/")
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if path == "/dovecot":
-            if content_type not in ("application/json", "text/plain"):
-                raise Refuse(415, "Dovecot sends application/json or text/plain")
-            return await self._lines([request.body], one_event=True)
-        if path == "/events":
-            return await self._lines(request.body.split(b"\n"), one_event=False)
-        if path == "/stalwart":
-            return await self._stalwart(request)
-        raise Refuse(404, "endpoints: POST /dovecot, /events, /stalwart")
-
-    async def _lines(self, lines: list[bytes], *, one_event: bool) -> Response:
-        accepted = 0
+    async def _lines(self, lines: Iterator[bytes], *, one_event: bool) -> Response:
+        """Emit each good line's event; name the first bad ones and count the others
+        (a body of a million bad lines keeps ten records, not a million)."""
+        accepted = rejected_total = 0
         rejected: list[dict[str, object]] = []
         for number, raw in enumerate(lines, 1):
+            if number % _LINES_PER_TURN == 0:
+                await anyio.lowlevel.checkpoint()  # other clients, /metrics: their turn
             line = raw[:-1] if raw.endswith(b"\r") else raw
             if not line and not one_event:
                 continue
             try:
                 event = read_event(line)
-            except EventExporterError as exc:
-                rejected.append({"line": number, "error": str(exc)})
+            except Exception as exc:  # whatever one line raises is that line's rejection
+                rejected_total += 1
+                if len(rejected) < _REJECTS_SHOWN:
+                    rejected.append({"line": number, "error": _reason(exc)})
                 continue
             if accepted and self._busy is not None and self._busy():
                 self.counts.events += accepted
+                self.counts.rejected_lines += rejected_total
                 raise Refuse(
                     503,
                     f"queues full: the first {accepted} events up to line {number - 1} were "
@@ -140,12 +193,12 @@ class HttpSource:
             await self._emit(event)
             accepted += 1
         self.counts.events += accepted
-        self.counts.rejected_lines += len(rejected)
-        if not rejected:
+        self.counts.rejected_lines += rejected_total
+        if not rejected_total:
             return Response(204)
         if one_event:
             raise Refuse(400, str(rejected[0]["error"]))
-        answer = {"accepted": accepted, "rejected": rejected[:_REJECTS_SHOWN]}
+        answer = {"accepted": accepted, "rejected": rejected, "rejected_total": rejected_total}
         return Response.json(200 if accepted else 400, answer)
 
     async def _stalwart(self, request: Request) -> Response:
@@ -156,9 +209,11 @@ class HttpSource:
             raise Refuse(401, "X-Signature does not match the body")
         try:
             events = read_webhook(request.body)
-        except EventExporterError as exc:
-            raise Refuse(400, str(exc)) from None
+        except Exception as exc:  # whatever a body raises is that body's rejection
+            raise Refuse(400, _reason(exc)) from None
         for index, event in enumerate(events):
+            if index and index % _LINES_PER_TURN == 0:
+                await anyio.lowlevel.checkpoint()
             if index and self._busy is not None and self._busy():
                 self.counts.events += index
                 raise Refuse(
@@ -169,3 +224,25 @@ class HttpSource:
             await self._emit(event)
         self.counts.events += len(events)
         return Response(204)
+
+
+def _lines_of(body: bytes) -> Iterator[bytes]:
+    """``body.split(b"\\n")`` one line at a time: 10 MiB of short lines as one list
+    would be millions of objects at once."""
+    start = 0
+    while (end := body.find(b"\n", start)) >= 0:
+        yield body[start:end]
+        start = end + 1
+    yield body[start:]
+
+
+def _content_type(head: Head) -> str:
+    return head.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _reason(exc: Exception) -> str:
+    """Why a line or body was refused, for its sender: the reader's message, or what
+    went wrong where the reader did not expect it; escaped and capped either way."""
+    if isinstance(exc, EventExporterError):
+        return printable(str(exc))
+    return printable(f"cannot be read: {type(exc).__name__}: {exc}")

@@ -7,11 +7,17 @@ too. A bad line, a line longer than ``max_line_bytes`` (never buffered: its byte
 counted and dropped) and a last line cut short by the end of the connection are reported
 on the error stream with the connection and line number, and skipped; the rest go on.
 
-The socket file is created with ``mode`` before anyone can connect: the socket's inode is
-given the mode before bind, and the path is chmod'ed (past the umask) before listen. A
-socket file left by a previous run is replaced; anything else at the path (a regular file,
-a directory, a socket someone is still listening on) is refused with a clear error. On
-cancellation the listener is closed and the path unlinked, if it is still ours.
+At most ``max_connections`` connections are served at once: one more is closed as soon as
+it is accepted, and reported (at most every few seconds, with how many were since). A
+connection's buffers go with it when it ends: what one connection can hold is one line.
+
+The socket file has exactly ``mode`` before anyone can connect, and its path is never
+chmod'ed nor followed: the socket is bound, chmod'ed and set listening in a directory
+only this process can write (made beside the path, 0700), then renamed into place, which
+replaces a name and never follows one. A socket file left by a previous run is replaced;
+anything else at the path (a regular file, a directory, a symlink, a socket someone is
+still listening on) is refused with a clear error. On cancellation the listener is closed
+and the path unlinked, if it is still ours.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import errno
 import os
 import socket
 import stat
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TextIO
@@ -28,6 +35,7 @@ from typing import TextIO
 import anyio
 import anyio.abc
 
+from exporter.connections import ConnectionCaps, Throttle, ensure_descriptors
 from exporter.event import Event
 from exporter.export import why_rejected
 from exporter.formats.reader import read_event
@@ -36,6 +44,9 @@ Emit = Callable[[Event], Awaitable[None]]
 _READ_BYTES = 1 << 16
 _REPORTED_MAX = 100
 _ACCEPT_PAUSE = 0.1
+_SUN_PATH_MAX = 107
+_PLACE = "s"
+"""The socket's name inside the private directory it is made in."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,8 @@ class UnixSourceSettings:
     mode: int = 0o600
     max_line_bytes: int = 1 << 20
     """A longer line (without its newline) is reported and skipped, never buffered."""
+    max_connections: int = 1024
+    """Connections served at once; one more is closed at once and reported."""
 
 
 @dataclass
@@ -52,6 +65,8 @@ class UnixSourceCounts:
     events: int = 0
     rejected_lines: int = 0
     """Bad, oversized or truncated lines (each reported on the error stream)."""
+    refused_connections: int = 0
+    """Connections closed at once, over ``max_connections``."""
 
 
 class BoundedLines:
@@ -141,6 +156,16 @@ class UnixSource:
         """Makes what was emitted durable (a spool), after each read's lines."""
         self._errors = errors
         self.counts = UnixSourceCounts()
+        self._caps = ConnectionCaps(settings.max_connections)
+        self._over_cap = Throttle(self._report)
+        self._accept_failed = Throttle(self._report)
+
+    @property
+    def open_connections(self) -> int:
+        return self._caps.open
+
+    def _report(self, message: str) -> None:
+        self._errors.write(f"event-exporter: unix source {self.settings.path}: {message}\n")
 
     async def serve(
         self, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -148,10 +173,13 @@ class UnixSource:
         # Raw sockets and anyio.wait_readable: anyio's asyncio unix streams can raise
         # InvalidStateError in a loop callback when a receive is cancelled as data arrives.
         path = self.settings.path
+        shortage = ensure_descriptors(self.settings.max_connections)
         listener, ours = _listening_socket(path, self.settings.mode)
         try:
             with listener:
                 listener.setblocking(False)
+                if shortage:
+                    self._report(shortage)
                 task_status.started()
                 async with anyio.create_task_group() as tasks:
                     while True:
@@ -168,41 +196,51 @@ class UnixSource:
             except (BlockingIOError, ConnectionAbortedError, InterruptedError):
                 return
             except OSError as exc:  # out of descriptors or memory: let some go first
-                self._errors.write(
-                    f"event-exporter: unix source {self.settings.path}: "
-                    f"cannot accept a connection: {exc.strerror or exc}\n"
-                )
+                self._accept_failed(f"cannot accept a connection: {exc.strerror or exc}")
                 await anyio.sleep(_ACCEPT_PAUSE)
                 return
+            refusal = self._caps.admit()
+            if refusal is not None:
+                conn.close()
+                self.counts.refused_connections += 1
+                self._over_cap(f"{refusal}: new connections are closed at once")
+                continue
             conn.setblocking(False)
             self.counts.connections += 1
             tasks.start_soon(self._connection, conn, self.counts.connections)
 
     async def _connection(self, conn: socket.socket, number: int) -> None:
         lines = BoundedLines(self.settings.max_line_bytes)
+        try:
+            with conn:
+                await self._read(conn, number, lines)
+        finally:
+            lines.reset()  # what a connection held goes with it
+            self._caps.release()
+
+    async def _read(self, conn: socket.socket, number: int, lines: BoundedLines) -> None:
         lineno = 0
-        with conn:
-            while True:
-                await anyio.wait_readable(conn)
-                try:
-                    chunk = conn.recv(_READ_BYTES)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    break  # a reset is an end: what came before it is kept
-                if not chunk:
-                    break
-                items = lines.feed(chunk)
-                index = 0
-                try:
-                    while index < len(items):
-                        index += 1
-                        await self._take(number, lineno + index, *items[index - 1])
-                except anyio.get_cancelled_exc_class():
-                    self._force(number, lineno + index, items[index:])
-                    raise
-                self._commit()
-                lineno += len(items)
+        while True:
+            await anyio.wait_readable(conn)
+            try:
+                chunk = conn.recv(_READ_BYTES)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                break  # a reset is an end: what came before it is kept
+            if not chunk:
+                break
+            items = lines.feed(chunk)
+            index = 0
+            try:
+                while index < len(items):
+                    index += 1
+                    await self._take(number, lineno + index, *items[index - 1])
+            except anyio.get_cancelled_exc_class():
+                self._force(number, lineno + index, items[index:])
+                raise
+            self._commit()
+            lineno += len(items)
         if lines.pending_bytes:
             what = "longer than the limit and " if lines.pending_oversized else ""
             self._reject(
@@ -263,28 +301,60 @@ class UnixSource:
 
 
 def _listening_socket(path: str, mode: int) -> tuple[socket.socket, os.stat_result]:
-    """A listening socket at ``path`` with ``mode`` (and what ``path`` names then); a
-    stale socket file is replaced."""
+    """A listening socket at ``path`` with exactly ``mode`` (and the file it is); a stale
+    socket file is replaced.
+
+    A chmod of ``path`` after bind would follow a symlink swapped in by anyone who can
+    write the directory, and a umask set around bind would change the mode of every file
+    another thread creates meanwhile. So the socket is bound, chmod'ed and set listening
+    in a fresh directory beside ``path`` that only we can write, reached through its
+    descriptor, then renamed to ``path``: a rename replaces a name, it never follows one.
+    """
     _remove_stale(path)
+    try:
+        private = tempfile.mkdtemp(prefix=".event-exporter-", dir=os.path.dirname(path) or ".")
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot listen on {path}: {exc.strerror or exc}") from exc
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with contextlib.suppress(OSError):  # Linux: bind creates the file with this mode
-            os.fchmod(sock.fileno(), mode)
+        folder = _open_private(private, path)
         try:
-            sock.bind(path)
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {path}: {exc.strerror or exc}") from exc
-        try:
-            os.chmod(path, mode)  # the bits the umask took; nobody can connect before listen
-            ours = os.lstat(path)
-            sock.listen()
-        except BaseException:
-            os.unlink(path)
-            raise
+            place = os.path.join(private, _PLACE)
+            if len(os.fsencode(place)) > _SUN_PATH_MAX:
+                place = f"/proc/self/fd/{folder}/{_PLACE}"  # the same directory, shorter
+            try:
+                sock.bind(place)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot listen on {path}: {exc.strerror or exc}") from exc
+            try:
+                os.chmod(_PLACE, mode, dir_fd=folder)  # past the umask; only we write here
+                ours = os.stat(_PLACE, dir_fd=folder, follow_symlinks=False)
+                sock.listen()
+                os.rename(_PLACE, path, src_dir_fd=folder)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(_PLACE, dir_fd=folder)
+                raise
+        finally:
+            os.close(folder)
     except BaseException:
         sock.close()
         raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(private)
     return sock, ours
+
+
+def _open_private(private: str, path: str) -> int:
+    """A descriptor of the directory mkdtemp just made, refused if it is not that one
+    any more (someone who can write its parent renamed another in its place)."""
+    folder = os.open(private, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    found = os.fstat(folder)
+    if found.st_uid != os.geteuid() or stat.S_IMODE(found.st_mode) & 0o077:
+        os.close(folder)
+        raise OSError(errno.EPERM, f"cannot listen on {path}: {private} was replaced", private)
+    return folder
 
 
 def _remove_stale(path: str) -> None:
