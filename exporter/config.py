@@ -596,26 +596,35 @@ def _toml_error_line(exc: tomllib.TOMLDecodeError) -> int | None:
 
 
 class _KeyLines:
-    """Where each key path is written: TOML's reader does not say, the text does."""
+    """Where each key path is written: TOML's reader does not say, the text does.
 
-    _HEADER = re.compile(r"\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
-    _KEY = re.compile(r"\s*([\w\-\"'. ]+?)\s*=")
+    One pass, linear in the text: a line is read with ``str.find`` and single-character
+    searches, never a regex that can backtrack (a long line once made ``check`` run for
+    minutes). What a multi-line string holds is skipped: a line in one is not a key.
+    """
+
+    _KEY_CHARS = re.compile(r"[\w\-\"'. ]+")
+    _SPECIAL = re.compile(r"[#\"']")  # outside strings: a comment or a string starts
+    _BASIC_END = re.compile(r"[\\\"]")  # in a "..." or """...""" string: an escape or a quote
 
     def __init__(self, text: str) -> None:
         self._lines: dict[str, int] = {}
         table = ""
+        inside = ""  # the delimiter of the multi-line string a line starts in ("" for none)
         for number, line in enumerate(text.splitlines(), 1):
-            header = self._HEADER.match(line)
-            if header:
-                table = _dotted(header.group(1))
-                parts = table.split(".")
-                for end in range(1, len(parts) + 1):  # [metric.x] also writes "metric"
-                    self._lines.setdefault(".".join(parts[:end]), number)
-                continue
-            key = self._KEY.match(line)
-            if key and not line.lstrip().startswith("#"):
-                path = f"{table}.{_dotted(key.group(1))}" if table else _dotted(key.group(1))
-                self._lines.setdefault(path, number)
+            if not inside:
+                header = _header_name(line)
+                if header is not None:
+                    table = _dotted(header)
+                    parts = table.split(".")
+                    for end in range(1, len(parts) + 1):  # [metric.x] also writes "metric"
+                        self._lines.setdefault(".".join(parts[:end]), number)
+                else:
+                    key = self._key(line)
+                    if key is not None:
+                        path = f"{table}.{_dotted(key)}" if table else _dotted(key)
+                        self._lines.setdefault(path, number)
+            inside = self._open_at_end(line, inside)
 
     def find(self, path: str) -> int | None:
         """The line of ``path``, else of the nearest enclosing table that is written."""
@@ -624,6 +633,79 @@ class _KeyLines:
                 return self._lines[path]
             path = path.rpartition(".")[0]
         return None
+
+    @classmethod
+    def _key(cls, line: str) -> str | None:
+        """``name`` of a line ``name = ...`` (bare, quoted or dotted), else None."""
+        text = line.lstrip()
+        equals = text.find("=")
+        if equals <= 0 or text.startswith("#"):
+            return None
+        key = text[:equals].rstrip()
+        return key if cls._KEY_CHARS.fullmatch(key) else None
+
+    @classmethod
+    def _open_at_end(cls, line: str, inside: str) -> str:
+        """The multi-line string (its delimiter) still open where ``line`` ends, given the
+        one open where it starts."""
+        at, size = 0, len(line)
+        while at < size:
+            if inside:  # find its end: a quote not escaped (a literal string has no escapes)
+                if inside == '"""':
+                    found = cls._BASIC_END.search(line, at)
+                    at = found.start() if found else -1
+                else:
+                    at = line.find("'", at)
+                if at < 0:
+                    return inside
+                if line[at] == "\\":
+                    at += 2
+                elif line.startswith(inside, at):
+                    at += 3
+                    while at < size and line[at] == inside[0]:  # """a""""": up to 2 more
+                        at += 1
+                    inside = ""
+                else:
+                    at += 1
+                continue
+            special = cls._SPECIAL.search(line, at)
+            if special is None or special.group() == "#":
+                return ""
+            at = special.start()
+            quote = line[at]
+            if line.startswith(quote * 3, at):
+                inside, at = quote * 3, at + 3
+                continue
+            at = cls._one_line_string_end(line, at + 1, quote)
+        return inside
+
+    @classmethod
+    def _one_line_string_end(cls, line: str, at: int, quote: str) -> int:
+        """Where a one-line string that starts before ``at`` ends (past its quote)."""
+        while True:
+            if quote == "'":
+                end = line.find("'", at)
+                return len(line) if end < 0 else end + 1
+            found = cls._BASIC_END.search(line, at)
+            if found is None:
+                return len(line)
+            if found.group() == '"':
+                return found.end()
+            at = found.end() + 1  # an escape: skip the character it escapes
+
+
+def _header_name(line: str) -> str | None:
+    """``a.b`` of a ``[a.b]`` or ``[[a.b]]`` line (a comment may follow), else None."""
+    text = line.strip()
+    if not text.startswith("["):
+        return None
+    body = text[2:] if text.startswith("[[") else text[1:]
+    end = body.find("]")
+    if end < 0:
+        return None
+    rest = body[end + 1 :].removeprefix("]").strip()
+    name = body[:end].strip()
+    return name if name and (not rest or rest.startswith("#")) else None
 
 
 def _dotted(key: str) -> str:
