@@ -299,7 +299,17 @@ def is_loopback_host(host: str) -> bool:
 
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 _CREDENTIAL_WORDS = frozenset(
-    {"token", "secret", "password", "passwd", "apikey", "auth", "authorization", "credential"}
+    {
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "apikey",
+        "auth",
+        "authorization",
+        "authentication",
+        "credential",
+    }
 )
 _KEY_WORDS = frozenset({"api", "access", "private"})  # X-Api-Key, X-Access-Key
 

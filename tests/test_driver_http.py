@@ -832,6 +832,7 @@ def test_tls_not_verified_is_a_warning() -> None:
         ("X-Client-Secrets", True),
         ("X-Password", True),
         ("X-Auth", True),
+        ("X-Authentication", True),
         ("X-Source", False),
         ("Idempotency-Key", False),
         ("X-Routing-Key", False),
