@@ -27,25 +27,38 @@ Classification, in one place (:func:`classify_status`, :func:`classify_exception
 transport failures (connect, read, write, timeouts, a server breaking the protocol)
 retryable, with ``Retry-After`` (seconds or an HTTP date) when the server sent one; any
 other status permanent, with the status and the first bytes of the response body in
-the reason. Redirects are not followed unless ``follow_redirects``: a 3xx is then a
-permanent failure that names where it pointed. Secrets (auth, signing key) never appear
-in a message: they are :class:`~exporter.secret.Secret` and only headers see them.
+the reason. Redirects are not followed unless ``follow_redirects``, and then only a 307
+or 308 within the same origin (scheme, host, port), at most :data:`MAX_REDIRECTS` hops:
+the body, headers and signature never go to another host. Any other redirect is a
+permanent failure whose reason says where it pointed and why it was not followed.
+
+Secrets (auth, signing key) never appear in a message: they are
+:class:`~exporter.secret.Secret` and only headers see them. Credentials and signatures
+go over plain ``http://`` only to a loopback host (or a unix socket) unless
+``allow_plain_http``. What a receiver says (its error body, reason phrase, Location, the
+text of a failure) is data, not markup: :class:`ReceiverText` replaces our secrets in it
+with ``***``, escapes its control characters and caps its length before it reaches a
+message, a log line or a dead-letter reason.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime
 import email.utils
 import gzip
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import re
 import ssl
 import time
-from collections.abc import Callable, Mapping
+import weakref
+import zlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -61,6 +74,7 @@ from exporter.errors import (
     RetryableDeliveryError,
     UsageError,
 )
+from exporter.safe_text import printable
 from exporter.secret import Secret
 
 Body = Literal["ndjson", "json-array", "single"]
@@ -70,7 +84,15 @@ BODIES: tuple[Body, ...] = ("ndjson", "json-array", "single")
 COMPRESSIONS: tuple[Compression, ...] = ("none", "gzip")
 SIGNINGS: tuple[Signing, ...] = ("none", "stalwart", "standard-webhooks")
 DEFAULT_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-_ERROR_BODY_BYTES = 200
+MAX_REDIRECTS = 5
+"""Same-origin 307/308 hops followed for one request, at most."""
+_SHOWN_CHARS = 200
+"""Characters of receiver text kept in a reason (the error body's first ones)."""
+_EXCERPT_READ_BYTES = 4096
+"""Bytes of an error body read, at most: enough for the excerpt, bounded whatever it is."""
+_SCANNED_CHARS = 1 << 16
+"""Receiver text longer than this is cut before our secrets are looked for in it."""
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field names
 _HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
 _HOST = re.compile(r"[A-Za-z0-9._:-]+")  # a name, IPv4, or IPv6 (httpx drops the brackets)
@@ -107,6 +129,10 @@ class HttpSettings:
     """Batches in flight at once. 1 keeps the order of events; above 1 order holds only
     within a batch."""
     follow_redirects: bool = False
+    """Follow a 307 or 308 within the same origin (never another host, never 301-303)."""
+    allow_plain_http: bool = False
+    """Send credentials or a signature over plain ``http://`` to a host that is not
+    loopback, where whoever is on the path reads them; refused unless set."""
     verify_tls: bool = True
     ca_file: str | None = None
     unix_socket: str | None = None
@@ -115,14 +141,7 @@ class HttpSettings:
     retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
 
     def __post_init__(self) -> None:
-        url = _parse_url(self.url)
-        if url.scheme not in ("http", "https"):
-            raise UsageError(f"http destination {self.url!r}: the scheme must be http or https")
-        if url.userinfo:
-            raise UsageError(
-                "http destination: credentials in the URL are refused (they would show in "
-                "messages); use basic auth with the password from a file or variable"
-            )
+        check_url(self.url)
         if self.body not in BODIES:
             raise UsageError(f"unknown http body {self.body!r} (allowed: {', '.join(BODIES)})")
         if self.body == "json-array" and self.event_format != "json":
@@ -172,10 +191,68 @@ class HttpSettings:
                     f"the {what} from {secret.origin} holds characters a header cannot carry "
                     "(printable ASCII only; a second line?)"
                 )
+        if self.signing == "standard-webhooks" and self.signing_key is not None:
+            signing_key_bytes(self.signing_key)
+        in_clear = self.sent_in_clear
+        if in_clear and not self.allow_plain_http:
+            raise UsageError(
+                f"http destination {printable_url(self.url)}: the {_and(in_clear)} would "
+                f"travel in clear (plain http:// to {_parse_url(self.url).host}, not a loopback "
+                "address): use https://, or allow it explicitly (allow_plain_http = true, "
+                "--http-allow-plain-http)"
+            )
 
     def __repr__(self) -> str:
         """Without the URL's query (it may hold a token); Secrets print as ``***``."""
         return f"HttpSettings(url={_safe_url(httpx.URL(self.url))!r}, body={self.body!r}, ...)"
+
+    @property
+    def credentials(self) -> tuple[str, ...]:
+        """What each request carries that proves who we are: auth, a signature, a header
+        named like a credential (``X-Api-Key``)."""
+        found = [
+            what
+            for what, secret in (
+                ("bearer token", self.bearer_token),
+                ("basic auth password", self.basic_password),
+                (f"{self.signing} signature", self.signing_key),
+            )
+            if secret is not None
+        ]
+        return (*found, *(f"header {name}" for name in self.headers if is_credential_header(name)))
+
+    @property
+    def sent_in_clear(self) -> tuple[str, ...]:
+        """The credentials that whoever is on the path could read: those sent over plain
+        ``http://`` to a host that is not loopback (a unix socket is local)."""
+        url = _parse_url(self.url)
+        if url.scheme != "http" or self.unix_socket is not None or is_loopback_host(url.host):
+            return ()
+        return self.credentials
+
+    def warnings(self) -> list[tuple[str, str]]:
+        """(setting, why) for what these settings allow that is probably not meant:
+        ``check`` and ``run`` show them, ``export --to`` writes them on stderr."""
+        found = []
+        if not self.verify_tls:
+            found.append(
+                (
+                    "verify_tls",
+                    "false: the server's certificate is not checked, so whoever is on the "
+                    "path can read and change what is sent"
+                    + (f" ({_and(self.credentials)} included)" if self.credentials else ""),
+                )
+            )
+        if self.sent_in_clear:  # allowed, or __post_init__ had refused it
+            found.append(
+                (
+                    "allow_plain_http",
+                    f"true: what proves who we are ({_and(self.sent_in_clear)}) travels in "
+                    f"clear to {_parse_url(self.url).host} (plain http://, not a loopback "
+                    "address)",
+                )
+            )
+        return found
 
     @property
     def content_type(self) -> str:
@@ -191,24 +268,165 @@ def printable_url(text: str) -> str:
     return _safe_url(_parse_url(text))
 
 
+def check_url(text: str) -> httpx.URL:
+    """The destination URL, or a UsageError that repeats neither its query nor any
+    credentials in it."""
+    url = _parse_url(text)
+    if url.scheme not in ("http", "https"):
+        raise UsageError("http destination: the scheme must be http or https")
+    if url.userinfo:
+        raise UsageError(
+            "http destination: credentials in the URL are refused (they would show in "
+            "messages); use basic auth with the password from a file or variable"
+        )
+    return url
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z) and ``localhost``: traffic
+    to them never leaves the machine."""
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_CREDENTIAL_WORDS = frozenset(
+    {
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "apikey",
+        "auth",
+        "authorization",
+        "authentication",
+        "credential",
+    }
+)
+_KEY_WORDS = frozenset({"api", "access", "private"})  # X-Api-Key, X-Access-Key
+
+
+def is_credential_header(name: str) -> bool:
+    """A header that carries a secret: Authorization, Proxy-Authorization, Cookie, and
+    names with a word such as Token, Secret, Password, Auth or Api-Key (X-Auth-Token)."""
+    lowered = name.lower()
+    if lowered in _CREDENTIAL_HEADERS:
+        return True
+    words = re.split(r"[-_.]", lowered)
+    if _CREDENTIAL_WORDS.intersection(word.removesuffix("s") for word in words):
+        return True
+    return any(a in _KEY_WORDS and b == "key" for a, b in zip(words, words[1:], strict=False))
+
+
+def _and(items: Iterable[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    words = list(items)
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
+
+
 def _safe_url(url: httpx.URL) -> str:
     """The URL as it may be printed: no query (tokens travel there), no fragment."""
     safe = str(url.copy_with(query=None, fragment=None))
     return safe + "?***" if url.query else safe
 
 
-class _RedactQueries(logging.Filter):
-    """httpx logs each request's full URL at INFO: print it without its query."""
+class ReceiverText:
+    """Text a receiver controls (an error body, a reason phrase, a Location, the text of
+    a failure), made fit for a message, a log line or a dead-letter reason: our secrets
+    in it (a token it echoes) replaced with ``***``, whitespace runs made one space,
+    control characters escaped and its length capped (:func:`~exporter.safe_text.printable`).
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+        self._pattern = (
+            re.compile("|".join(map(re.escape, self._secrets))) if self._secrets else None
+        )
+
+    @classmethod
+    def of(cls, settings: HttpSettings) -> ReceiverText:
+        """For a driver with ``settings``: its token, password (also as the Basic header's
+        base64), signing key, credential headers' values and the URL's query, which may
+        hold a token (its values of 8 characters or more: shorter ones are ordinary words)."""
+        secrets = [
+            secret.reveal()
+            for secret in (settings.bearer_token, settings.basic_password, settings.signing_key)
+            if secret is not None
+        ]
+        if settings.basic_password is not None:
+            pair = f"{settings.basic_user}:{settings.basic_password.reveal()}".encode()
+            secrets.append(base64.b64encode(pair).decode("ascii"))
+        if settings.signing_key is not None and settings.signing_key.reveal().startswith("whsec_"):
+            secrets.append(settings.signing_key.reveal().removeprefix("whsec_"))
+        secrets += [value for name, value in settings.headers.items() if is_credential_header(name)]
+        url = _parse_url(settings.url)
+        if url.query:
+            secrets.append(url.query.decode("ascii", "replace"))
+            secrets += [value for _, value in url.params.multi_items() if len(value) >= 8]
+        return cls(secrets)
+
+    def redact(self, text: str) -> str:
+        """``text`` with each of our secrets in it replaced with ``***``."""
+        return self._pattern.sub("***", text) if self._pattern is not None else text
+
+    def shown(self, text: str, *, cut: bool = False, limit: int = _SHOWN_CHARS) -> str:
+        """``text`` as a message may hold it. ``cut``: it is the head of a longer text, so
+        a secret it ends in the middle of is hidden too."""
+        if len(text) > _SCANNED_CHARS:
+            text, cut = text[:_SCANNED_CHARS], True
+        if cut:
+            text = self._hide_cut_secret(text)
+        text = self.redact(" ".join(self.redact(text).split()))  # again: runs made one space
+        return printable(text, limit) + ("..." if cut and len(text) <= limit else "")
+
+    def _hide_cut_secret(self, text: str) -> str:
+        """``text`` without a tail of 4 characters or more that begins one of our
+        secrets (the rest of it was cut off, so :meth:`redact` cannot see it)."""
+        longest = len(self._secrets[0]) if self._secrets else 0
+        for start in range(max(0, len(text) - longest + 1), len(text)):
+            tail = text[start:]
+            if any(len(tail) >= min(4, len(s)) and s.startswith(tail) for s in self._secrets):
+                return text[:start] + "***"
+        return text
+
+
+_PLAIN_TEXT = ReceiverText()
+"""For receiver text where we have no secret to hide (still escaped and capped)."""
+
+
+class _RedactLog(logging.Filter):
+    """httpx logs each request at INFO, with its full URL and the receiver's reason
+    phrase: the URL is printed without its query, text as :class:`ReceiverText` shows it
+    (every live driver's secrets hidden)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: weakref.WeakSet[ReceiverText] = weakref.WeakSet()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                _safe_url(arg) if isinstance(arg, httpx.URL) else arg for arg in record.args
-            )
+            record.args = tuple(self._safe(arg) for arg in record.args)
         return True
 
+    def _safe(self, arg: object) -> object:
+        if isinstance(arg, httpx.URL):
+            return _safe_url(arg)
+        if isinstance(arg, str):
+            for text in list(self.texts):
+                arg = text.redact(arg)
+            return printable(arg)
+        return arg
 
-_REDACT_QUERIES = _RedactQueries()
+
+_REDACT_LOG = _RedactLog()
 
 
 def _parse_url(text: str) -> httpx.URL:
@@ -241,7 +459,9 @@ class HttpDriver:
         url = _parse_url(settings.url)
         self._url = url
         self._name = str(url.copy_with(query=None, fragment=None))
-        logging.getLogger("httpx").addFilter(_REDACT_QUERIES)  # once: the same object
+        self._text = ReceiverText.of(settings)
+        _REDACT_LOG.texts.add(self._text)
+        logging.getLogger("httpx").addFilter(_REDACT_LOG)  # once: the same object
         self._clock = clock
         self._fixed_headers = self._build_headers()
         if transport is None:
@@ -258,8 +478,9 @@ class HttpDriver:
         self._client = httpx.AsyncClient(
             transport=transport,
             timeout=timeout,
-            follow_redirects=settings.follow_redirects,
+            follow_redirects=False,  # followed here, only within the origin (_redirect)
             trust_env=False,
+            event_hooks={"response": [_take_location]},
         )
         self._resume: tuple[Batch, int] | None = None  # single body: batch, events sent
         self._closed = False
@@ -294,6 +515,7 @@ class HttpDriver:
 
     async def aclose(self) -> None:
         self._closed = True
+        _REDACT_LOG.texts.discard(self._text)
         await self._client.aclose()
 
     async def _send_single(self, batch: Batch) -> None:
@@ -321,28 +543,39 @@ class HttpDriver:
         if settings.idempotency_header:
             headers[settings.idempotency_header] = key
         headers.update(self._signature(data, key))
-        request = self._client.build_request("POST", self._url, content=data, headers=headers)
-        try:
-            with anyio.fail_after(settings.request_timeout):  # up to the status line
-                response = await self._client.send(request, stream=True)
-        except Exception as exc:
-            raise classify_exception(exc, self.name, settings.request_timeout) from None
-        try:
-            await self._outcome(response)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
+        url: httpx.URL | None = self._url
+        deadline = anyio.current_time() + settings.request_timeout  # hops included
+        for hops in range(MAX_REDIRECTS + 1):
+            assert url is not None
+            request = self._client.build_request("POST", url, content=data, headers=headers)
+            try:
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                    response = await self._client.send(request, stream=True)  # to its status
+            except Exception as exc:
+                where = self._where(url)
+                raise classify_exception(exc, where, settings.request_timeout, self._text) from None
+            try:
+                url = await self._outcome(response, url, hops)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
+            if url is None:
+                return
+        raise AssertionError("unreachable: _redirect refuses the hop after MAX_REDIRECTS")
 
-    async def _outcome(self, response: httpx.Response) -> None:
-        """Return if delivered; raise the classified error otherwise. The status decides:
-        a body that cannot be read to its end changes nothing (the connection is then
-        dropped rather than reused)."""
+    def _where(self, url: httpx.URL) -> str:
+        """The destination, for a message: its name, and where a redirect took it."""
+        if url is self._url:
+            return self.name
+        return f"{self.name} (redirected to {printable(self._text.redact(_safe_url(url)))})"
+
+    async def _outcome(
+        self, response: httpx.Response, url: httpx.URL, hops: int
+    ) -> httpx.URL | None:
+        """None if delivered; the URL to post to again for a redirect that is followed;
+        else raise the classified error. The status decides: a body that cannot be read
+        to its end changes nothing (the connection is then dropped rather than reused)."""
         status = response.status_code
-        if response.history and any(hop.status_code in (301, 302, 303) for hop in response.history):
-            raise PermanentDeliveryError(
-                f"{self.name}: a {response.history[0].status_code} redirect would turn the POST "
-                "into a bodyless GET: not followed (only 307 and 308 keep the body)"
-            )
         if 200 <= status <= 299:
             with anyio.move_on_after(self.settings.read_timeout):
                 try:
@@ -350,19 +583,75 @@ class HttpDriver:
                         pass
                 except httpx.HTTPError:
                     pass
-            return
+            return None
+        location, redirect = None, None
+        if 300 <= status <= 399:
+            target, location, redirect = self._redirect(
+                url, response.extensions.get(_LOCATION), status, hops
+            )
+            if redirect is None:
+                return target
+        excerpt = ""
         with anyio.move_on_after(self.settings.read_timeout):
-            excerpt = await _body_excerpt(response)
+            excerpt = await self._excerpt(response)
         raise classify_status(
             status,
-            response.reason_phrase,
+            self._text.shown(response.reason_phrase),
             excerpt,
-            name=self.name,
+            name=self._where(url),
             retry_statuses=self.settings.retry_statuses,
             retry_after=response.headers.get("retry-after"),
-            location=response.headers.get("location"),
+            location=location,
             now=self._clock(),
+            redirect=redirect,
         )
+
+    def _redirect(
+        self, url: httpx.URL, location: str | None, status: int, hops: int
+    ) -> tuple[httpx.URL | None, str | None, str | None]:
+        """(where to, the Location as a message may name it, what happened); what
+        happened is None when the redirect is followed."""
+        if location is None:
+            return None, None, "without a Location: not followed"
+        try:
+            target = _checked(url.join(location.strip()))
+        except (httpx.InvalidURL, ValueError):
+            return None, self._text.redact(location), "not a valid URL: not followed"
+        why = self._not_followed(url, target, status, hops)
+        return target.copy_with(userinfo=b""), self._text.redact(str(target)), why
+
+    def _not_followed(
+        self, url: httpx.URL, target: httpx.URL, status: int, hops: int
+    ) -> str | None:
+        """Why a redirect from ``url`` to ``target`` is not followed, or None: only a 307
+        or 308 within the origin is, at most MAX_REDIRECTS times, so the body, headers
+        and signature never go to another host."""
+        if not self.settings.follow_redirects:
+            return "not followed (follow_redirects is off)"
+        if status in (301, 302, 303):
+            return (
+                f"not followed: a {status} would turn the POST into a bodyless GET "
+                "(only 307 and 308 keep the body)"
+            )
+        if status not in (307, 308):
+            return "not followed (only a 307 or 308 is)"
+        other = _other_origin(url, target)
+        if other:
+            return (
+                f"{other}: not followed (the body, headers and signature go only to {_origin(url)})"
+            )
+        if hops >= MAX_REDIRECTS:
+            return f"more than {MAX_REDIRECTS} redirects: not followed"
+        return None
+
+    async def _excerpt(self, response: httpx.Response) -> str:
+        """The first characters of an error response's body, as a reason may hold them
+        (read: at most 4 KiB, decompressed to at most as much)."""
+        head, cut = await _body_head(response)
+        text = _decoded(head, response.headers.get("content-encoding", "")).decode(
+            "utf-8", "surrogateescape"
+        )
+        return self._text.shown(text, cut=cut)
 
     def _build_headers(self) -> dict[str, str]:
         settings = self.settings
@@ -406,19 +695,73 @@ def _gzip(data: bytes, level: int) -> bytes:
     return gzip.compress(data, compresslevel=level, mtime=0)
 
 
-async def _body_excerpt(response: httpx.Response) -> str:
-    """The first bytes of an error response's body, as text for a reason."""
-    head = bytearray()  # kept if the read is cut short
+_LOCATION = "event_exporter.location"
+
+
+async def _take_location(response: httpx.Response) -> None:
+    """A response hook: the Location is ours to judge (:meth:`HttpDriver._redirect`),
+    so it moves to the response's extensions before httpx sees it (httpx would build a
+    redirect from it, and refuse one it cannot parse as a protocol error, retried
+    forever)."""
+    location = response.headers.get("location")
+    if location is not None:
+        del response.headers["location"]
+        response.extensions[_LOCATION] = location
+
+
+def _checked(url: httpx.URL) -> httpx.URL:
+    """``url`` if it names a host and a port we would connect to; else ValueError."""
+    if not url.host or not _HOST.fullmatch(url.host) or url.scheme not in _DEFAULT_PORTS:
+        raise ValueError("not an http(s) URL with a host")
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise ValueError("port out of range")
+    return url
+
+
+def _origin(url: httpx.URL) -> str:
+    return f"{url.scheme}://{url.netloc.decode('ascii', 'replace').rpartition('@')[2]}"
+
+
+def _other_origin(url: httpx.URL, target: httpx.URL) -> str:
+    """What makes ``target`` another origin than ``url`` ("another host"), or ""."""
+    if target.host != url.host:
+        return "another host"
+    if target.scheme != url.scheme:
+        return f"another scheme ({target.scheme})"
+    if (target.port or _DEFAULT_PORTS[target.scheme]) != (url.port or _DEFAULT_PORTS[url.scheme]):
+        return "another port"
+    return ""
+
+
+async def _body_head(response: httpx.Response) -> tuple[bytes, bool]:
+    """The first bytes of an error response's body as they came (at most 4 KiB), and
+    whether there was more. Its length is what matters: a body we cannot read adds
+    nothing to the status."""
+    head = bytearray()
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.aiter_raw():
             head += chunk
-            if len(head) >= _ERROR_BODY_BYTES:
-                break
+            if len(head) > _EXCERPT_READ_BYTES:
+                return bytes(head[:_EXCERPT_READ_BYTES]), True
     except httpx.HTTPError:
-        pass  # the status is what matters; a body we cannot read adds nothing
-    text = head[:_ERROR_BODY_BYTES].decode("utf-8", "replace")
-    text = " ".join(text.split())
-    return text + ("..." if len(head) > _ERROR_BODY_BYTES else "")
+        pass
+    return bytes(head), False
+
+
+def _decoded(head: bytes, encoding: str) -> bytes:
+    """``head`` decompressed (gzip, deflate), to at most 4 KiB: a compressed error body
+    cannot make us hold more than that (httpx would inflate a whole chunk)."""
+    coding = encoding.strip().lower()
+    if coding in ("", "identity"):
+        return head
+    if coding not in ("gzip", "x-gzip", "deflate"):
+        return f"(a {coding} body)".encode()
+    for wbits in (47, -15):  # gzip or zlib (header detected); raw deflate
+        try:
+            return zlib.decompressobj(wbits).decompress(head, _EXCERPT_READ_BYTES)
+        except zlib.error:
+            continue
+    return f"(an undecodable {coding} body)".encode()
 
 
 # -- signatures ----------------------------------------------------------------------
@@ -432,16 +775,29 @@ def stalwart_signature(key: Secret, body: bytes) -> str:
 
 def standard_webhooks_signature(key: Secret, msg_id: str, timestamp: str, body: bytes) -> str:
     """Standard Webhooks ``webhook-signature``: ``v1,`` + base64 HMAC-SHA256 of
-    ``id.timestamp.body``; a ``whsec_`` key is base64 after the prefix, as the spec says."""
-    secret = key.reveal()
-    raw = (
-        base64.b64decode(secret.removeprefix("whsec_"))
-        if secret.startswith("whsec_")
-        else secret.encode()
-    )
+    ``id.timestamp.body``."""
     signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(raw, signed, hashlib.sha256).digest()
+    digest = hmac.new(signing_key_bytes(key), signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def signing_key_bytes(key: Secret) -> bytes:
+    """A Standard Webhooks HMAC key: a ``whsec_`` key is base64 after its prefix, as the
+    spec says; any other key is its UTF-8 bytes. UsageError (checked when the settings
+    are made) for a ``whsec_`` key that is not base64, so that no batch is signed with it."""
+    secret = key.reveal()
+    if not secret.startswith("whsec_"):
+        return secret.encode()
+    try:
+        raw = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if not raw:
+        raise UsageError(
+            f"the signing key from {key.origin} starts with whsec_ but what follows is not "
+            "base64 (a Standard Webhooks key is whsec_ and the base64 of its bytes)"
+        )
+    return raw
 
 
 # -- classification: the one place where statuses and foreign exceptions become ours ------
@@ -457,17 +813,33 @@ def classify_status(
     retry_after: str | None,
     location: str | None,
     now: float,
+    redirect: str | None = None,
 ) -> DeliveryError:
-    """The error for a response that is not 2xx."""
+    """The error for a response that is not 2xx. ``reason`` and ``excerpt`` are shown as
+    given (the driver makes them safe first); a 3xx names its ``location`` (without its
+    query or credentials) and ``redirect``, what became of it."""
     message = f"{name}: HTTP {status} {reason}".rstrip()
-    if 300 <= status <= 399 and location:
-        where = location.split("?", 1)[0] + ("?***" if "?" in location else "")
-        message += f" (redirect to {where} not followed)"
+    if 300 <= status <= 399:
+        if location:
+            message += f": redirected to {_shown_location(location)}, "
+            message += redirect or "not followed (follow_redirects is off)"
+        elif redirect:
+            message += f" {redirect}"
     if excerpt:
         message += f": {excerpt}"
     if status in retry_statuses:
         return RetryableDeliveryError(message, parse_retry_after(retry_after, now))
     return PermanentDeliveryError(message)
+
+
+def _shown_location(location: str) -> str:
+    """A Location as a message may name it: no query (a token), no credentials, escaped."""
+    where, question, _ = location.partition("?")
+    scheme, slashes, rest = where.partition("//")
+    if slashes:
+        authority, slash, path = rest.partition("/")
+        where = f"{scheme}//{authority.rpartition('@')[2]}{slash}{path}"
+    return printable(where) + ("?***" if question else "")
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -496,15 +868,19 @@ _RETRYABLE_TRANSPORT = (
 )
 
 
-def classify_exception(exc: BaseException, name: str, request_timeout: float) -> DeliveryError:
+def classify_exception(
+    exc: BaseException, name: str, request_timeout: float, text: ReceiverText = _PLAIN_TEXT
+) -> DeliveryError:
     """Every exception a request can raise, as a DeliveryError.
 
     Retryable: timeouts, connect/read/write/close failures (TLS handshakes included), a
     server that breaks HTTP or closes mid-response, a proxy failure, and our own
     whole-request deadline. Permanent: what no retry can change (an unsupported scheme,
-    a request httpx refuses to write, too many redirects, a bug in how a stream is used).
+    a request httpx refuses to write, a bug in how a stream is used). The exception's
+    text may quote the receiver (a bad status line, a certificate's names): it is shown
+    as ``text`` shows receiver text.
     """
-    detail = _detail(exc)
+    detail = text.shown(_detail(exc))
     if isinstance(exc, TimeoutError):
         return RetryableDeliveryError(f"{name}: no response within {request_timeout} s")
     if isinstance(exc, httpx.TimeoutException):  # its text is anyio's cancel-scope noise

@@ -1,8 +1,10 @@
 """``event-exporter check CONFIG``: every problem of a configuration, or what it does.
 
 On success it prints the routing (each metric and the exporter it feeds) and each
-exporter's settings, secrets shown as ``***`` with where they come from, then warnings
-(:mod:`exporter.lint`'s about filters, an exporter no metric feeds).
+exporter's settings (an http one's TLS settings among them), secrets shown as ``***``
+with where they come from, then warnings (:mod:`exporter.lint`'s about filters, an
+exporter no metric feeds, TLS not verified, credentials over plain http, a listener open
+to anyone: :meth:`Config.warnings`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from drivers.http import printable_url
+from drivers.http import MAX_REDIRECTS, printable_url
 from exporter.catalog.versions import Version, parse_version
 from exporter.cli_common import EXIT_OK, EXIT_USAGE, usage_error
 from exporter.config import Config, ConfigError, ExporterConfig, MetricConfig, load_config
@@ -29,7 +31,9 @@ def add_check_command(commands: argparse._SubParsersAction[Any]) -> None:
         "allowed), or prints its routing with secrets masked. With --filter EXPR instead, "
         "checks one filter. Warnings: AND/OR mixed without parentheses; an event, category "
         "or field no documented event has; a comparison that can never be true for what "
-        "the field holds; with a Dovecot version, an event it does not send.",
+        "the field holds; with a Dovecot version, an event it does not send; TLS not "
+        "verified; credentials over plain http; an http source that takes events from "
+        "anyone (no bearer token beyond loopback, or only a Stalwart signing key).",
         epilog="exit status: 0 valid (warnings may be printed); 2 it is not, or cannot be read",
     )
     check.add_argument("config", metavar="CONFIG", nargs="?", default=None)
@@ -162,11 +166,20 @@ def _exporter(exporter: ExporterConfig) -> list[str]:
         signing: str = http.signing
         if http.signing_key is not None:
             signing += f" with key *** ({http.signing_key.origin})"
+        tls = "on" if http.verify_tls else "OFF (verify_tls = false)"
+        redirects = (
+            f"307/308 within the same origin, at most {MAX_REDIRECTS}"
+            if http.follow_redirects
+            else "not followed"
+        )
         lines += [
             f"  http body {http.body}, compression {http.compression}, "
             f"concurrency {http.concurrency}, timeouts {http.connect_timeout:g}/"
             f"{http.read_timeout:g}/{http.request_timeout:g} s",
             f"  auth {auth}; signing {signing}; headers "
             f"{', '.join(sorted(http.headers)) or 'none'}",
+            f"  tls verification {tls}, CA {http.ca_file or 'the system store'}; "
+            f"credentials over plain http to a non-loopback host "
+            f"{'allowed' if http.allow_plain_http else 'refused'}; redirects {redirects}",
         ]
     return lines

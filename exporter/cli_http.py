@@ -2,25 +2,45 @@
 
 Secrets come only from an environment variable or a file (``--http-bearer-token-env``,
 ``--http-basic-password-file``, ...), never from the command line, where ``ps`` shows
-them to every user.
+them to every user: a ``--http-header`` that carries a credential is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Literal
 
-from drivers.http import BODIES, COMPRESSIONS, DEFAULT_RETRY_STATUSES, SIGNINGS, HttpSettings
+from drivers.http import (
+    BODIES,
+    COMPRESSIONS,
+    DEFAULT_RETRY_STATUSES,
+    MAX_REDIRECTS,
+    SIGNINGS,
+    HttpSettings,
+    is_credential_header,
+)
 from exporter.errors import UsageError
+from exporter.safe_text import printable
 from exporter.secret import Secret
 
 _defaults = HttpSettings(url="http://localhost/")
+_OPTIONS = {"verify_tls": "--http-insecure", "allow_plain_http": "--http-allow-plain-http"}
+"""The option of each setting HttpSettings.warnings() names."""
 
 
 def _header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a header like 'X-Source: imap01'")
+        raise argparse.ArgumentTypeError(  # not repeated: it may be a secret, colon missing
+            "a header is 'NAME: VALUE', like 'X-Source: imap01'"
+        )
+    if is_credential_header(name.strip()):
+        raise argparse.ArgumentTypeError(
+            f"{printable(name.strip())!r} carries a credential, and a command line is "
+            "visible to every user (ps): give it with --http-bearer-token-env/-file, or "
+            "--http-basic-user with --http-basic-password-env/-file"
+        )
     return name.strip(), value.strip()
 
 
@@ -89,7 +109,18 @@ def add_http_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="batches in flight; above 1, order holds only within a batch",
     )
-    add("--http-follow-redirects", action="store_true")
+    add(
+        "--http-follow-redirects",
+        action="store_true",
+        help=f"follow a 307 or 308 within the same origin (at most {MAX_REDIRECTS}), "
+        "never to another host",
+    )
+    add(
+        "--http-allow-plain-http",
+        action="store_true",
+        help="send credentials or a signature over plain http:// to a host that is not "
+        "loopback (they travel in clear; refused without this)",
+    )
     add("--http-insecure", action="store_true", help="do not verify the server's certificate")
     add("--http-ca-file", metavar="PATH", help="trust these CA certificates (PEM)")
     add("--http-unix-socket", metavar="PATH", help="connect to this socket, not to the host")
@@ -113,7 +144,7 @@ def http_settings(
         raise UsageError(
             f"--http-signing {args.http_signing} needs --http-signing-key-env or -file"
         )
-    return HttpSettings(
+    settings = HttpSettings(
         url=url,
         body=args.http_body,
         event_format=event_format,
@@ -131,8 +162,12 @@ def http_settings(
         request_timeout=args.http_request_timeout,
         concurrency=args.http_concurrency,
         follow_redirects=args.http_follow_redirects,
+        allow_plain_http=args.http_allow_plain_http,
         verify_tls=not args.http_insecure,
         ca_file=args.http_ca_file,
         unix_socket=args.http_unix_socket,
         retry_statuses=args.http_retry_statuses,
     )
+    for setting, why in settings.warnings():  # as check and run say them for a configuration
+        sys.stderr.write(f"event-exporter: warning: {_OPTIONS[setting]}: {why}\n")
+    return settings

@@ -20,9 +20,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from drivers.http import BODIES, COMPRESSIONS, DEFAULT_RETRY_STATUSES, SIGNINGS, HttpSettings
+from drivers.http import (
+    BODIES,
+    COMPRESSIONS,
+    DEFAULT_RETRY_STATUSES,
+    SIGNINGS,
+    HttpSettings,
+    check_url,
+    is_loopback_host,
+    signing_key_bytes,
+)
 from exporter.catalog.versions import Version, parse_version
-from exporter.destinations import SCHEMES, Destination, parse_destination
+from exporter.destinations import SCHEMES, Destination, parse_destination, printable_destination
 from exporter.engine import DeliverySettings
 from exporter.errors import EventExporterError, FilterSyntaxError, UsageError
 from exporter.filter import EventFilter, compile_filter
@@ -133,17 +142,48 @@ class Config:
 
     def warnings(self) -> list[str]:
         """What is allowed but probably not meant: in each metric's filter (see
-        :mod:`exporter.lint`), and an exporter no metric feeds."""
+        :mod:`exporter.lint`), an exporter no metric feeds, and what leaves events or
+        credentials open (TLS not verified, credentials over plain http, a listener that
+        takes events from anyone)."""
         found = []
         for metric in self.metrics.values():
             found += filter_warnings(
                 f"metric.{metric.name}.filter", metric.filter, self.settings.dovecot_version
             )
         fed = {metric.exporter for metric in self.metrics.values()}
-        for name in self.exporters:
+        for name, exporter in self.exporters.items():
             if name not in fed:
                 found.append(f"exporter.{name}: no metric feeds it, so it gets no events")
+            if exporter.http is not None:
+                found += [
+                    f"exporter.{name}.http.{key}: {why}" for key, why in exporter.http.warnings()
+                ]
+        for source in self.sources.values():
+            found += _open_listener_warnings(source)
         return found
+
+
+def _open_listener_warnings(source: SourceConfig) -> list[str]:
+    """An http source that takes events from whoever can reach it: one listening beyond
+    loopback without a token, and one whose only key is Stalwart's (it guards /stalwart
+    alone)."""
+    http = source.http
+    if http is None or http.bearer_token is not None:
+        return []
+    found = []
+    if not is_loopback_host(http.host):
+        found.append(
+            f"source.{source.name}.listen: {http.host}:{http.port} is not a loopback address "
+            "and no bearer token is set: whoever can reach it can post events (set "
+            "bearer_token_env or bearer_token_file)"
+        )
+    if http.stalwart_signing_key is not None:
+        found.append(
+            f"source.{source.name}: the Stalwart signing key guards POST /stalwart only: "
+            "without a bearer token, /events and /dovecot take events from anyone who can "
+            "connect (set bearer_token_env or bearer_token_file)"
+        )
+    return found
 
 
 def load_config(path: str | Path) -> Config:
@@ -292,7 +332,12 @@ class _Checker:
             time_precision=t.choice("time_precision", spec_d.time_precision, PRECISIONS),
             truncate=t.integer("truncate", 0, minimum=0) or None,
         )
-        destination = t.parse("destination", parse_destination, allowed=", ".join(SCHEMES))
+        destination = t.parse(
+            "destination",
+            parse_destination,
+            allowed=", ".join(SCHEMES),
+            shown=printable_destination,
+        )
         file_mode = t.parse("file_mode", _file_mode, default="0600", allowed="0000 to 0777")
         fsync = t.choice("fsync", "none", ("none", "batch", "interval"))
         problems_before = len(self.problems)
@@ -335,7 +380,30 @@ class _Checker:
                 self.problem(t.path, f"only for http(s):// destinations, not {destination.kind}")
             return None
         d = HttpSettings(url="http://localhost/")
+        try:
+            check_url(destination.target)
+        except UsageError as exc:  # the destination's problem, said where it is written
+            self.problem(t.path.removesuffix(".http") + ".destination", str(exc))
+            return None
         secrets = {key: t.secret(key) for key in ("bearer_token", "basic_password", "signing_key")}
+        signing = t.choice("signing", d.signing, SIGNINGS)
+        key = secrets["signing_key"]
+        if key is not None and signing == "standard-webhooks":
+            try:
+                signing_key_bytes(key)
+            except UsageError as exc:  # at its key, not at the table (as build would)
+                written = "signing_key_env" if t.data.get("signing_key_env") else "signing_key_file"
+                self.problem(f"{t.path}.{written}", str(exc))
+                signing, key = "none", None
+        headers = t.strings_table("headers")
+        for name in headers:
+            if name.lower() in ("authorization", "proxy-authorization"):
+                self.problem(
+                    f"{t.path}.headers",
+                    f"{name!r} is refused here (a secret in the config file is read by "
+                    "whoever reads the file): use bearer_token_env / bearer_token_file, or "
+                    "basic_user with basic_password_env / basic_password_file",
+                )
         settings = t.build(
             HttpSettings,
             url=destination.target,
@@ -343,18 +411,19 @@ class _Checker:
             event_format=spec.format,
             compression=t.choice("compression", d.compression, COMPRESSIONS),
             gzip_level=t.integer("gzip_level", d.gzip_level, minimum=0),
-            headers=t.strings_table("headers"),
+            headers=headers,
             bearer_token=secrets["bearer_token"],
             basic_user=t.text("basic_user", "") or None,
             basic_password=secrets["basic_password"],
-            signing=t.choice("signing", d.signing, SIGNINGS),
-            signing_key=secrets["signing_key"],
+            signing=signing,
+            signing_key=key,
             idempotency_header=t.text("idempotency_header", d.idempotency_header),
             connect_timeout=t.number("connect_timeout", d.connect_timeout, minimum=0),
             read_timeout=t.number("read_timeout", d.read_timeout, minimum=0),
             request_timeout=t.number("request_timeout", d.request_timeout, minimum=0),
             concurrency=t.integer("concurrency", d.concurrency, minimum=1),
             follow_redirects=t.boolean("follow_redirects", d.follow_redirects),
+            allow_plain_http=t.boolean("allow_plain_http", d.allow_plain_http),
             verify_tls=t.boolean("verify_tls", d.verify_tls),
             ca_file=t.text("ca_file", "") or None,
             unix_socket=t.text("unix_socket", "") or None,
@@ -551,15 +620,24 @@ class _Table:
             return None
 
     def parse(
-        self, key: str, parse: Callable[[str], T], *, allowed: str, default: str | None = None
+        self,
+        key: str,
+        parse: Callable[[str], T],
+        *,
+        allowed: str,
+        default: str | None = None,
+        shown: Callable[[str], str] = repr,
     ) -> T | None:
+        """``parse`` of the text; a problem quotes it as ``shown`` gives it (a destination
+        without its credentials)."""
         text = self.text(key, default)
         if text is None:
             return None
         try:
             return parse(text)
         except (EventExporterError, ValueError):
-            self.checker.problem(self._key(key), f"{text!r} is not allowed (allowed: {allowed})")
+            message = f"{shown(text)} is not allowed (allowed: {allowed})"
+            self.checker.problem(self._key(key), message)
             return None
 
     def build(self, make: Callable[..., T], **values: Any) -> T | None:
@@ -608,26 +686,35 @@ def _toml_error_line(exc: tomllib.TOMLDecodeError) -> int | None:
 
 
 class _KeyLines:
-    """Where each key path is written: TOML's reader does not say, the text does."""
+    """Where each key path is written: TOML's reader does not say, the text does.
 
-    _HEADER = re.compile(r"\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
-    _KEY = re.compile(r"\s*([\w\-\"'. ]+?)\s*=")
+    One pass, linear in the text: a line is read with ``str.find`` and single-character
+    searches, never a regex that can backtrack (a long line once made ``check`` run for
+    minutes). What a multi-line string holds is skipped: a line in one is not a key.
+    """
+
+    _KEY_CHARS = re.compile(r"[\w\-\"'. ]+")
+    _SPECIAL = re.compile(r"[#\"']")  # outside strings: a comment or a string starts
+    _BASIC_END = re.compile(r"[\\\"]")  # in a "..." or """...""" string: an escape or a quote
 
     def __init__(self, text: str) -> None:
         self._lines: dict[str, int] = {}
         table = ""
+        inside = ""  # the delimiter of the multi-line string a line starts in ("" for none)
         for number, line in enumerate(text.splitlines(), 1):
-            header = self._HEADER.match(line)
-            if header:
-                table = _dotted(header.group(1))
-                parts = table.split(".")
-                for end in range(1, len(parts) + 1):  # [metric.x] also writes "metric"
-                    self._lines.setdefault(".".join(parts[:end]), number)
-                continue
-            key = self._KEY.match(line)
-            if key and not line.lstrip().startswith("#"):
-                path = f"{table}.{_dotted(key.group(1))}" if table else _dotted(key.group(1))
-                self._lines.setdefault(path, number)
+            if not inside:
+                header = _header_name(line)
+                if header is not None:
+                    table = _dotted(header)
+                    parts = table.split(".")
+                    for end in range(1, len(parts) + 1):  # [metric.x] also writes "metric"
+                        self._lines.setdefault(".".join(parts[:end]), number)
+                else:
+                    key = self._key(line)
+                    if key is not None:
+                        path = f"{table}.{_dotted(key)}" if table else _dotted(key)
+                        self._lines.setdefault(path, number)
+            inside = self._open_at_end(line, inside)
 
     def find(self, path: str) -> int | None:
         """The line of ``path``, else of the nearest enclosing table that is written."""
@@ -636,6 +723,79 @@ class _KeyLines:
                 return self._lines[path]
             path = path.rpartition(".")[0]
         return None
+
+    @classmethod
+    def _key(cls, line: str) -> str | None:
+        """``name`` of a line ``name = ...`` (bare, quoted or dotted), else None."""
+        text = line.lstrip()
+        equals = text.find("=")
+        if equals <= 0 or text.startswith("#"):
+            return None
+        key = text[:equals].rstrip()
+        return key if cls._KEY_CHARS.fullmatch(key) else None
+
+    @classmethod
+    def _open_at_end(cls, line: str, inside: str) -> str:
+        """The multi-line string (its delimiter) still open where ``line`` ends, given the
+        one open where it starts."""
+        at, size = 0, len(line)
+        while at < size:
+            if inside:  # find its end: a quote not escaped (a literal string has no escapes)
+                if inside == '"""':
+                    found = cls._BASIC_END.search(line, at)
+                    at = found.start() if found else -1
+                else:
+                    at = line.find("'", at)
+                if at < 0:
+                    return inside
+                if line[at] == "\\":
+                    at += 2
+                elif line.startswith(inside, at):
+                    at += 3
+                    while at < size and line[at] == inside[0]:  # """a""""": up to 2 more
+                        at += 1
+                    inside = ""
+                else:
+                    at += 1
+                continue
+            special = cls._SPECIAL.search(line, at)
+            if special is None or special.group() == "#":
+                return ""
+            at = special.start()
+            quote = line[at]
+            if line.startswith(quote * 3, at):
+                inside, at = quote * 3, at + 3
+                continue
+            at = cls._one_line_string_end(line, at + 1, quote)
+        return inside
+
+    @classmethod
+    def _one_line_string_end(cls, line: str, at: int, quote: str) -> int:
+        """Where a one-line string that starts before ``at`` ends (past its quote)."""
+        while True:
+            if quote == "'":
+                end = line.find("'", at)
+                return len(line) if end < 0 else end + 1
+            found = cls._BASIC_END.search(line, at)
+            if found is None:
+                return len(line)
+            if found.group() == '"':
+                return found.end()
+            at = found.end() + 1  # an escape: skip the character it escapes
+
+
+def _header_name(line: str) -> str | None:
+    """``a.b`` of a ``[a.b]`` or ``[[a.b]]`` line (a comment may follow), else None."""
+    text = line.strip()
+    if not text.startswith("["):
+        return None
+    body = text[2:] if text.startswith("[[") else text[1:]
+    end = body.find("]")
+    if end < 0:
+        return None
+    rest = body[end + 1 :].removeprefix("]").strip()
+    name = body[:end].strip()
+    return name if name and (not rest or rest.startswith("#")) else None
 
 
 def _dotted(key: str) -> str:

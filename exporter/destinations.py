@@ -10,11 +10,13 @@ http://... https://...  POST batches (see drivers.http)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from drivers.base import Driver
 from exporter.errors import UsageError
+from exporter.safe_text import printable
 
 if TYPE_CHECKING:
     from drivers.http import HttpSettings
@@ -70,14 +72,31 @@ class Destination:
 
 
 def parse_destination(text: str) -> Destination:
-    """``file:/var/log/events.ndjson`` -> Destination("file", "/var/log/events.ndjson")."""
-    if text == "drop":
+    """``file:/var/log/events.ndjson`` -> Destination("file", "/var/log/events.ndjson").
+
+    Kinds and URL schemes are case-insensitive (``HTTP://`` is http); a message never
+    repeats a URL's credentials or query (see :func:`printable_destination`)."""
+    if text.lower() == "drop":
         return Destination("drop", "")
-    if text.startswith(("http://", "https://")):
-        return Destination("http", text)
     kind, sep, target = text.partition(":")
+    kind = kind.lower()
+    if sep and kind in ("http", "https") and target.startswith("//"):
+        return Destination("http", text)
     if sep and kind in ("file", "unix", "unix-dgram") and target:
         return Destination(kind, target)
     if sep and kind == "log" and target in ("stderr", "stdout"):
         return Destination(kind, target)
-    raise UsageError(f"unknown destination {text!r} (allowed: {', '.join(SCHEMES)})")
+    raise UsageError(
+        f"unknown destination {printable_destination(text)} (allowed: {', '.join(SCHEMES)})"
+    )
+
+
+_USERINFO = re.compile(r"(?<=//)[^/?#]*@")  # the credentials of scheme://user:password@host
+
+
+def printable_destination(text: str) -> str:
+    """``text`` quoted as a message may show it: without what may be a secret (a URL's
+    ``user:password@``, its query), control characters escaped, its length capped."""
+    shown = _USERINFO.sub("***@", text, count=1)
+    base, question, _ = shown.partition("?")
+    return f"'{printable(base + ('?***' if question else ''))}'"

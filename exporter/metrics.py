@@ -7,9 +7,11 @@ at scrape time. Every drop is a series of its own, labelled with its reason.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 
 from exporter.pipeline import Pipeline
+from exporter.safe_text import printable
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _PREFIX = "event_exporter_"
@@ -144,12 +146,25 @@ def render(pipeline: Pipeline, sources: Mapping[str, object]) -> str:
     return "\n".join(out) + "\n"
 
 
+LABEL_CHARS = 120
+"""A longer label value is cut there, then ``...`` and 8 hex digits of its hash (so
+values cut alike stay distinct series)."""
+
+
 def _labels(**labels: str) -> str:
     inner = ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items())
     return "{" + inner + "}"
 
 
 def _escape(value: str) -> str:
+    """A label value as the text format writes it. A second line of defence: values are
+    our names and fixed reasons, but should outside text reach one, its control
+    characters are escaped and its length capped, so no value can break a scrape or a
+    terminal, and no long one floods it."""
+    if len(value) > LABEL_CHARS:
+        digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        value = f"{value[:LABEL_CHARS]}...{digest}"
+    value = "\n".join(printable(part, len(part)) for part in value.split("\n"))  # \n stays \n
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 

@@ -55,11 +55,18 @@ MAX_CHUNKS = 1 << 20
 @dataclass(frozen=True, slots=True)
 class Respond:
     """Answer ``status``; ``retry_after``: the header's text; ``retry_after_date``: send
-    the header as an HTTP-date that many seconds after the answer."""
+    the header as an HTTP-date that many seconds after the answer. A hostile receiver:
+    ``reason`` for the status line's reason phrase, ``body`` instead of
+    ``{"status":N}``, ``echo``: the body is the value of this request header (a token
+    echoed back), ``headers`` added as they are (a Location)."""
 
     status: int
     retry_after: str | None = None
     retry_after_date: float | None = None
+    reason: str | None = None
+    body: bytes | None = None
+    echo: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not 200 <= self.status <= 599:
@@ -243,6 +250,11 @@ class Receiver:
         assert not alive, f"receiver threads still running after {timeout} s: {alive}"
         if self._errors:
             raise AssertionError(f"receiver handler failed: {self._errors!r}") from self._errors[0]
+
+    def add_plan(self, *actions: str | Action) -> None:
+        """Append to the plan: for answers that name this receiver's own port."""
+        with self._lock:
+            self._plan += [parse_action(a) if isinstance(a, str) else a for a in actions]
 
     # -- what arrived ------------------------------------------------------------------
 
@@ -429,7 +441,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self, action: Respond) -> None:
         payload = b"" if action.status == 204 else b'{"status":%d}\n' % action.status
-        self.send_response(action.status)
+        if action.body is not None:
+            payload = action.body
+        if action.echo is not None:
+            payload = (self.headers.get(action.echo) or "").encode("latin-1")
+        self.send_response(action.status, action.reason)  # any latin-1 text, as it is
+        for name, value in action.headers:
+            self.send_header(name, value)
         if action.retry_after is not None:
             self.send_header("Retry-After", action.retry_after)
         if action.retry_after_date is not None:

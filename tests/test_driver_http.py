@@ -10,6 +10,7 @@ import hashlib
 import http.server
 import logging
 import os
+import re
 import socketserver
 import ssl
 import threading
@@ -23,6 +24,8 @@ import httpx
 import orjson
 import pytest
 import trustme
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pytest_httpx import HTTPXMock
 
 from drivers.base import Batch
@@ -30,8 +33,11 @@ from drivers.http import (
     DEFAULT_RETRY_STATUSES,
     HttpDriver,
     HttpSettings,
+    ReceiverText,
     classify_exception,
     classify_status,
+    is_credential_header,
+    is_loopback_host,
     parse_retry_after,
 )
 from exporter.errors import (
@@ -206,7 +212,11 @@ async def test_other_statuses_are_permanent_with_status_and_body_excerpt(
 async def test_a_redirect_is_not_followed_unless_enabled(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(status_code=308, headers={"Location": "http://127.0.0.1:9/v2"})
     driver = _driver()
-    with pytest.raises(PermanentDeliveryError, match=r"308.*redirect to http://127.0.0.1:9/v2"):
+    with pytest.raises(
+        PermanentDeliveryError,
+        match=r"308 Permanent Redirect: redirected to http://127.0.0.1:9/v2, not followed "
+        r"\(follow_redirects is off\)",
+    ):
         await _send(driver, _batch(b"{}"))
     await driver.aclose()
 
@@ -690,10 +700,13 @@ async def test_a_301_that_would_turn_the_post_into_a_get_is_permanent(
     httpx_mock: HTTPXMock,
 ) -> None:
     httpx_mock.add_response(status_code=301, headers={"Location": "http://127.0.0.1:9/get"})
-    httpx_mock.add_response(url="http://127.0.0.1:9/get", status_code=200)
     driver = _driver(follow_redirects=True)
-    with pytest.raises(PermanentDeliveryError, match="a 301 redirect would turn the POST"):
+    with pytest.raises(
+        PermanentDeliveryError,
+        match="redirected to http://127.0.0.1:9/get, not followed: a 301 would turn the POST",
+    ):
         await _send(driver, _batch(b"{}"))
+    assert len(httpx_mock.get_requests()) == 1  # no GET was made
     await driver.aclose()
 
 
@@ -708,7 +721,7 @@ def test_a_redirect_location_is_named_without_its_query() -> None:
         location="https://x/in?token=SECRET",
         now=NOW,
     )
-    assert "redirect to https://x/in?*** not followed" in str(error)
+    assert "HTTP 302 Found: redirected to https://x/in?***, not followed" in str(error)
     assert "SECRET" not in str(error)
 
 
@@ -734,3 +747,196 @@ async def test_a_2xx_whose_body_breaks_off_is_delivered_once() -> None:
                 await driver.aclose()
                 tasks.cancel_scope.cancel()
     assert requests == [1]
+
+
+# -- credentials over plain http -------------------------------------------------------------
+
+CREDENTIALS: list[dict[str, object]] = [
+    {"bearer_token": Secret(TOKEN)},
+    {"basic_user": "u", "basic_password": Secret(TOKEN)},
+    {"signing": "stalwart", "signing_key": Secret(TOKEN)},
+    {"headers": {"X-Api-Key": TOKEN}},
+]
+
+
+@pytest.mark.parametrize("credentials", CREDENTIALS)
+def test_credentials_over_plain_http_to_another_host_are_refused(
+    credentials: dict[str, object],
+) -> None:
+    """Regression: credentials went over plain http:// to any host, without a word."""
+    for url in ("http://collector.example/in", "http://10.0.0.7:8080/in", "http://[2001:db8::1]/"):
+        with pytest.raises(UsageError, match="would travel in clear") as caught:
+            HttpSettings(url=url, **credentials)  # type: ignore[arg-type]
+        message = str(caught.value)
+        assert "allow_plain_http = true, --http-allow-plain-http" in message
+        assert TOKEN not in message
+        allowed = HttpSettings(url=url, allow_plain_http=True, **credentials)  # type: ignore[arg-type]
+        assert [key for key, _ in allowed.warnings()] == ["allow_plain_http"]
+        assert "travels in clear" in allowed.warnings()[0][1]
+
+
+@pytest.mark.parametrize("credentials", CREDENTIALS)
+@pytest.mark.parametrize(
+    ("url", "unix_socket"),
+    [
+        ("https://collector.example/in", None),
+        ("http://127.0.0.1:9/in", None),
+        ("http://127.8.9.10/in", None),
+        ("http://localhost:9/in", None),
+        ("http://LOCALHOST/in", None),
+        ("http://[::1]:9/in", None),
+        ("http://[::ffff:127.0.0.1]/in", None),
+        ("http://collector/in", "/run/collector.sock"),
+    ],
+)
+def test_credentials_to_a_local_host_or_over_https_are_fine(
+    credentials: dict[str, object], url: str, unix_socket: str | None
+) -> None:
+    settings = HttpSettings(url=url, unix_socket=unix_socket, **credentials)  # type: ignore[arg-type]
+    assert settings.sent_in_clear == ()
+    assert settings.warnings() == []
+
+
+def test_plain_http_without_credentials_needs_nothing() -> None:
+    settings = HttpSettings(url="http://collector.example/in", headers={"X-Source": "imap01"})
+    assert settings.credentials == ()
+    assert settings.warnings() == []
+
+
+def test_tls_not_verified_is_a_warning() -> None:
+    settings = HttpSettings(
+        url="https://collector.example/in", verify_tls=False, bearer_token=Secret(TOKEN)
+    )
+    assert settings.warnings() == [
+        (
+            "verify_tls",
+            "false: the server's certificate is not checked, so whoever is on the path can "
+            "read and change what is sent (bearer token included)",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "credential"),
+    [
+        ("Authorization", True),
+        ("proxy-authorization", True),
+        ("Cookie", True),
+        ("X-Api-Key", True),
+        ("X-API-KEY", True),
+        ("api_key", True),
+        ("X-ApiKey", True),
+        ("X-Auth-Token", True),
+        ("X-Access-Key", True),
+        ("X-Webhook-Secret", True),
+        ("X-Client-Secrets", True),
+        ("X-Password", True),
+        ("X-Auth", True),
+        ("X-Authentication", True),
+        ("X-Source", False),
+        ("Idempotency-Key", False),
+        ("X-Routing-Key", False),
+        ("X-Tokenizer", False),
+        ("Content-Language", False),
+    ],
+)
+def test_which_headers_carry_credentials(name: str, credential: bool) -> None:
+    assert is_credential_header(name) is credential
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.255.0.9", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("::ffff:127.0.0.2", True),
+        ("localhost", True),
+        ("LocalHost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("", False),
+        ("128.0.0.1", False),
+        ("localhost.example", False),
+        ("10.1.2.3", False),
+    ],
+)
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
+
+
+# -- Standard Webhooks keys --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["whsec_not base64!", "whsec_", "whsec_é", "whsec_YWJ"])
+def test_a_whsec_key_that_is_not_base64_is_refused_when_the_settings_are_made(key: str) -> None:
+    """Regression: such a key passed every check and made every batch a dead letter."""
+    with pytest.raises(UsageError, match="starts with whsec_ but what follows is not base64"):
+        HttpSettings(url=URL, signing="standard-webhooks", signing_key=Secret(key))
+    HttpSettings(url=URL, signing="stalwart", signing_key=Secret(key))  # Stalwart: any text
+
+
+# -- receiver text -----------------------------------------------------------------------------
+
+SECRETS = ("tok-3f9a-SECRET", "p4ss w0rd", "k")
+
+
+@settings(max_examples=150)
+@given(
+    pieces=st.lists(st.one_of(st.text(max_size=40), st.sampled_from(SECRETS)), max_size=30),
+    cut=st.integers(min_value=0, max_value=600),
+)
+def test_receiver_text_never_shows_a_control_character_or_a_whole_secret(
+    pieces: list[str], cut: int
+) -> None:
+    text = "".join(pieces)
+    shown = ReceiverText(SECRETS[:2]).shown(text[:cut], cut=len(text) > cut)
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f]", shown)
+    for secret in SECRETS[:2]:
+        assert secret not in shown
+    assert len(shown) <= 200 * 6 + 3
+
+
+def test_receiver_text_hides_a_secret_cut_at_its_end() -> None:
+    text = ReceiverText(["tok-3f9a-SECRET"])
+    assert text.shown("error: tok-3f9a-SEC", cut=True) == "error: ***..."
+    assert text.shown("error: tok", cut=True) == "error: tok..."  # 3 characters: a word
+    assert text.shown("error: tok-3f9a-SEC") == "error: tok-3f9a-SEC"  # whole text: not ours
+    assert text.shown("a\tb\n\nc\x1b[0m" + "x" * 300).startswith("a b c\\x1b[0mxxx")
+
+
+def test_the_url_query_is_a_secret_for_receiver_text() -> None:
+    settings = HttpSettings(url=URL + "?api_key=abcdefgh12&n=1")
+    text = ReceiverText.of(settings)
+    assert text.shown("no route /ingest?api_key=abcdefgh12&n=1") == "no route /ingest?***"
+    assert text.shown("key abcdefgh12 unknown, n=1") == "key *** unknown, n=1"
+
+
+async def test_httpx_log_lines_hide_secrets_the_receiver_echoes_in_its_reason_phrase(
+    httpx_mock: HTTPXMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx logs each response's reason phrase at INFO (a receiver's text)."""
+    caplog.set_level(logging.INFO, logger="httpx")
+    httpx_mock.add_callback(
+        lambda request: httpx.Response(401, extensions={"reason_phrase": f"no {TOKEN}".encode()})
+    )
+    driver = _driver(bearer_token=Secret(TOKEN))
+    with pytest.raises(PermanentDeliveryError, match=r"HTTP 401 no \*\*\*$"):
+        await _send(driver, _batch(b"{}"))
+    await driver.aclose()
+    logged = [record.getMessage() for record in caplog.records]
+    assert any('401 no ***"' in line for line in logged), logged
+    assert not any(TOKEN in line for line in logged)
+
+
+async def test_an_exceptions_text_is_receiver_text(httpx_mock: HTTPXMock) -> None:
+    """A protocol error quotes what the receiver sent (its status line)."""
+    httpx_mock.add_exception(httpx.RemoteProtocolError(f"illegal status line: \x1b[2J {TOKEN}"))
+    driver = _driver(bearer_token=Secret(TOKEN))
+    with pytest.raises(
+        RetryableDeliveryError,
+        match=r"remote protocol error: illegal status line: \\x1b\[2J \*\*\*$",
+    ):
+        await _send(driver, _batch(b"{}"))
+    await driver.aclose()
