@@ -210,14 +210,15 @@ class Exporter:
                 rng=self._rng,
                 outcome=outcome,
             )
+            if outcome.failure is not None:
+                # Still in flight (and holding its slot: batches waiting for a slow disk do
+                # not pile up) until written. Cancelled before its write started, abandon()
+                # writes it, with this reason; once in the worker thread the write ends and
+                # its result comes back (nothing yields between that and the accounting),
+                # so it is never written twice.
+                await self.dead_letter(batch.lines(), outcome.failure, outcome.attempts)
         finally:
             slot.release()
-        if outcome.failure is not None:
-            # Still in flight while it waits for the dead-letter file: cancelled before its
-            # write started, abandon() writes it, with this reason. Once in the worker
-            # thread the write ends and its result comes back (nothing yields between that
-            # and the accounting), so it is never written twice.
-            await self.dead_letter(batch.lines(), outcome.failure, outcome.attempts)
         del self._in_flight[id(batch)]
         self.queue.batch_done(batch)
         self.stats.batches += 1
