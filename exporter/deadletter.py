@@ -102,12 +102,16 @@ class DeadLetterFile:
 
         Cancelled while waiting for its turn, it has written nothing; once in the thread it
         runs to its end (the thread is not abandoned), and its result is returned."""
-        batch = list(events)
         write = partial(
-            self.write, batch, destination=destination, reason=reason, attempts=attempts
+            self.write,
+            list(events),
+            destination=destination,
+            reason=reason,
+            attempts=attempts,
+            exporter=exporter,
         )
         async with self._order:
-            return await anyio.to_thread.run_sync(partial(write, exporter=exporter))
+            return await anyio.to_thread.run_sync(write)
 
     def write(
         self,
@@ -144,7 +148,7 @@ class DeadLetterFile:
             return DeadLetterResult()
         with self._writing:
             result = self._append(out, ends)
-        self.written += result.written
+            self.written += result.written
         return result
 
     def _append(self, out: bytearray, ends: list[int]) -> DeadLetterResult:

@@ -4,6 +4,7 @@ fixed set of reasons whatever a receiver says, its text escaped where it is show
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import threading
@@ -16,7 +17,6 @@ import orjson
 import pytest
 
 from drivers.base import Batch
-from exporter import deadletter as deadletter_module
 from exporter.cli import main
 from exporter.config import ConfigError, parse_config
 from exporter.deadletter import REASON_LIMIT, DeadLetterFile, read_dead_letters
@@ -103,7 +103,7 @@ class _HeldFsync:
 @pytest.fixture
 def held_fsync(monkeypatch: pytest.MonkeyPatch) -> _HeldFsync:
     held = _HeldFsync()
-    monkeypatch.setattr(deadletter_module.os, "fsync", held)
+    monkeypatch.setattr(os, "fsync", held)
     return held
 
 
@@ -123,7 +123,7 @@ async def test_a_slow_dead_letter_write_leaves_the_event_loop_running(
         await anyio.to_thread.run_sync(entered.wait, 10)
         loop_ran.set()
 
-    monkeypatch.setattr(deadletter_module.os, "fsync", slow_fsync)
+    monkeypatch.setattr(os, "fsync", slow_fsync)
     exporter = _exporter(_Refusing(), DeadLetterFile(tmp_path / "dead"), batch_max_events=2)
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tasks:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -97,7 +98,7 @@ def test_a_fifo_is_refused_at_once_with_or_without_a_reader(tmp_path: Path, read
         try:
             for flags in (APPEND, os.O_RDONLY):
                 with pytest.raises(RefusedFileError, match="it is a FIFO, not a regular file"):
-                    within(5, lambda flags=flags: open_regular(path, flags))
+                    within(5, partial(open_regular, path, flags))
             if held is not None:
                 assert os.read(held, 64) == b""  # nothing was written into it
         finally:
