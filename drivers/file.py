@@ -11,11 +11,17 @@ path still names the open file (logrotate without a postrotate hook). A batch wr
 between a rename and the check lands in the renamed file, which rotation keeps; after a
 deletion, what was written to the deleted file before the check noticed is gone.
 
+The file is opened through :func:`exporter.files.open_regular`: a symlink at the path is
+not followed, and only a regular file is taken; a FIFO, a device or a socket there is
+refused at the open, never written to or waited on (a FIFO without a reader would block
+a plain open forever, and a worker thread blocked so cannot be stopped: SIGTERM would
+hang).
+
 Errors. Permanent (the path as configured can never take events; the batch is
-dead-lettered): ELOOP (the path is a symlink, refused by O_NOFOLLOW), EISDIR, ENOTDIR,
-ENXIO (a socket or FIFO), ENAMETOOLONG, EINVAL. Every other errno is retryable, because an
-admin can fix it while events wait: ENOSPC, EDQUOT, EFBIG, EIO, EAGAIN, ENOENT (missing
-directory), EACCES, EPERM, EROFS, EMFILE, ...
+dead-lettered): the path is not a regular file (ELOOP: a symlink; ENXIO: a FIFO, a socket
+or a device; EISDIR), ENOTDIR, ENAMETOOLONG, EINVAL. Every other errno is retryable,
+because an admin can fix it while events wait: ENOSPC, EDQUOT, EFBIG, EIO, EAGAIN, ENOENT
+(missing directory), EACCES, EPERM, EROFS, EMFILE, ...
 """
 
 from __future__ import annotations
@@ -35,10 +41,11 @@ from exporter.errors import (
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
+from exporter.files import RefusedFileError, open_regular
 
 FsyncPolicy = Literal["none", "batch", "interval"]
 
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 _PERMANENT = frozenset(
     {errno.ELOOP, errno.EISDIR, errno.ENOTDIR, errno.ENXIO, errno.ENAMETOOLONG, errno.EINVAL}
 )
@@ -181,7 +188,7 @@ class FileDriver:
             raise self._error("close", exc) from None
 
     def _open(self, now: float) -> int:
-        fd = os.open(self._path, _OPEN_FLAGS, self._mode)
+        fd = open_regular(self._path, _OPEN_FLAGS, self._mode)
         try:
             st = os.fstat(fd)
         except OSError:
@@ -220,8 +227,6 @@ class FileDriver:
         """The one place where an OSError becomes a delivery error."""
         code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
         message = f"{self.name}: {step} failed: {exc.strerror or exc} ({code})"
-        if exc.errno == errno.ELOOP:
-            message += "; the path is a symlink, which is refused (O_NOFOLLOW)"
-        if exc.errno in _PERMANENT:
+        if isinstance(exc, RefusedFileError) or exc.errno in _PERMANENT:
             return PermanentDeliveryError(message)
         return RetryableDeliveryError(message)

@@ -32,6 +32,7 @@ from exporter.cli_spool import add_spool_command, spool_command
 from exporter.daemon import add_run_command, run_command
 from exporter.errors import UsageError
 from exporter.export import export_streams
+from exporter.files import means_stdout, open_output
 from exporter.formats import make_formatter
 from exporter.formats.spec import FORMATS, INCLUDE_WORDS, LOG_TRUNCATE_BYTES
 from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
@@ -104,7 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"cut string values longer than N bytes, append '...' "
         f"(Dovecot's log driver uses {LOG_TRUNCATE_BYTES})",
     )
-    export.add_argument("--output", metavar="FILE", default=None, help="default: stdout")
+    export.add_argument(
+        "--output",
+        metavar="FILE",
+        default=None,
+        help="a regular file (created 0600; a symlink, FIFO or device is refused); "
+        "- or /dev/stdout: stdout, the default",
+    )
     add_delivery_options(export, required=False)
 
     replay = commands.add_parser(
@@ -134,6 +141,11 @@ def _total_size(sources: list[tuple[str, BinaryIO]]) -> int | None:
             return None
         total += info.st_size
     return total
+
+
+def _output_file(path: str) -> BinaryIO:
+    """``--output FILE`` (not stdout): created 0600 or emptied, through exporter.files."""
+    return open(open_output(path), "wb")
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -173,18 +185,19 @@ def _export(args: argparse.Namespace) -> int:
             sources = open_sources(args.files, stack)
         except UsageError as exc:
             return usage_error(str(exc))
-        if args.output and any(_same_file(args.output, path) for path in args.files):
+        to_stdout = means_stdout(args.output)
+        if not to_stdout and any(_same_file(args.output, path) for path in args.files):
             return usage_error(f"--output {args.output} is also an input file")
-        try:
+        try:  # a regular file of ours or refused: no symlink followed, no FIFO waited on
             output: BinaryIO = (
-                stack.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
+                sys.stdout.buffer if to_stdout else stack.enter_context(_output_file(args.output))
             )
         except OSError as exc:
-            return usage_error(f"cannot write {args.output}: {exc.strerror}")
+            return usage_error(f"cannot write {args.output}: {exc.strerror or exc}")
         format_line = make_formatter(spec, newline=True)
         matches = None if event_filter.match_all else event_filter.matches
         progress = None
-        if args.output or not sys.stdout.isatty():  # not among events on the same screen
+        if not to_stdout or not sys.stdout.isatty():  # not among events on the same screen
             progress = Progress.for_terminal(sys.stderr, _total_size(sources))
         try:
             counts = export_streams(sources, output, format_line, matches, sys.stderr, progress)
@@ -194,7 +207,8 @@ def _export(args: argparse.Namespace) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_BROKEN_PIPE
         except OSError as exc:
-            return usage_error(f"cannot write {args.output or 'stdout'}: {exc.strerror}")
+            target = "stdout" if to_stdout else args.output
+            return usage_error(f"cannot write {target}: {exc.strerror}")
     if counts.rejected:
         sys.stderr.write(
             f"event-exporter: {counts.rejected} of {counts.read} lines rejected, "

@@ -28,7 +28,7 @@ from exporter.cli_common import (
 )
 from exporter.cli_http import add_http_options, http_settings
 from exporter.config import DEFAULT_DEAD_LETTER
-from exporter.deadletter import DeadLetterFile, read_dead_letters
+from exporter.deadletter import DEFAULT_MAX_BYTES, DeadLetterFile, read_dead_letters
 from exporter.destinations import SCHEMES, Destination, parse_destination
 from exporter.engine import DeliverySettings, Exporter
 from exporter.errors import EventParseError, UsageError
@@ -139,6 +139,14 @@ def add_delivery_options(parser: argparse.ArgumentParser, *, required: bool) -> 
         help=f"where undeliverable events go; default: ./{DEFAULT_DEAD_LETTER}",
     )
     group.add_argument(
+        "--dead-letter-max-bytes",
+        type=_count,
+        default=DEFAULT_MAX_BYTES,
+        metavar="BYTES",
+        help="past this size of the dead-letter file, undeliverable events are dropped "
+        f"(counted, with a warning); default {DEFAULT_MAX_BYTES} (1 GiB)",
+    )
+    group.add_argument(
         "--shutdown-timeout",
         type=_seconds,
         default=10.0,
@@ -193,6 +201,7 @@ def ship_command(args: argparse.Namespace) -> int:
             settings = _settings(args)
             sources = open_sources(args.files, stack)
             driver = _open_driver(args, destination, spec.format)
+            dead_letters = _dead_letters(args)
         except (UsageError, ValueError) as exc:  # drivers refuse bad settings with ValueError
             return usage_error(str(exc))
         if destination.is_log and args.truncate is None:
@@ -200,7 +209,7 @@ def ship_command(args: argparse.Namespace) -> int:
         format_line = make_formatter(spec, newline=True)
         matches = None if event_filter.match_all else event_filter.matches
 
-        exporter = Exporter("export", driver, settings, DeadLetterFile(args.dead_letter))
+        exporter = Exporter("export", driver, settings, dead_letters)
 
         async def producer() -> None:
             await produce_lines(sources, exporter, format_line, matches, sys.stderr, counts)
@@ -220,12 +229,13 @@ def replay_command(args: argparse.Namespace) -> int:
         # dead letters keep the encoded event: json starts with "{", tab-text never does
         kind = "json" if not events or events[0].startswith(b"{") else "tab-text"
         driver = _open_driver(args, destination, kind)
+        dead_letters = _dead_letters(args)
     except (UsageError, EventParseError, ValueError) as exc:
         return usage_error(str(exc))
     except OSError as exc:
         return usage_error(f"cannot read {args.dead_letter_file}: {exc.strerror}")
 
-    exporter = Exporter("replay", driver, settings, DeadLetterFile(args.dead_letter))
+    exporter = Exporter("replay", driver, settings, dead_letters)
 
     async def producer() -> None:
         await produce_encoded(events, exporter)
@@ -242,7 +252,7 @@ def drain_spool(args: argparse.Namespace) -> int:
         destination = parse_destination(args.to)
         settings = dataclasses.replace(_settings(args), spool=args.spool)
         driver = _open_driver(args, destination, "json")
-        exporter = Exporter("spool", driver, settings, DeadLetterFile(args.dead_letter))
+        exporter = Exporter("spool", driver, settings, _dead_letters(args))
     except (UsageError, ValueError) as exc:
         return usage_error(str(exc))
     held = len(exporter.queue)
@@ -252,6 +262,11 @@ def drain_spool(args: argparse.Namespace) -> int:
 
     _run(args, exporter, producer)
     return _report(args, exporter, ExportCounts(read=held, exported=held))
+
+
+def _dead_letters(args: argparse.Namespace) -> DeadLetterFile:
+    """``--dead-letter PATH`` with its bound; UsageError for a path that is not a file."""
+    return DeadLetterFile(args.dead_letter, max_bytes=args.dead_letter_max_bytes)
 
 
 def _open_driver(args: argparse.Namespace, destination: Destination, event_format: str) -> Driver:

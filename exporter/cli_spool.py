@@ -1,7 +1,11 @@
 """``event-exporter spool stats|export|drain PATH``: look into an exporter's disk spool,
 dump it, or deliver it without sources.
 
-``stats`` and ``export`` open the spool read-only (a running daemon may hold it);
+``stats`` and ``export`` open the spool read-only (a running daemon may hold it), once its
+files are known to be ours (:func:`~exporter.spool.claim_spool_files`: SQLite would
+follow a symlinked -shm and write to it even so); ``export --output FILE`` writes a
+regular file (created 0600; a symlink, FIFO or device there is refused), ``-`` or
+``/dev/stdout`` (the default) is stdout;
 ``drain`` takes it over like an exporter would (stop the daemon first), sends everything
 it holds to ``--to DEST`` with the delivery options of ``export --to``, and deletes each
 batch once delivered or dead-lettered.
@@ -12,10 +16,13 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
+import urllib.parse
 from typing import Any
 
 from exporter.cli_common import EXIT_OK, usage_error
-from exporter.spool import spooled_events
+from exporter.errors import UsageError
+from exporter.files import means_stdout, open_output
+from exporter.spool import claim_spool_files, spooled_events
 
 
 def add_spool_command(commands: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
@@ -29,7 +36,12 @@ def add_spool_command(commands: argparse._SubParsersAction[Any]) -> argparse.Arg
     )
     spool.add_argument("action", choices=("stats", "export", "drain"))
     spool.add_argument("spool", metavar="PATH")
-    spool.add_argument("--output", metavar="FILE", default=None, help="export: default stdout")
+    spool.add_argument(
+        "--output",
+        metavar="FILE",
+        default=None,
+        help="export: a regular file (created 0600), or - / /dev/stdout (the default)",
+    )
     return spool
 
 
@@ -41,7 +53,12 @@ def spool_command(args: argparse.Namespace) -> int:
 
         return drain_spool(args)
     try:
-        db = sqlite3.connect(f"file:{args.spool}?mode=ro", uri=True)
+        claim_spool_files(args.spool, create=False)
+    except UsageError as exc:
+        return usage_error(f"cannot read {exc}")
+    try:
+        uri = f"file:{urllib.parse.quote(args.spool)}?mode=ro"  # a ? or # is part of the name
+        db = sqlite3.connect(uri, uri=True)
         try:
             if args.action == "stats":
                 return _stats(db, args.spool)
@@ -51,7 +68,7 @@ def spool_command(args: argparse.Namespace) -> int:
     except sqlite3.Error as exc:
         return usage_error(f"cannot read spool {args.spool}: {exc}")
     except OSError as exc:
-        return usage_error(f"cannot write {args.output}: {exc.strerror}")
+        return usage_error(f"cannot write {args.output}: {exc.strerror or exc}")
 
 
 def _stats(db: sqlite3.Connection, path: str) -> int:
@@ -63,12 +80,13 @@ def _stats(db: sqlite3.Connection, path: str) -> int:
 
 
 def _export(db: sqlite3.Connection, output: str | None) -> int:
-    out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
+    to_stdout = means_stdout(output)
+    out = sys.stdout.buffer if to_stdout else open(open_output(str(output)), "wb")  # noqa: SIM115
     try:
         for event in spooled_events(db):
             out.write(event)
         out.flush()
     finally:
-        if output:
+        if not to_stdout:
             out.close()
     return EXIT_OK

@@ -31,6 +31,7 @@ from drivers.http import (
     signing_key_bytes,
 )
 from exporter.catalog.versions import Version, parse_version
+from exporter.deadletter import DEFAULT_MAX_BYTES as DEFAULT_DEAD_LETTER_MAX_BYTES
 from exporter.destinations import SCHEMES, Destination, parse_destination, printable_destination
 from exporter.engine import DeliverySettings
 from exporter.errors import EventExporterError, FilterSyntaxError, UsageError
@@ -82,6 +83,8 @@ class GlobalConfig:
     hostname: str | None = None
     """Written instead of the events' own hostname... when set (None: keep theirs)."""
     dead_letter: str = DEFAULT_DEAD_LETTER
+    dead_letter_max_bytes: int = DEFAULT_DEAD_LETTER_MAX_BYTES
+    """Past this size, undeliverable events are dropped and counted instead."""
     shutdown_timeout: float = 10.0
     log_level: str = "info"
     metrics_listen: tuple[str, int] | None = None
@@ -304,6 +307,9 @@ class _Checker:
         settings = GlobalConfig(
             hostname=t.text("hostname", "") or None,
             dead_letter=t.text("dead_letter", d.dead_letter, nonempty=True),
+            dead_letter_max_bytes=t.integer(
+                "dead_letter_max_bytes", d.dead_letter_max_bytes, minimum=1
+            ),
             shutdown_timeout=t.number("shutdown_timeout", d.shutdown_timeout, minimum=0),
             log_level=t.choice("log_level", d.log_level, LOG_LEVELS),
             metrics_listen=t.parse(

@@ -6,25 +6,41 @@ be delivered goes to the dead-letter file, one record per event. At shutdown the
 is closed and drained until a deadline; whatever is still undelivered then (the batch in
 flight included, which may thereby exist twice) is dead-lettered, so every accepted
 event ends up delivered, dead-lettered, or counted as dropped with its reason.
+
+Drop reasons are a fixed vocabulary (they become ``/metrics`` labels, so no outside text
+may grow their number): the queue's and the spool's overflow policies, and the three
+below for events that could not be dead-lettered. What went wrong in detail (a
+receiver's error, an errno) goes to a warning, rate-limited: the first at once, then at
+most one per ``WARNING_INTERVAL`` seconds per reason, each saying how many events it
+covers.
 """
 
 from __future__ import annotations
 
 import random
 import sys
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
 from drivers.base import Batch, Driver
-from exporter.deadletter import DeadLetterFile
+from exporter.deadletter import DeadLetterFile, DeadLetterResult
 from exporter.delivery import DeliveryCounters, Outcome, PauseGate, deliver
 from exporter.errors import DeliveryError, UsageError
 from exporter.queue import EventQueue, Overflow
 from exporter.retry import RetryPolicy
+from exporter.safe_text import printable
 from exporter.spool import SpoolQueue
+
+NO_DEAD_LETTER_FILE = "undeliverable (no dead-letter file)"
+DEAD_LETTER_FAILED = "dead-letter write failed"
+DEAD_LETTER_FULL = "dead-letter file full"
+WARNING_INTERVAL = 30.0
+"""Seconds between two warnings about events lost for the same reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +155,7 @@ class Exporter:
         # by id() (batches compare by content): each with the attempts made so far
         self._in_flight: dict[int, tuple[Batch, Outcome]] = {}
         self.finished = anyio.Event()
+        self.losses = LossWarnings(lambda message: self.warn(message))
 
     def force(self, line: bytes) -> None:
         """Queue one encoded event past the queue's bounds (shutdown: a line already read)."""
@@ -193,6 +210,13 @@ class Exporter:
                 rng=self._rng,
                 outcome=outcome,
             )
+            if outcome.failure is not None:
+                # Still in flight (and holding its slot: batches waiting for a slow disk do
+                # not pile up) until written. Cancelled before its write started, abandon()
+                # writes it, with this reason; once in the worker thread the write ends and
+                # its result comes back (nothing yields between that and the accounting),
+                # so it is never written twice.
+                await self.dead_letter(batch.lines(), outcome.failure, outcome.attempts)
         finally:
             slot.release()
         del self._in_flight[id(batch)]
@@ -201,20 +225,23 @@ class Exporter:
         self.stats.delivery_seconds += anyio.current_time() - started
         if outcome.failure is None:
             self.stats.exported += len(batch)
-        else:
-            self.dead_letter(batch.lines(), outcome.failure, outcome.attempts)
 
     def abandon(self, reason: str) -> None:
         """Dead-letter the batches in flight and everything queued (shutdown deadline); a
-        spool keeps them instead, for the next start."""
+        spool keeps them instead, for the next start. A batch that had failed already
+        keeps its own reason.
+
+        Called once the consumers stopped, it writes at once (nothing else is left to
+        run, and the dead-letter file is a regular file or refused, so this cannot hang
+        on a FIFO)."""
         if self.queue.durable:
             self.stats.left_in_spool = len(self.queue)
             self._in_flight.clear()
             return
         for batch, outcome in self._in_flight.values():
-            self.dead_letter(batch.lines(), reason, outcome.attempts)
+            self._dead_letter_now(batch.lines(), outcome.failure or reason, outcome.attempts)
         self._in_flight.clear()
-        self.dead_letter((item[:-1] for item in self.queue.take_all()), reason, 0)
+        self._dead_letter_now((item[:-1] for item in self.queue.take_all()), reason, 0)
 
     async def reopen(self) -> None:
         """SIGHUP: the driver lets go of its file or connection; the next batch reopens it."""
@@ -235,25 +262,93 @@ class Exporter:
         except DeliveryError as exc:
             self.warn(f"{what} failed: {exc}")
 
-    def dead_letter(self, events: Iterable[bytes], reason: str, attempts: int) -> None:
-        """Write ``events`` to the dead-letter file; if there is none, or it cannot be
-        written (a full disk), they are counted as dropped with both reasons."""
-        events = list(events)
-        if self._dead_letters is None:
-            self.stats.dropped[f"undeliverable, no dead-letter file: {reason}"] += len(events)
+    async def dead_letter(self, events: Iterable[bytes], reason: str, attempts: int) -> None:
+        """Write ``events`` to the dead-letter file in a worker thread (the event loop goes
+        on); what cannot be written is counted as dropped (:meth:`_settle`)."""
+        batch = list(events)
+        result = None
+        if self._dead_letters is not None and batch:
+            result = await self._dead_letters.write_async(batch, **self._about(reason, attempts))
+        self._settle(batch, reason, result)
+
+    def _dead_letter_now(self, events: Iterable[bytes], reason: str, attempts: int) -> None:
+        """:meth:`dead_letter`, blocking (shutdown)."""
+        batch = list(events)
+        result = None
+        if self._dead_letters is not None and batch:
+            result = self._dead_letters.write(batch, **self._about(reason, attempts))
+        self._settle(batch, reason, result)
+
+    def _about(self, reason: str, attempts: int) -> dict[str, Any]:
+        """What each dead-letter record of this exporter says besides its event."""
+        return {
+            "destination": self.driver.name,
+            "reason": reason,
+            "attempts": attempts,
+            "exporter": self.name,
+        }
+
+    def _settle(self, events: list[bytes], reason: str, result: DeadLetterResult | None) -> None:
+        """Count what a dead-letter write did: written, or dropped with a fixed reason and
+        a rate-limited warning giving the detail (``reason`` is outside text: escaped)."""
+        if not events:
             return
-        try:
-            self.stats.dead_lettered += self._dead_letters.write(
-                events,
-                destination=self.driver.name,
-                reason=reason,
-                attempts=attempts,
-                exporter=self.name,
+        why = printable(reason)
+        if result is None:
+            self._lose(NO_DEAD_LETTER_FILE, len(events), f"no dead-letter file; {why}")
+            return
+        self.stats.dead_lettered += result.written
+        assert self._dead_letters is not None
+        path = self._dead_letters.path
+        if result.full:
+            self._lose(
+                DEAD_LETTER_FULL,
+                result.full,
+                f"dead-letter file {path} is full ({result.size} bytes, dead_letter_max_bytes "
+                f"{self._dead_letters.max_bytes}); {why}",
             )
-        except OSError as exc:
-            failure = f"dead-letter file {self._dead_letters.path}: {exc.strerror or exc}"
-            self.stats.dropped[f"undeliverable ({reason}), {failure}"] += len(events)
-            self.warn(f"{len(events)} events lost: {failure}")
+        if result.failed:
+            error = result.error
+            detail = printable((error.strerror or str(error)) if error is not None else "")
+            self._lose(
+                DEAD_LETTER_FAILED,
+                result.failed,
+                f"dead-letter file {path} could not be written: {detail}; {why}",
+            )
+
+    def _lose(self, label: str, count: int, detail: str) -> None:
+        self.stats.dropped[label] += count
+        self.losses.lost(label, count, detail)
+
+
+class LossWarnings:
+    """Warnings about undeliverable events that were dropped, rate-limited per reason: the
+    first at once, then at most one per ``interval`` seconds, each counting the events
+    lost since the last one (every one of them is counted in ``stats.dropped`` anyway)."""
+
+    def __init__(
+        self,
+        warn: Callable[[str], None],
+        *,
+        interval: float = WARNING_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._warn = warn
+        self._interval = interval
+        self._clock = clock
+        self._next: dict[str, float] = {}
+        self._unreported: Counter[str] = Counter()
+
+    def lost(self, label: str, count: int, detail: str) -> None:
+        self._unreported[label] += count
+        now = self._clock()
+        if now < self._next.get(label, now):
+            return
+        first = label not in self._next
+        self._next[label] = now + self._interval
+        lost, self._unreported[label] = self._unreported[label], 0
+        later = f" (further such warnings: at most one per {self._interval:g} s)" if first else ""
+        self._warn(f"{lost} undeliverable events dropped ({label}): {detail}{later}")
 
 
 def _warn_on_stderr(name: str) -> Callable[[str], None]:

@@ -79,7 +79,9 @@ class Pipeline:
     @classmethod
     def from_config(cls, config: Config) -> Pipeline:
         """Exporters with their drivers (opened lazily) and one dead-letter file for all."""
-        dead_letters = DeadLetterFile(config.settings.dead_letter)
+        dead_letters = DeadLetterFile(
+            config.settings.dead_letter, max_bytes=config.settings.dead_letter_max_bytes
+        )
         exporters = {
             name: Exporter(name, open_driver(settings), settings.delivery, dead_letters)
             for name, settings in config.exporters.items()

@@ -17,6 +17,12 @@ Start-up never wedges: a spool that cannot be opened or fails SQLite's ``quick_c
 renamed aside (``PATH.corrupt-<time>``, with its -wal and -shm), reported, and a fresh one
 is started; nothing is deleted.
 
+The files are ours or refused (:func:`claim_spool_files`): SQLite opens them itself, so
+before it does, the database is opened (created 0600) through :mod:`exporter.files` (a
+symlink, a FIFO or a device there is refused: a UsageError, the spool is not started), and
+a -wal or -shm that is there must be a regular file, not a symlink. SQLite creates its
+-wal and -shm with the database's mode, so they are 0600 too.
+
 Bounds (events and bytes, spooled plus not yet committed) and overflow policies are the
 memory queue's: ``block`` makes producers wait, ``drop_newest`` refuses and counts,
 ``drop_oldest`` deletes the oldest rows not in flight and counts.
@@ -37,6 +43,7 @@ import anyio
 
 from drivers.base import Batch
 from exporter.errors import UsageError
+from exporter.files import check_regular, open_regular
 from exporter.queue import BoundedIntake, Overflow
 
 SyncMode = Literal["normal", "full"]
@@ -354,16 +361,34 @@ def spooled_events(db: sqlite3.Connection) -> Iterator[bytes]:
             start = end
 
 
+SIDE_FILES = ("-wal", "-shm")
+"""The files SQLite keeps beside a database in WAL mode."""
+
+
+def claim_spool_files(path: str, *, create: bool = True) -> None:
+    """Make sure the files SQLite is about to open at ``path`` are ours: the database a
+    regular file (created 0600 when ``create``; never through a symlink, never waiting on
+    a FIFO), its -wal and -shm absent or regular files. UsageError says what is wrong."""
+    try:
+        os.close(open_regular(path, (os.O_RDWR | os.O_CREAT) if create else os.O_RDONLY))
+        for suffix in SIDE_FILES:
+            check_regular(path + suffix)
+    except OSError as exc:
+        raise UsageError(f"spool {exc.filename or path}: {exc.strerror or exc}") from None
+
+
 def _open(path: str, sync: SyncMode, warn: Callable[[str], None]) -> sqlite3.Connection:
     """The spool at ``path``, or a fresh one after moving a broken one aside."""
+    claim_spool_files(path)
     try:
         return _connect(path, sync)
     except sqlite3.DatabaseError as exc:
         aside = f"{path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(path + suffix):
+        for suffix in ("", *SIDE_FILES):
+            if os.path.lexists(path + suffix):
                 os.rename(path + suffix, aside + suffix)
         warn(f"SPOOL {path} IS UNREADABLE ({exc}): moved aside to {aside}; starting a new one")
+        claim_spool_files(path)
         return _connect(path, sync)
 
 

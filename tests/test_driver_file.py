@@ -89,7 +89,7 @@ async def test_a_symlink_is_refused_permanently(tmp_path: Path) -> None:
     target.write_bytes(b"")
     link.symlink_to(target)
     driver = FileDriver(link)
-    with anyio.fail_after(5), pytest.raises(PermanentDeliveryError, match="ELOOP.*symlink"):
+    with anyio.fail_after(5), pytest.raises(PermanentDeliveryError, match="symlink.*ELOOP"):
         await driver.send(batch_of(1))
     assert target.read_bytes() == b""
 

@@ -272,8 +272,8 @@ async def test_a_dead_letter_file_that_cannot_be_written_counts_the_events_as_dr
         warn=warnings.append,
     )
     await _run(exporter, lines(2))
-    ((reason, count),) = exporter.stats.dropped.items()
-    assert count == 2
-    assert reason.startswith("undeliverable (dest: 400), dead-letter file ")
-    assert "No such file or directory" in reason
-    assert warnings[0].startswith("2 events lost: dead-letter file ")
+    assert dict(exporter.stats.dropped) == {"dead-letter write failed": 2}
+    (warning,) = warnings
+    assert warning.startswith("2 undeliverable events dropped (dead-letter write failed): ")
+    assert f"dead-letter file {tmp_path / 'missing' / 'dead.ndjson'} could not" in warning
+    assert "No such file or directory; dest: 400" in warning

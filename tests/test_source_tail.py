@@ -189,7 +189,7 @@ async def test_a_restart_resumes_exactly_where_the_state_says(tmp_path: Path) ->
         "offset": found.st_size,
         "line": 18,
     }
-    assert not (tmp_path / "state.json.tmp").exists()
+    assert sorted(os.listdir(tmp_path)) == ["events.log", "state.json"]  # no temporary left
 
 
 async def test_a_stop_while_emit_waits_keeps_the_lines_not_taken(tmp_path: Path) -> None:

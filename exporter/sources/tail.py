@@ -12,10 +12,12 @@ in chunks. A line is taken only once its newline is there: a partial last line w
 
 With a ``state_file`` the position is remembered: after every chunk whose events were
 all emitted, and when the source stops, ``{"path", "dev", "inode", "offset", "line"}`` is
-written atomically (temporary file + rename). ``offset`` is just past the last line taken,
-so a restart neither sends a line twice nor skips one: if the state names the file the
-path names, reading resumes at ``offset`` (from the start when the file is now shorter);
-if it names another file (rotated meanwhile), the path's file is read from its start.
+written atomically (a temporary file created exclusively beside it, renamed over it; a
+symlink, FIFO or device at the state file's path is refused, not followed or waited on).
+``offset`` is just past the last line taken, so a restart neither sends a line twice nor
+skips one: if the state names the file the path names, reading resumes at ``offset``
+(from the start when the file is now shorter); if it names another file (rotated
+meanwhile), the path's file is read from its start.
 Without a usable state, ``start_at`` says where in a file that is there at start to
 begin: its ``beginning``, or its ``end`` (at the start of its partial last line, if any).
 
@@ -30,7 +32,6 @@ the position saved at the stop is just before them.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -45,6 +46,7 @@ import orjson
 
 from exporter.event import Event
 from exporter.export import CHUNK_BYTES, why_rejected
+from exporter.files import open_regular, replace_file
 from exporter.formats.reader import read_event
 from exporter.sources.unix import BoundedLines
 
@@ -245,13 +247,14 @@ class TailSource:
         name = self.settings.state_file
         if name is None:
             return None
-        try:
-            with open(name, "rb") as file:
-                data = file.read()
+        try:  # a FIFO there is refused at once: a plain open would wait for a writer
+            fd = open_regular(name, os.O_RDONLY)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise OSError(exc.errno, f"cannot read {name}: {exc.strerror or exc}") from exc
+        with open(fd, "rb") as file:
+            data = file.read()
         try:
             obj = orjson.loads(data)
             path, dev, inode, offset = obj["path"], obj["dev"], obj["inode"], obj["offset"]
@@ -285,14 +288,8 @@ class TailSource:
             "offset": position.offset,
             "line": position.line,
         }
-        temporary = name + ".tmp"
-        try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, orjson.dumps(state) + b"\n")
-            finally:
-                os.close(fd)
-            os.replace(temporary, name)
+        try:  # beside it, exclusively, then renamed: a symlink there is never followed
+            replace_file(name, orjson.dumps(state) + b"\n")
         except OSError as exc:
             if not self._save_failed:
                 self._save_failed = True
@@ -301,8 +298,6 @@ class TailSource:
                     f"position to {name}: {exc.strerror or exc} (a restart may send "
                     "lines again)\n"
                 )
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
             return
         self._save_failed = False
         self._saved = position
