@@ -95,18 +95,34 @@ def describe(config: Config) -> str:
     lines = [
         f"{config.source}: valid: {exporters} exporter{'s' * (exporters != 1)}, "
         f"{metrics} metric{'s' * (metrics != 1)}",
-        f"dead letters: {config.settings.dead_letter}; shutdown timeout "
+        f"dead letters: {config.settings.dead_letter} (at most "
+        f"{config.settings.dead_letter_max_bytes} bytes); shutdown timeout "
         f"{config.settings.shutdown_timeout:g} s; hostname "
         f"{config.settings.hostname or 'as in each event'}",
     ]
+    if config.settings.metrics_listen is not None:
+        host, port = config.settings.metrics_listen
+        guarded = config.settings.metrics_bearer_token is not None
+        lines.append(
+            f"metrics: http://{host}:{port}/metrics"
+            + ("; bearer token required" if guarded else "; no bearer token")
+        )
     for source in config.sources.values():
         where = "stdin"
         if source.http is not None:
+            http = source.http
+            token = "bearer token required" if http.bearer_token else "no bearer token"
             where = (
-                f"http://{source.http.host}:{source.http.port} (POST /dovecot, /events, /stalwart)"
+                f"http://{http.host}:{http.port} (POST /dovecot, /events, /stalwart); {token}; "
+                f"head within {http.header_timeout:g} s, body within {http.request_timeout:g} s, "
+                f"idle {http.idle_timeout:g} s; at most {http.max_connections} connections, "
+                f"{http.max_connections_per_peer} per peer, {http.max_body_bytes} bytes a body"
             )
         elif source.unix is not None:
-            where = f"unix socket {source.unix.path} (mode {source.unix.mode:04o})"
+            where = (
+                f"unix socket {source.unix.path} (mode {source.unix.mode:04o}); at most "
+                f"{source.unix.max_connections} connections"
+            )
         elif source.file is not None:
             state = source.file.state_file or "no state file"
             where = f"file {source.file.path}, followed ({state})"

@@ -287,7 +287,9 @@ async def _serve_source(
 ) -> None:
     if source.type == "http":
         assert source.http is not None
-        server = HttpSource(source.http, pipeline.emit, pipeline.busy, pipeline.commit)
+        server = HttpSource(
+            source.http, pipeline.emit, pipeline.busy, pipeline.commit, report=log.warning
+        )
         running[source.name] = server
         async with anyio.create_task_group() as tasks:
             await tasks.start(server.serve)

@@ -164,6 +164,8 @@ class HttpServer:
         self._caps = ConnectionCaps(limits.max_connections, limits.max_connections_per_peer)
         self.refused: dict[int, int] = {}
         """Requests answered 4xx/5xx, by status (a connection over a cap counts as a 503)."""
+        self.refused_connections = 0
+        """Connections over a cap, answered 503 and closed before a byte was read."""
 
     @property
     def open_connections(self) -> int:
@@ -208,6 +210,7 @@ class HttpServer:
 
     async def _refuse_connection(self, stream: anyio.abc.ByteStream, refusal: str) -> None:
         """Over a cap: a 503 sent before anything is read, then the connection closes."""
+        self.refused_connections += 1
         self._over_cap(f"{refusal}: new connections are answered 503")
         busy = Response.json(503, _error(f"too many connections: {refusal}"))
         busy.headers.append(("Retry-After", "1"))

@@ -134,6 +134,16 @@ def render(pipeline: Pipeline, sources: Mapping[str, object]) -> str:
         [(_labels(source=n), getattr(c, "rejected_lines", 0)) for n, c in source_counts.items()],
     )
     family(
+        "source_connections_refused_total",
+        "counter",
+        "Connections a source closed at once, over its connection caps.",
+        [
+            (_labels(source=n), refused)
+            for n, source in sources.items()
+            if (refused := _refused_connections(source)) is not None
+        ],
+    )
+    family(
         "source_refused_total",
         "counter",
         "Requests a source answered 4xx/5xx, by status.",
@@ -149,6 +159,15 @@ def render(pipeline: Pipeline, sources: Mapping[str, object]) -> str:
 LABEL_CHARS = 120
 """A longer label value is cut there, then ``...`` and 8 hex digits of its hash (so
 values cut alike stay distinct series)."""
+
+
+def _refused_connections(source: object) -> int | None:
+    """What a listener closed over its caps (the http source has it, the unix source counts
+    it), None for a source that has no connections."""
+    found = getattr(source, "refused_connections", None)
+    if found is None:
+        found = getattr(getattr(source, "counts", None), "refused_connections", None)
+    return found if isinstance(found, int) else None
 
 
 def _labels(**labels: str) -> str:

@@ -371,3 +371,31 @@ def test_plain_http_on_the_command_line(token: str, capsys: pytest.CaptureFixtur
         "event-exporter: warning: --http-insecure: false: the server's certificate is not "
         "checked, so whoever is on the path can read and change what is sent",
     ]
+
+
+def test_check_shows_what_guards_each_listener(
+    token: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The deadlines, caps and tokens an operator relies on are shown, not only applied."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        MINIMAL.replace(
+            "[exporter.out]",
+            "[global]\n"
+            'metrics_listen = "127.0.0.1:9100"\nmetrics_bearer_token_env = "EE_TOKEN"\n'
+            "dead_letter_max_bytes = 5000\n\n[exporter.out]",
+        )
+        + '\n[source.web]\ntype = "http"\nheader_timeout = 3\nmax_connections_per_peer = 7\n'
+        '[source.sock]\ntype = "unix"\npath = "/run/x.sock"\nmax_connections = 9\n'
+    )
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "(at most 5000 bytes)" in out
+    assert "metrics: http://127.0.0.1:9100/metrics; bearer token required" in out
+    assert (
+        "source web: http://127.0.0.1:8080 (POST /dovecot, /events, /stalwart); no bearer "
+        "token; head within 3 s, body within 60 s, idle 60 s; at most 1024 connections, "
+        "7 per peer, 10485760 bytes a body"
+    ) in out
+    assert "source sock: unix socket /run/x.sock (mode 0600); at most 9 connections" in out
+    assert token not in out

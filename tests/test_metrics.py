@@ -30,3 +30,25 @@ async def test_every_drop_reason_is_a_series_with_its_label_escaped() -> None:
     assert "# TYPE event_exporter_exporter_dropped_total counter" in text
     for line in text.splitlines():
         assert line.startswith(("#", "event_exporter_")), line
+
+
+async def test_connections_refused_over_a_cap_are_a_series_per_listener() -> None:
+    """A unix source counts them, the http source's server too; stdin has none."""
+    from exporter.sources.unix import UnixSourceCounts
+
+    class Unix:
+        counts = UnixSourceCounts(refused_connections=4)
+
+    class Http:
+        refused_connections = 2
+        refused = {503: 2}
+
+    class Stdin:
+        counts = object()
+
+    text = render(
+        Pipeline.from_config(parse_config(CONFIG)), {"u": Unix(), "h": Http(), "s": Stdin()}
+    )
+    assert 'event_exporter_source_connections_refused_total{source="u"} 4' in text
+    assert 'event_exporter_source_connections_refused_total{source="h"} 2' in text
+    assert 'source_connections_refused_total{source="s"}' not in text

@@ -125,6 +125,11 @@ class HttpSource:
         return self._server.port
 
     @property
+    def refused_connections(self) -> int:
+        """Connections over a cap, answered 503 at once."""
+        return self._server.refused_connections
+
+    @property
     def refused(self) -> dict[int, int]:
         """Requests answered 4xx/5xx, by status."""
         return self._server.refused
