@@ -4,7 +4,7 @@ A driver receives batches of already encoded events and only says how delivery w
 returning means delivered, :class:`RetryableDeliveryError` means try again (maybe after
 ``retry_after``), :class:`PermanentDeliveryError` means never. It raises nothing else:
 every foreign exception is mapped where the driver calls the outside world. Retrying,
-backoff and dead-lettering live in one place (``exporter.delivery``), not in drivers.
+backoff and dead-lettering live in one place (``exporter.delivery.retry``), not in drivers.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ from exporter.errors import (
     RetryableDeliveryError,
     UsageError,
 )
-from exporter.safe_text import printable
+from exporter.observe.text import printable
 from exporter.secret import Secret
 
 Body = Literal["ndjson", "json-array", "single"]
@@ -342,7 +342,7 @@ class ReceiverText:
     """Text a receiver controls (an error body, a reason phrase, a Location, the text of
     a failure), made fit for a message, a log line or a dead-letter reason: our secrets
     in it (a token it echoes) replaced with ``***``, whitespace runs made one space,
-    control characters escaped and its length capped (:func:`~exporter.safe_text.printable`).
+    control characters escaped and its length capped (:func:`~exporter.observe.text.printable`).
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:

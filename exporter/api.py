@@ -31,9 +31,9 @@ import anyio.abc
 import anyio.from_thread
 
 from exporter.config import Config, load_config
+from exporter.delivery.lifecycle import ship
 from exporter.event import Event
-from exporter.pipeline import Pipeline
-from exporter.shipping import ship
+from exporter.routing import Pipeline
 
 DROPPED_NOT_WAITING = "queue full (emit did not wait)"
 

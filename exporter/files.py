@@ -2,7 +2,7 @@
 
 Every file the program creates or writes goes through here: the file destination, the
 dead-letter file, the tail source's state file and its temporary, a spool (SQLite opens it
-itself: see :func:`exporter.spool.claim_spool_files`), the ``--output`` of ``export`` and
+itself: see :func:`exporter.delivery.spool.claim_spool_files`), the ``--output`` of ``export`` and
 of ``spool export``. Whoever can write the directory must not be able to make us write
 somewhere else or wait forever:
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_export import FILTER, make_events
 
-from exporter.export import export_streams
+from exporter.cli.export import export_streams
 from exporter.filter import compile_filter
 from exporter.formats import FormatSpec, make_formatter
 

@@ -42,10 +42,10 @@ from bench_export import make_events
 from drivers.base import Driver
 from drivers.file import FileDriver
 from drivers.unix import UnixDriver
-from exporter.engine import DeliverySettings, Exporter
+from exporter.cli.malloc import tune_malloc
+from exporter.delivery.exporter import DeliverySettings, Exporter
 from exporter.event import Event, Timestamp
 from exporter.formats import FormatSpec, make_formatter
-from exporter.memory import tune_malloc
 
 READER = """
 import os, socket, sys

@@ -30,8 +30,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from exporter.cli.export import export_streams
 from exporter.event import Event, Timestamp
-from exporter.export import export_streams
 from exporter.filter import compile_filter
 from exporter.formats import FormatSpec, make_formatter
 from exporter.formats.reader import read_event

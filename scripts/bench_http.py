@@ -60,8 +60,8 @@ from bench_delivery import engine as delivery_engine
 from bench_export import make_events
 
 from drivers.http import Compression, HttpDriver, HttpSettings
+from exporter.cli.malloc import tune_malloc
 from exporter.event import Event
-from exporter.memory import tune_malloc
 
 BATCH = 1000
 PATH = "/ingest"

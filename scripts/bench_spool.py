@@ -36,11 +36,11 @@ from bench_daemon import daemon_run
 from bench_export import FILTER, make_events
 
 from drivers.drop import DropDriver
-from exporter.engine import DeliverySettings, Exporter
+from exporter.cli.malloc import tune_malloc
+from exporter.delivery.exporter import DeliverySettings, Exporter
 from exporter.event import Event
 from exporter.filter import compile_filter
 from exporter.formats import FormatSpec, make_formatter
-from exporter.memory import tune_malloc
 
 
 def run(lines: list[bytes], spool: str | None, encode: list[Event] | None = None) -> float:

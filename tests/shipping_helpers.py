@@ -28,7 +28,7 @@ from pathlib import Path
 
 import orjson
 
-from exporter.deadletter import read_dead_letters
+from exporter.delivery.deadletter import read_dead_letters
 
 REPO = Path(__file__).resolve().parent.parent
 LINE_BYTES = 24

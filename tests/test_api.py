@@ -12,7 +12,7 @@ import pytest
 
 from exporter.api import DROPPED_NOT_WAITING, EventExporter, ThreadedEventExporter
 from exporter.config import parse_config
-from exporter.deadletter import read_dead_letters
+from exporter.delivery.deadletter import read_dead_letters
 from exporter.event import Event
 from exporter.formats import FormatSpec, make_formatter
 

@@ -29,17 +29,13 @@ from exporter.catalog import (
     categories_as_json,
     describe,
     describe_categories,
-    dovecot_rst,
-    dovecot_site,
-    dovecot_wiki,
     load_catalog,
-    rst,
-    stalwart_md,
 )
+from exporter.catalog.build import dovecot_rst, dovecot_site, dovecot_wiki, rst, stalwart_md
+from exporter.catalog.generate import generate
 from exporter.event import Event
 from exporter.filter import compile_filter
 from exporter.filter.compile import LOG_TYPES
-from exporter.generate import generate
 from exporter.sources.stalwart import read_webhook
 
 SEEDS = Path(__file__).parent / "data" / "seeds"

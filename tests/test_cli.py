@@ -182,7 +182,7 @@ def test_tabtext_converted_to_json_and_back_is_unchanged(tmp_path: Path) -> None
 
 
 def test_cr_split_from_its_lf_across_reads_is_still_dropped() -> None:
-    from exporter.export import LineSplitter
+    from exporter.sources.lines import LineSplitter
 
     splitter = LineSplitter()
     assert splitter.feed(b"event:a\tfield:x=1\r") == []
@@ -200,7 +200,7 @@ def test_a_line_that_breaks_something_inside_is_rejected_alone(
             raise RuntimeError("unexpected")
         return read_event(line)
 
-    monkeypatch.setattr("exporter.export.read_event", flaky)
+    monkeypatch.setattr("exporter.cli.export.read_event", flaky)
     src = tmp_path / "in"
     src.write_bytes(b"event:a\nevent:boom\nevent:c\n")
     code, out = _export(tmp_path, "--include", "name", str(src))

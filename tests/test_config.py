@@ -10,9 +10,9 @@ import pytest
 
 from exporter.cli import main
 from exporter.config import ConfigError, load_config, parse_config
-from exporter.engine import DeliverySettings
+from exporter.delivery.exporter import DeliverySettings
+from exporter.delivery.queue import Overflow
 from exporter.formats import FormatSpec
-from exporter.queue import Overflow
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "tok-9c1e-SECRET-never-printed"

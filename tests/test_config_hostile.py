@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import main
-from exporter.cli_http import add_http_options, http_settings
+from exporter.cli.http_options import add_http_options, http_settings
 from exporter.config import ConfigError, parse_config
-from exporter.destinations import Destination, parse_destination
+from exporter.delivery.destinations import Destination, parse_destination
 from exporter.errors import UsageError
 from tests.shipping_helpers import exporter_child, wait_until
 

@@ -19,8 +19,8 @@ import pytest
 from drivers.base import Batch
 from exporter.cli import main
 from exporter.config import ConfigError, parse_config
-from exporter.deadletter import REASON_LIMIT, DeadLetterFile, read_dead_letters
-from exporter.engine import (
+from exporter.delivery.deadletter import REASON_LIMIT, DeadLetterFile, read_dead_letters
+from exporter.delivery.exporter import (
     DEAD_LETTER_FAILED,
     DEAD_LETTER_FULL,
     NO_DEAD_LETTER_FILE,
@@ -28,10 +28,10 @@ from exporter.engine import (
     Exporter,
     LossWarnings,
 )
+from exporter.delivery.retry import RetryPolicy
 from exporter.errors import PermanentDeliveryError
-from exporter.metrics import render
-from exporter.pipeline import Pipeline
-from exporter.retry import RetryPolicy
+from exporter.observe.prometheus import render
+from exporter.routing import Pipeline
 from tests.fakes import ScriptedDriver, lines
 from tests.samples import EVENTS_FILE
 

@@ -9,14 +9,13 @@ import anyio.lowlevel
 import pytest
 
 from drivers.base import Batch
-from exporter.delivery import DeliveryCounters, PauseGate, deliver
+from exporter.delivery.retry import DeliveryCounters, PauseGate, RetryPolicy, deliver
 from exporter.errors import (
     DeliveryError,
     PermanentDeliveryError,
     RetryableDeliveryError,
     UsageError,
 )
-from exporter.retry import RetryPolicy
 from tests.fakes import RecordingSleep, ScriptedDriver
 
 pytestmark = pytest.mark.anyio

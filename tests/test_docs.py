@@ -10,7 +10,7 @@ import pytest
 from drivers.http import HttpSettings
 from exporter.cli import main
 from exporter.config import GlobalConfig, load_config
-from exporter.engine import DeliverySettings
+from exporter.delivery.exporter import DeliverySettings
 from exporter.formats import FormatSpec
 
 REPO = Path(__file__).resolve().parent.parent

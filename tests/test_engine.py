@@ -10,11 +10,11 @@ import orjson
 import pytest
 
 from drivers.base import Batch
-from exporter.deadletter import DeadLetterFile, read_dead_letters
-from exporter.engine import DeliverySettings, Exporter
+from exporter.delivery.deadletter import DeadLetterFile, read_dead_letters
+from exporter.delivery.exporter import DeliverySettings, Exporter
+from exporter.delivery.queue import Overflow
+from exporter.delivery.retry import RetryPolicy
 from exporter.errors import PermanentDeliveryError, RetryableDeliveryError
-from exporter.queue import Overflow
-from exporter.retry import RetryPolicy
 from tests.fakes import ScriptedDriver, lines
 
 pytestmark = pytest.mark.anyio

@@ -31,7 +31,8 @@ import pytest
 from drivers.base import Batch
 from drivers.file import FileDriver
 from exporter.cli import main
-from exporter.deadletter import DeadLetterFile, DeadLetterResult
+from exporter.delivery.deadletter import DeadLetterFile, DeadLetterResult
+from exporter.delivery.spool import SpoolQueue
 from exporter.errors import PermanentDeliveryError, UsageError
 from exporter.files import (
     RefusedFileError,
@@ -41,7 +42,6 @@ from exporter.files import (
     replace_file,
 )
 from exporter.sources.tail import TailSource, TailSourceSettings
-from exporter.spool import SpoolQueue
 from tests.file_helpers import VICTIM_TEXT, mode_of, plant_symlink, planted_fifo, umask
 from tests.samples import EVENTS_FILE
 from tests.source_helpers import Collector

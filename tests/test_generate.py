@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from exporter.catalog import load_catalog
+from exporter.catalog.generate import HOSTNAME, generate
 from exporter.cli import main
 from exporter.event import Event, FieldValue
 from exporter.formats import FormatSpec, make_formatter
 from exporter.formats.reader import read_event
-from exporter.generate import HOSTNAME, generate
 
 N = 2_000
 

@@ -33,12 +33,12 @@ from exporter.cli import main
 from exporter.config import parse_config
 from exporter.errors import EventFormatError, EventParseError
 from exporter.event import Event, Timestamp
-from exporter.export import CHUNK_BYTES, LineSplitter
 from exporter.filter import compile_filter
 from exporter.formats import FormatSpec, make_formatter
 from exporter.formats.reader import read_event
-from exporter.pipeline import Pipeline
+from exporter.routing import Pipeline
 from exporter.sources.http import HttpSource, HttpSourceSettings
+from exporter.sources.lines import CHUNK_BYTES, LineSplitter
 from exporter.sources.stalwart import read_webhook
 from exporter.sources.stdin import StdinSource
 from exporter.sources.tail import TailSource, TailSourceSettings

@@ -24,10 +24,10 @@ import pytest
 from drivers.base import Batch
 from drivers.http import HttpDriver, HttpSettings
 from exporter.cli import main
-from exporter.deadletter import DeadLetterFile
-from exporter.engine import DeliverySettings, Exporter
+from exporter.delivery.deadletter import DeadLetterFile
+from exporter.delivery.exporter import DeliverySettings, Exporter
+from exporter.delivery.retry import RetryPolicy
 from exporter.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
-from exporter.retry import RetryPolicy
 from tests.http_receiver import Receiver
 from tests.samples import EVENTS_FILE
 from tests.shipping_helpers import (

@@ -12,11 +12,11 @@ import pytest
 
 from exporter.catalog import load_catalog
 from exporter.catalog.kinds import field_kind
+from exporter.catalog.lint import filter_warnings
 from exporter.catalog.versions import parse_version, reached
 from exporter.cli import main
 from exporter.config import ConfigError, parse_config
 from exporter.filter import compile_filter
-from exporter.lint import filter_warnings
 
 
 def _warnings(expr: str, version: str | None = None) -> list[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from exporter.config import parse_config
-from exporter.metrics import render
-from exporter.pipeline import Pipeline
+from exporter.observe.prometheus import render
+from exporter.routing import Pipeline
 
 pytestmark = pytest.mark.anyio
 

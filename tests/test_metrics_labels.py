@@ -7,8 +7,8 @@ import re
 import pytest
 
 from exporter.config import parse_config
-from exporter.metrics import LABEL_CHARS, render
-from exporter.pipeline import Pipeline
+from exporter.observe.prometheus import LABEL_CHARS, render
+from exporter.routing import Pipeline
 
 pytestmark = pytest.mark.anyio
 

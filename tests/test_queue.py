@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from exporter.delivery.queue import EventQueue
 from exporter.errors import UsageError
-from exporter.queue import EventQueue
 from tests.fakes import lines
 
 pytestmark = pytest.mark.anyio

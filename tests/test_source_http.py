@@ -623,7 +623,7 @@ async def test_the_token_is_compared_in_constant_time(monkeypatch: pytest.Monkey
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("exporter.httpserver.hmac.compare_digest", spy)
+    monkeypatch.setattr("exporter.sources.httpserver.hmac.compare_digest", spy)
     async with (
         serving(bearer_token=Secret("tok-x")) as (_, received, url),
         httpx.AsyncClient() as client,

@@ -17,7 +17,7 @@ import pytest
 
 from drivers.base import Batch
 from exporter.cli import main
-from exporter.spool import SpoolQueue
+from exporter.delivery.spool import SpoolQueue
 from tests.http_receiver import Receiver
 from tests.shipping_helpers import exporter_child, wait_until
 from tests.spool_helpers import FLAKY, spooled_daemon_config

@@ -27,6 +27,7 @@ from exporter.filter.nodes import (
 from exporter.filter.parser import MAX_DEPTH, ParseResult, parse
 
 __all__ = [
+    "Matcher",
     "MAX_DEPTH",
     "And",
     "Category",

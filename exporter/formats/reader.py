@@ -42,7 +42,7 @@ from exporter.formats.timefmt import (
     parse_time_ns,
     parse_time_ns_or_none,
 )
-from exporter.safe_text import printable
+from exporter.observe.text import printable
 
 _MEMBERS: Final = ("event", "hostname", "start_time", "end_time", "categories", "fields")
 _MEMBER_SET: Final = frozenset(_MEMBERS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from exporter.safe_text import printable
+from exporter.observe.text import printable
 
 # Dovecot's str_append_tabescaped / str_tabunescape.
 _TAB_ESCAPES: Final = {0x00: "\x010", 0x01: "\x011", 0x09: "\x01t", 0x0A: "\x01n", 0x0D: "\x01r"}

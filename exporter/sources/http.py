@@ -33,7 +33,9 @@ import anyio.lowlevel
 from exporter.errors import EventExporterError
 from exporter.event import Event
 from exporter.formats.reader import read_event
-from exporter.httpserver import (
+from exporter.observe.text import printable
+from exporter.secret import Secret
+from exporter.sources.httpserver import (
     Head,
     HttpServer,
     Refuse,
@@ -42,8 +44,6 @@ from exporter.httpserver import (
     ServerLimits,
     require_bearer,
 )
-from exporter.safe_text import printable
-from exporter.secret import Secret
 from exporter.sources.stalwart import read_webhook, signature_ok
 
 Emit = Callable[[Event], Awaitable[None]]

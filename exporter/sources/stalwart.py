@@ -24,7 +24,7 @@ from exporter.errors import EventParseError
 from exporter.event import INT_MAX, INT_MIN, Event, FieldValue, default_hostname
 from exporter.formats.text import shown
 from exporter.formats.timefmt import MAX_TIME_NS, MIN_TIME_NS, parse_rfc3339_ns
-from exporter.safe_text import printable
+from exporter.observe.text import printable
 from exporter.secret import Secret
 
 

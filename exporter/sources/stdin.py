@@ -15,10 +15,10 @@ from typing import TextIO
 
 import anyio
 
+from exporter.delivery.lifecycle import read_lines
 from exporter.event import Event
-from exporter.export import why_rejected
 from exporter.formats.reader import read_event
-from exporter.shipping import read_lines
+from exporter.sources.lines import why_rejected
 
 Emit = Callable[[Event], Awaitable[None]]
 _REPORTED_MAX = 100

@@ -45,9 +45,9 @@ import anyio.lowlevel
 import orjson
 
 from exporter.event import Event
-from exporter.export import CHUNK_BYTES, why_rejected
 from exporter.files import open_regular, replace_file
 from exporter.formats.reader import read_event
+from exporter.sources.lines import CHUNK_BYTES, why_rejected
 from exporter.sources.unix import BoundedLines
 
 Emit = Callable[[Event], Awaitable[None]]

@@ -35,10 +35,10 @@ from typing import TextIO
 import anyio
 import anyio.abc
 
-from exporter.connections import ConnectionCaps, Throttle, ensure_descriptors
 from exporter.event import Event
-from exporter.export import why_rejected
 from exporter.formats.reader import read_event
+from exporter.sources.connections import ConnectionCaps, Throttle, ensure_descriptors
+from exporter.sources.lines import why_rejected
 
 Emit = Callable[[Event], Awaitable[None]]
 _READ_BYTES = 1 << 16

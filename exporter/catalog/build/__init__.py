@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.catalog import dovecot_rst, dovecot_site, dovecot_wiki, stalwart_md
+from exporter.catalog.build import dovecot_rst, dovecot_site, dovecot_wiki, stalwart_md
 from exporter.catalog.kinds import Kind, field_kind
 from exporter.catalog.model import Catalog
 

@@ -13,38 +13,39 @@ import dataclasses
 import os
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
 from drivers.base import Driver
-from exporter.cli_common import (
+from exporter.cli.common import (
     EXIT_LOSS,
     EXIT_OK,
     EXIT_REJECTED,
     format_and_filter,
     open_sources,
+    same_file,
     usage_error,
 )
-from exporter.cli_http import add_http_options, http_settings
+from exporter.cli.http_options import add_http_options, http_settings
+from exporter.cli.malloc import tune_malloc
 from exporter.config import DEFAULT_DEAD_LETTER
-from exporter.deadletter import DEFAULT_MAX_BYTES, DeadLetterFile, read_dead_letters
-from exporter.destinations import SCHEMES, Destination, parse_destination
-from exporter.engine import DeliverySettings, Exporter
-from exporter.errors import EventParseError, UsageError
-from exporter.export import ExportCounts
-from exporter.formats import make_formatter
-from exporter.formats.spec import LOG_TRUNCATE_BYTES
-from exporter.memory import tune_malloc
-from exporter.queue import OVERFLOW_CHOICES
-from exporter.retry import RetryPolicy
-from exporter.shipping import (
+from exporter.delivery.deadletter import DEFAULT_MAX_BYTES, DeadLetterFile, read_dead_letters
+from exporter.delivery.destinations import SCHEMES, Destination, parse_destination
+from exporter.delivery.exporter import DeliverySettings, Exporter
+from exporter.delivery.lifecycle import (
     Producer,
     ignore_late_signals,
     produce_encoded,
     produce_lines,
     ship,
 )
+from exporter.delivery.queue import OVERFLOW_CHOICES
+from exporter.delivery.retry import RetryPolicy
+from exporter.errors import EventParseError, UsageError
+from exporter.formats import make_formatter
+from exporter.formats.spec import LOG_TRUNCATE_BYTES
+from exporter.sources.lines import ExportCounts
 
 _defaults = DeliverySettings()
 _retry_defaults = RetryPolicy()
@@ -189,6 +190,21 @@ def _settings(args: argparse.Namespace) -> DeliverySettings:
     )
 
 
+def add_command(commands: argparse._SubParsersAction[Any]) -> None:
+    """``replay`` (``export --to`` is :mod:`.export`'s, ``spool drain`` :mod:`.spool`'s)."""
+    replay = commands.add_parser(
+        "replay",
+        help="send the events of a dead-letter file again",
+        description="Sends every event of a dead-letter file to DEST, through the same "
+        "queue, batching and retries as export --to.",
+        epilog="exit status: 0 all delivered; 2 usage error or unreadable file; "
+        "3 some events dead-lettered again or dropped",
+    )
+    replay.add_argument("dead_letter_file", metavar="DEADLETTER")
+    add_delivery_options(replay, required=True)
+    replay.set_defaults(run=replay_command)
+
+
 def ship_command(args: argparse.Namespace) -> int:
     """``export --to DEST``."""
     if args.output is not None:
@@ -220,7 +236,7 @@ def ship_command(args: argparse.Namespace) -> int:
 
 def replay_command(args: argparse.Namespace) -> int:
     """``replay DEADLETTER --to DEST``."""
-    if _same_file(args.dead_letter, args.dead_letter_file):
+    if same_file(args.dead_letter, args.dead_letter_file):
         return usage_error("--dead-letter must differ from the file being replayed")
     try:
         destination = parse_destination(args.to)
@@ -276,13 +292,6 @@ def _open_driver(args: argparse.Namespace, destination: Destination, event_forma
             args, destination.target, "json" if event_format == "json" else "tab-text"
         )
     return destination.open(file_mode=args.file_mode, fsync=args.fsync, http=http)
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _run(args: argparse.Namespace, exporter: Exporter, producer: Producer) -> None:

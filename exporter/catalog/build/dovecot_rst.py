@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from exporter.catalog.rst import (
+from exporter.catalog.build.rst import (
     Rendered,
     block_end,
     dedent_block,

@@ -21,7 +21,7 @@ from drivers.http import (
     is_credential_header,
 )
 from exporter.errors import UsageError
-from exporter.safe_text import printable
+from exporter.observe.text import printable
 from exporter.secret import Secret
 
 _defaults = HttpSettings(url="http://localhost/")

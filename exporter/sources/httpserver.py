@@ -36,8 +36,8 @@ import anyio.lowlevel
 import h11
 import orjson
 
-from exporter.connections import ConnectionCaps, Throttle, ensure_descriptors
 from exporter.secret import Secret
+from exporter.sources.connections import ConnectionCaps, Throttle, ensure_descriptors
 
 _READ_BYTES = 1 << 16
 _HEAD_BYTES = 64 << 10

@@ -2,7 +2,7 @@
 dump it, or deliver it without sources.
 
 ``stats`` and ``export`` open the spool read-only (a running daemon may hold it), once its
-files are known to be ours (:func:`~exporter.spool.claim_spool_files`: SQLite would
+files are known to be ours (:func:`~exporter.delivery.spool.claim_spool_files`: SQLite would
 follow a symlinked -shm and write to it even so); ``export --output FILE`` writes a
 regular file (created 0600; a symlink, FIFO or device there is refused), ``-`` or
 ``/dev/stdout`` (the default) is stdout;
@@ -19,13 +19,14 @@ import sys
 import urllib.parse
 from typing import Any
 
-from exporter.cli_common import EXIT_OK, usage_error
+from exporter.cli.common import EXIT_OK, usage_error
+from exporter.cli.ship import add_delivery_options, drain_spool
+from exporter.delivery.spool import claim_spool_files, spooled_events
 from exporter.errors import UsageError
 from exporter.files import means_stdout, open_output
-from exporter.spool import claim_spool_files, spooled_events
 
 
-def add_spool_command(commands: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
+def add_command(commands: argparse._SubParsersAction[Any]) -> None:
     spool: argparse.ArgumentParser = commands.add_parser(
         "spool",
         help="inspect, dump or deliver an exporter's disk spool",
@@ -42,15 +43,14 @@ def add_spool_command(commands: argparse._SubParsersAction[Any]) -> argparse.Arg
         default=None,
         help="export: a regular file (created 0600), or - / /dev/stdout (the default)",
     )
-    return spool
+    add_delivery_options(spool, required=False)
+    spool.set_defaults(run=spool_command)
 
 
 def spool_command(args: argparse.Namespace) -> int:
     if args.action == "drain":
         if args.to is None:
             return usage_error("spool drain needs --to DEST")
-        from exporter.cli_delivery import drain_spool
-
         return drain_spool(args)
     try:
         claim_spool_files(args.spool, create=False)

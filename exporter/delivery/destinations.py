@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from drivers.base import Driver
 from exporter.errors import UsageError
-from exporter.safe_text import printable
+from exporter.observe.text import printable
 
 if TYPE_CHECKING:
     from drivers.http import HttpSettings

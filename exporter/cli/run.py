@@ -23,16 +23,23 @@ from typing import Any, Final
 
 import anyio
 
-from exporter import metrics
-from exporter.cli_common import EXIT_LOSS, EXIT_OK, EXIT_USAGE
+from exporter.cli.common import EXIT_LOSS, EXIT_OK, EXIT_USAGE
+from exporter.cli.malloc import tune_malloc
 from exporter.config import LOG_LEVELS, Config, ConfigError, SourceConfig, load_config
+from exporter.delivery.lifecycle import ignore_early_signals, ignore_late_signals, ship
 from exporter.errors import UsageError
-from exporter.httpserver import HttpServer, Refuse, Request, Response, ServerLimits, require_bearer
-from exporter.memory import tune_malloc
-from exporter.pipeline import Pipeline
-from exporter.safe_text import printable
-from exporter.shipping import ignore_early_signals, ignore_late_signals, ship
+from exporter.observe import prometheus
+from exporter.observe.text import printable
+from exporter.routing import Pipeline
 from exporter.sources.http import HttpSource
+from exporter.sources.httpserver import (
+    HttpServer,
+    Refuse,
+    Request,
+    Response,
+    ServerLimits,
+    require_bearer,
+)
 from exporter.sources.stdin import StdinSource
 from exporter.sources.tail import TailSource
 from exporter.sources.unix import UnixSource
@@ -71,7 +78,7 @@ class _Log:
 log = _Log()
 
 
-def add_run_command(commands: argparse._SubParsersAction[Any]) -> None:
+def add_command(commands: argparse._SubParsersAction[Any]) -> None:
     run = commands.add_parser(
         "run",
         help="run the sources, metrics and exporters of a configuration file",
@@ -82,6 +89,7 @@ def add_run_command(commands: argparse._SubParsersAction[Any]) -> None:
         "source cannot start; 3 some events were dead-lettered or dropped",
     )
     run.add_argument("config", metavar="CONFIG")
+    run.set_defaults(run=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -230,7 +238,7 @@ async def _serve_metrics(
     async def handle(request: Request) -> Response:
         if request.path != "/metrics":
             raise Refuse(404, "GET /metrics")
-        return Response(200, metrics.render(pipeline, sources).encode(), metrics.CONTENT_TYPE)
+        return Response(200, prometheus.render(pipeline, sources).encode(), prometheus.CONTENT_TYPE)
 
     token = settings.metrics_bearer_token
     server = HttpServer(

@@ -1,5 +1,5 @@
 """``event-exporter catalog [PATTERN]``: the documented Dovecot and Stalwart events, their
-fields and categories (``check`` uses the same catalog: :mod:`exporter.lint`)."""
+fields and categories (``check`` uses the same catalog: :mod:`exporter.catalog.lint`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 
 from exporter.catalog import SOURCES, as_json, describe, load_catalog
-from exporter.cli_common import EXIT_OK
+from exporter.cli.common import EXIT_OK
 
 
-def add_catalog_command(commands: argparse._SubParsersAction[Any]) -> None:
+def add_command(commands: argparse._SubParsersAction[Any]) -> None:
     catalog = commands.add_parser(
         "catalog",
         help="search the documented Dovecot and Stalwart events",
@@ -25,6 +25,7 @@ def add_catalog_command(commands: argparse._SubParsersAction[Any]) -> None:
     catalog.add_argument("--fields", action="store_true", help="show each event's fields")
     catalog.add_argument("--source", choices=SOURCES, default=None)
     catalog.add_argument("--json", action="store_true", help="JSON instead of text")
+    catalog.set_defaults(run=catalog_command)
 
 
 def catalog_command(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from typing import BinaryIO, Final
 
@@ -51,3 +52,14 @@ def open_sources(paths: list[str], stack: contextlib.ExitStack) -> list[tuple[st
 def usage_error(message: str) -> int:
     sys.stderr.write(f"event-exporter: {message}\n")
     return EXIT_USAGE
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (``-``, standard input or output, never
+    does); paths that do not exist compare by their absolute form."""
+    if "-" in (a, b):
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)

@@ -24,14 +24,14 @@ import anyio
 
 from drivers.base import Driver
 from exporter.config import Config, ExporterConfig
-from exporter.deadletter import DeadLetterFile
-from exporter.engine import Exporter
+from exporter.delivery.deadletter import DeadLetterFile
+from exporter.delivery.exporter import Exporter
+from exporter.delivery.queue import Overflow
 from exporter.event import Event
-from exporter.export import why_rejected
 from exporter.formats import make_formatter
 from exporter.formats.spec import Formatter
 from exporter.formats.text import shown
-from exporter.queue import Overflow
+from exporter.sources.lines import why_rejected
 
 Matcher = Callable[[Event], bool]
 REPORTED_REJECTIONS_MAX = 100

@@ -42,9 +42,9 @@ from typing import Literal
 import anyio
 
 from drivers.base import Batch
+from exporter.delivery.queue import BoundedIntake, Overflow
 from exporter.errors import UsageError
 from exporter.files import check_regular, open_regular
-from exporter.queue import BoundedIntake, Overflow
 
 SyncMode = Literal["normal", "full"]
 SYNC_MODES: tuple[SyncMode, ...] = ("normal", "full")
@@ -53,7 +53,7 @@ DELETE_DELAY = 0.05
 
 
 class SpoolQueue(BoundedIntake):
-    """The exporter-facing interface of :class:`~exporter.queue.EventQueue`, on disk.
+    """The exporter-facing interface of :class:`~exporter.delivery.queue.EventQueue`, on disk.
 
     Storage is by chunk, not by event: a commit writes the events taken since the last
     one as one row (their bytes, and where each ends), at most a batch's worth per row,

@@ -30,22 +30,27 @@ from drivers.http import (
     is_loopback_host,
     signing_key_bytes,
 )
+from exporter.catalog.lint import filter_warnings
 from exporter.catalog.versions import Version, parse_version
-from exporter.deadletter import DEFAULT_MAX_BYTES as DEFAULT_DEAD_LETTER_MAX_BYTES
-from exporter.destinations import SCHEMES, Destination, parse_destination, printable_destination
-from exporter.engine import DeliverySettings
+from exporter.delivery.deadletter import DEFAULT_MAX_BYTES as DEFAULT_DEAD_LETTER_MAX_BYTES
+from exporter.delivery.destinations import (
+    SCHEMES,
+    Destination,
+    parse_destination,
+    printable_destination,
+)
+from exporter.delivery.exporter import DeliverySettings
+from exporter.delivery.queue import OVERFLOW_CHOICES, Overflow
+from exporter.delivery.retry import RetryPolicy
+from exporter.delivery.spool import SYNC_MODES
 from exporter.errors import EventExporterError, FilterSyntaxError, UsageError
 from exporter.filter import EventFilter, compile_filter
 from exporter.formats.spec import ALL_INCLUDES, FORMATS, INCLUDE_WORDS, FormatSpec
 from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
-from exporter.lint import filter_warnings
-from exporter.queue import OVERFLOW_CHOICES, Overflow
-from exporter.retry import RetryPolicy
 from exporter.secret import Secret
 from exporter.sources.http import HttpSourceSettings
 from exporter.sources.tail import TailSourceSettings
 from exporter.sources.unix import UnixSourceSettings
-from exporter.spool import SYNC_MODES
 
 DEFAULT_DEAD_LETTER = "event-exporter.deadletter.ndjson"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -145,7 +150,7 @@ class Config:
 
     def warnings(self) -> list[str]:
         """What is allowed but probably not meant: in each metric's filter (see
-        :mod:`exporter.lint`), an exporter no metric feeds, and what leaves events or
+        :mod:`exporter.catalog.lint`), an exporter no metric feeds, and what leaves events or
         credentials open (TLS not verified, credentials over plain http, a listener that
         takes events from anyone)."""
         found = []

@@ -1,8 +1,10 @@
-"""The ``event-exporter`` command line.
+"""``event-exporter export``: read events, keep those the filter matches, write them
+formatted to stdout or ``--output`` (with ``--to DEST``, ship them instead: :mod:`.ship`).
 
-Exit codes are part of the interface: 0 all input read, 1 some lines rejected (each
-reported on stderr), 2 a usage error, a bad filter, an unreadable input or an unwritable
-output, 3 (with --to) some events dead-lettered or dropped, 141 stdout closed early.
+Input is read in chunks of whatever is available (``read1``), so a file is processed in
+large batches while a live pipe is answered line by line without waiting for a full
+buffer. Output is written once per chunk. A line that cannot be read is reported with
+its file and line number and skipped; the others go on.
 """
 
 from __future__ import annotations
@@ -12,39 +14,28 @@ import contextlib
 import os
 import stat
 import sys
-from collections.abc import Sequence
-from typing import BinaryIO
+from collections.abc import Iterable
+from typing import Any, BinaryIO, TextIO
 
-from exporter.cli_catalog import add_catalog_command, catalog_command
-from exporter.cli_check import add_check_command, check_command
-from exporter.cli_common import (
+from exporter.cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_OK,
     EXIT_REJECTED,
-    EXIT_USAGE,
     format_and_filter,
     open_sources,
+    same_file,
     usage_error,
 )
-from exporter.cli_delivery import add_delivery_options, replay_command, ship_command
-from exporter.cli_generate import add_generate_command, generate_command
-from exporter.cli_spool import add_spool_command, spool_command
-from exporter.daemon import add_run_command, run_command
+from exporter.cli.progress import Progress
+from exporter.cli.ship import add_delivery_options, ship_command
 from exporter.errors import UsageError
-from exporter.export import export_streams
 from exporter.files import means_stdout, open_output
+from exporter.filter import Matcher
 from exporter.formats import make_formatter
-from exporter.formats.spec import FORMATS, INCLUDE_WORDS, LOG_TRUNCATE_BYTES
+from exporter.formats.reader import read_event
+from exporter.formats.spec import FORMATS, INCLUDE_WORDS, LOG_TRUNCATE_BYTES, Formatter
 from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
-from exporter.progress import Progress
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that exits with our usage code (2) and names the program consistently."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"event-exporter: {message}\n")
+from exporter.sources.lines import CHUNK_BYTES, ExportCounts, LineSplitter, reject
 
 
 def _positive_int(text: str) -> int:
@@ -57,12 +48,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="event-exporter",
-        description="Select, format and ship Dovecot and Stalwart events.",
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def add_command(commands: argparse._SubParsersAction[Any]) -> None:
     export = commands.add_parser(
         "export",
         help="read events, keep the matching ones, write them formatted",
@@ -113,23 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
         "- or /dev/stdout: stdout, the default",
     )
     add_delivery_options(export, required=False)
+    export.set_defaults(run=export_command)
 
-    replay = commands.add_parser(
-        "replay",
-        help="send the events of a dead-letter file again",
-        description="Sends every event of a dead-letter file to DEST, through the same "
-        "queue, batching and retries as export --to.",
-        epilog="exit status: 0 all delivered; 2 usage error or unreadable file; "
-        "3 some events dead-lettered again or dropped",
-    )
-    replay.add_argument("dead_letter_file", metavar="DEADLETTER")
-    add_delivery_options(replay, required=True)
-    add_check_command(commands)
-    add_run_command(commands)
-    add_catalog_command(commands)
-    add_generate_command(commands)
-    add_delivery_options(add_spool_command(commands), required=False)
-    return parser
+
+def export_command(args: argparse.Namespace) -> int:
+    """``export``, or with ``--to`` the shipping of :func:`.ship.ship_command`."""
+    if args.to is not None:
+        return ship_command(args)
+    return _export(args)
 
 
 def _total_size(sources: list[tuple[str, BinaryIO]]) -> int | None:
@@ -148,36 +125,6 @@ def _output_file(path: str) -> BinaryIO:
     return open(open_output(path), "wb")
 
 
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return b != "-" and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (also for usage errors and --help)."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # argparse exits on --help and on usage errors
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    if args.command == "replay":
-        return replay_command(args)
-    if args.command == "check":
-        return check_command(args)
-    if args.command == "run":
-        return run_command(args)
-    if args.command == "catalog":
-        return catalog_command(args)
-    if args.command == "generate":
-        return generate_command(args)
-    if args.command == "spool":
-        return spool_command(args)
-    if args.to is not None:
-        return ship_command(args)
-    return _export(args)
-
-
 def _export(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         try:
@@ -186,7 +133,7 @@ def _export(args: argparse.Namespace) -> int:
         except UsageError as exc:
             return usage_error(str(exc))
         to_stdout = means_stdout(args.output)
-        if not to_stdout and any(_same_file(args.output, path) for path in args.files):
+        if not to_stdout and any(same_file(args.output, path) for path in args.files):
             return usage_error(f"--output {args.output} is also an input file")
         try:  # a regular file of ours or refused: no symlink followed, no FIFO waited on
             output: BinaryIO = (
@@ -216,3 +163,63 @@ def _export(args: argparse.Namespace) -> int:
         )
         return EXIT_REJECTED
     return EXIT_OK
+
+
+def export_streams(
+    sources: Iterable[tuple[str, BinaryIO]],
+    output: BinaryIO,
+    format_line: Formatter,
+    matches: Matcher | None,
+    errors: TextIO,
+    progress: Progress | None = None,
+) -> ExportCounts:
+    """Export every line of every source to ``output``; ``format_line`` appends the ``\\n``."""
+    counts = ExportCounts()
+    try:
+        for label, stream in sources:
+            _export_stream(label, stream, output, format_line, matches, errors, counts, progress)
+    finally:
+        if progress is not None:
+            progress.finish()
+    return counts
+
+
+def _export_stream(
+    label: str,
+    stream: BinaryIO,
+    output: BinaryIO,
+    format_line: Formatter,
+    matches: Matcher | None,
+    errors: TextIO,
+    counts: ExportCounts,
+    progress: Progress | None,
+) -> None:
+    splitter = LineSplitter()
+    lineno = read = exported = 0
+    out = bytearray()
+    while True:
+        chunk = stream.read1(CHUNK_BYTES)  # type: ignore[attr-defined]
+        for line in splitter.feed(chunk):
+            lineno += 1
+            if not line:
+                continue
+            read += 1
+            try:
+                event = read_event(line)
+                if matches is not None and not matches(event):
+                    continue
+                out += format_line(event)
+            except Exception as exc:  # one bad line never takes the others down
+                reject(counts, errors, label, lineno, exc)
+                continue
+            exported += 1
+        if out:
+            output.write(out)
+            output.flush()
+            out.clear()
+        if progress is not None:
+            progress.advance(len(chunk), counts.read + read)
+        if not chunk:
+            break
+    counts.read += read
+    counts.exported += exported

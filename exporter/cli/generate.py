@@ -9,14 +9,14 @@ import time
 from typing import Any
 
 from exporter.catalog import SOURCES
-from exporter.cli_common import EXIT_OK, usage_error
+from exporter.catalog.generate import generate
+from exporter.cli.common import EXIT_OK, usage_error
 from exporter.formats import FormatSpec, make_formatter
 from exporter.formats.spec import FORMATS
 from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
-from exporter.generate import generate
 
 
-def add_generate_command(commands: argparse._SubParsersAction[Any]) -> None:
+def add_command(commands: argparse._SubParsersAction[Any]) -> None:
     gen = commands.add_parser(
         "generate",
         help="write realistic synthetic events drawn from the catalog",
@@ -31,6 +31,7 @@ def add_generate_command(commands: argparse._SubParsersAction[Any]) -> None:
     gen.add_argument("--format", choices=FORMATS, default="json")
     gen.add_argument("--time-format", choices=TIME_FORMATS, default="rfc3339")
     gen.add_argument("--time-precision", choices=PRECISIONS, default="us")
+    gen.set_defaults(run=generate_command)
 
 
 def generate_command(args: argparse.Namespace) -> int:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 
-from exporter.pipeline import Pipeline
-from exporter.safe_text import printable
+from exporter.observe.text import printable
+from exporter.routing import Pipeline
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _PREFIX = "event_exporter_"

@@ -34,7 +34,7 @@ import orjson
 from exporter.errors import EventParseError, UsageError
 from exporter.files import RefusedFileError, check_regular, open_regular, write_all
 from exporter.formats.timefmt import make_time_formatter
-from exporter.safe_text import printable
+from exporter.observe.text import printable
 
 DEFAULT_MAX_BYTES = 1 << 30
 """``dead_letter_max_bytes``: 1 GiB, about a million events of 1 KiB."""

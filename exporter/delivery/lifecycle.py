@@ -17,10 +17,10 @@ from typing import BinaryIO, TextIO
 
 import anyio
 
-from exporter.engine import Exporter
-from exporter.export import CHUNK_BYTES, ExportCounts, LineSplitter, Matcher, reject
+from exporter.delivery.exporter import Exporter
 from exporter.formats.reader import read_event
 from exporter.formats.spec import Formatter
+from exporter.sources.lines import CHUNK_BYTES, ExportCounts, LineSplitter, Matcher, reject
 
 Producer = Callable[[], Awaitable[None]]
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

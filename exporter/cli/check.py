@@ -2,7 +2,7 @@
 
 On success it prints the routing (each metric and the exporter it feeds) and each
 exporter's settings (an http one's TLS settings among them), secrets shown as ``***``
-with where they come from, then warnings (:mod:`exporter.lint`'s about filters, an
+with where they come from, then warnings (:mod:`exporter.catalog.lint`'s about filters, an
 exporter no metric feeds, TLS not verified, credentials over plain http, a listener open
 to anyone: :meth:`Config.warnings`).
 """
@@ -15,15 +15,15 @@ from dataclasses import replace
 from typing import Any
 
 from drivers.http import MAX_REDIRECTS, printable_url
+from exporter.catalog.lint import filter_warnings
 from exporter.catalog.versions import Version, parse_version
-from exporter.cli_common import EXIT_OK, EXIT_USAGE, usage_error
+from exporter.cli.common import EXIT_OK, EXIT_USAGE, usage_error
 from exporter.config import Config, ConfigError, ExporterConfig, MetricConfig, load_config
 from exporter.errors import FilterSyntaxError, UsageError
 from exporter.filter import compile_filter
-from exporter.lint import filter_warnings
 
 
-def add_check_command(commands: argparse._SubParsersAction[Any]) -> None:
+def add_command(commands: argparse._SubParsersAction[Any]) -> None:
     check = commands.add_parser(
         "check",
         help="check a configuration file and show what it routes where",
@@ -45,6 +45,7 @@ def add_check_command(commands: argparse._SubParsersAction[Any]) -> None:
         help="the Dovecot that sends the events (e.g. 2.3.21): warn about events it does "
         "not send (overrides the configuration's global.dovecot_version)",
     )
+    check.set_defaults(run=check_command)
 
 
 def check_command(args: argparse.Namespace) -> int:

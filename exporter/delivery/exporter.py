@@ -28,13 +28,12 @@ from typing import Any
 import anyio
 
 from drivers.base import Batch, Driver
-from exporter.deadletter import DeadLetterFile, DeadLetterResult
-from exporter.delivery import DeliveryCounters, Outcome, PauseGate, deliver
+from exporter.delivery.deadletter import DeadLetterFile, DeadLetterResult
+from exporter.delivery.queue import EventQueue, Overflow
+from exporter.delivery.retry import DeliveryCounters, Outcome, PauseGate, RetryPolicy, deliver
+from exporter.delivery.spool import SpoolQueue
 from exporter.errors import DeliveryError, UsageError
-from exporter.queue import EventQueue, Overflow
-from exporter.retry import RetryPolicy
-from exporter.safe_text import printable
-from exporter.spool import SpoolQueue
+from exporter.observe.text import printable
 
 NO_DEAD_LETTER_FILE = "undeliverable (no dead-letter file)"
 DEAD_LETTER_FAILED = "dead-letter write failed"
@@ -168,7 +167,7 @@ class Exporter:
 
     async def run(self) -> None:
         """Deliver batches until the queue is closed and empty (beside a spool's
-        :meth:`~exporter.spool.SpoolQueue.tidy`), then flush the driver."""
+        :meth:`~exporter.delivery.spool.SpoolQueue.tidy`), then flush the driver."""
         try:
             async with anyio.create_task_group() as housekeeping:
                 if isinstance(self.queue, SpoolQueue):

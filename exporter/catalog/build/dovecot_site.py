@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from exporter.catalog.rst import versions
+from exporter.catalog.build.rst import versions
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 _TABLE = re.compile(r"(.*?)Field \| Description \|[ |]*")
