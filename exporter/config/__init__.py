@@ -49,6 +49,7 @@ from exporter.formats.spec import ALL_INCLUDES, FORMATS, INCLUDE_WORDS, FormatSp
 from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
 from exporter.secret import Secret
 from exporter.sources.http import HttpSourceSettings
+from exporter.sources.stdin import StdinSourceSettings
 from exporter.sources.tail import TailSourceSettings
 from exporter.sources.unix import UnixSourceSettings
 
@@ -133,6 +134,7 @@ class SourceConfig:
     http: HttpSourceSettings | None = None
     unix: UnixSourceSettings | None = None
     file: TailSourceSettings | None = None
+    stdin: StdinSourceSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -302,10 +304,15 @@ class _Checker:
                 start_at=t.choice("start_at", "beginning", ("beginning", "end")),
                 max_line_bytes=t.integer("max_line_bytes", 1 << 20, minimum=1),
             )
+        stdin = None
+        if kind == "stdin":
+            stdin = StdinSourceSettings(
+                max_line_bytes=t.integer("max_line_bytes", 1 << 20, minimum=1)
+            )
         t.finish()
         if len(self.problems) > problems_before or kind is None:
             return None
-        return SourceConfig(name, kind, http, unix, tail)
+        return SourceConfig(name, kind, http, unix, tail, stdin)
 
     def global_settings(self, t: _Table) -> GlobalConfig:
         d = GlobalConfig()

@@ -24,6 +24,12 @@ Emit = Callable[[Event], Awaitable[None]]
 _REPORTED_MAX = 100
 
 
+@dataclass(frozen=True)
+class StdinSourceSettings:
+    max_line_bytes: int = 1 << 20
+    """A longer line (without its newline) is reported and skipped, never held whole."""
+
+
 @dataclass
 class StdinSourceCounts:
     events: int = 0
