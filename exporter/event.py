@@ -16,13 +16,14 @@ again keeps its first position, string lists merge) and is what formats and filt
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, TypeAlias
+
+from exporter.catalog.tree import lineage
 
 # Dovecot's intmax is signed 64-bit; orjson also reads unsigned 64-bit values, and both
 # are kept as they are.
@@ -105,14 +106,6 @@ def check_field_value(key: str, value: object) -> FieldValue:
         f"field {key!r}: {kind.__name__} is not a field type "
         "(allowed: str, int, Timestamp, list of str)"
     )
-
-
-@functools.lru_cache(maxsize=4096)
-def _lineage(name: str) -> tuple[str, ...]:
-    """``name`` after its documented ancestors, root first (once per name)."""
-    from exporter.catalog import load_catalog  # the catalog's own modules import this one
-
-    return tuple(reversed(load_catalog().category_path(name)))
 
 
 def _dedupe(items: Iterable[str]) -> list[str]:
@@ -204,7 +197,7 @@ class Event:
         :class:`Category`'s parents, or for a name those Dovecot documents (``mail`` comes
         with ``storage`` and ``mailbox``), as Dovecot exports them, so that
         ``category=storage`` matches."""
-        names = category.lineage() if isinstance(category, Category) else _lineage(category)
+        names = category.lineage() if isinstance(category, Category) else lineage(category)
         for name in names:
             if name not in self.categories:
                 self.categories.append(name)

@@ -20,19 +20,11 @@ from typing import Any
 import orjson
 import pytest
 
-from exporter.catalog import (
-    Catalog,
-    DovecotEvent,
-    StalwartEvent,
-    as_json,
-    build,
-    categories_as_json,
-    describe,
-    describe_categories,
-    load_catalog,
-)
+from exporter.catalog import build
 from exporter.catalog.build import dovecot_rst, dovecot_site, dovecot_wiki, rst, stalwart_md
 from exporter.catalog.generate import generate
+from exporter.catalog.model import Catalog, DovecotEvent, StalwartEvent, load_catalog
+from exporter.catalog.show import as_json, categories_as_json, describe, describe_categories
 from exporter.event import Event
 from exporter.filter import compile_filter
 from exporter.filter.compile import LOG_TYPES

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.catalog import load_catalog
 from exporter.catalog.generate import HOSTNAME, generate
+from exporter.catalog.model import load_catalog
 from exporter.cli import main
 from exporter.event import Event, FieldValue
 from exporter.formats import FormatSpec, make_formatter

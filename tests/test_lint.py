@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.catalog import load_catalog
 from exporter.catalog.kinds import field_kind
 from exporter.catalog.lint import filter_warnings
+from exporter.catalog.model import load_catalog
 from exporter.catalog.versions import parse_version, reached
 from exporter.cli import main
 from exporter.config import ConfigError, parse_config

@@ -2,36 +2,17 @@
 Stalwart's events with their levels. Built by ``scripts/build_catalog.py`` from the
 documents into ``catalog.json``, shipped with the package.
 
+    from exporter.catalog.model import load_catalog
+    from exporter.catalog.show import describe
+
     catalog = load_catalog()
     catalog.find("imap_*")                        # events by name mask, ignoring case
     catalog.fields_of("imap_command_finished")    # field -> description
     catalog.closest_event("imap_comand_finished") # "imap_command_finished"
     print(describe(catalog.find("auth.*", "stalwart"), fields=False))
+
+The package imports nothing itself: :mod:`exporter.catalog.tree` is a leaf the event model
+uses, and importing the lookups (:mod:`.model`, which imports the filter language) must
+stay the choice of whoever needs them. The document parsers that build ``catalog.json``
+(:mod:`.build`) are never imported at run time.
 """
-
-from __future__ import annotations
-
-from exporter.catalog.model import (
-    SOURCES,
-    Catalog,
-    DovecotEvent,
-    Event,
-    Source,
-    StalwartEvent,
-    load_catalog,
-)
-from exporter.catalog.show import as_json, categories_as_json, describe, describe_categories
-
-__all__ = [
-    "SOURCES",
-    "Catalog",
-    "DovecotEvent",
-    "Event",
-    "Source",
-    "StalwartEvent",
-    "as_json",
-    "categories_as_json",
-    "describe",
-    "describe_categories",
-    "load_catalog",
-]

@@ -28,8 +28,8 @@ import string
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
-from exporter.catalog import Catalog, DovecotEvent, Source, StalwartEvent, load_catalog
 from exporter.catalog.kinds import Kind
+from exporter.catalog.model import Catalog, DovecotEvent, Source, StalwartEvent, load_catalog
 from exporter.event import NS_PER_US, Event, FieldValue, Timestamp
 
 HOSTNAME: Final = "mail01.example.org"

@@ -8,8 +8,7 @@ Each warning says where (``metric.NAME.filter``), what, and the closest document
 
 from __future__ import annotations
 
-from exporter.catalog import load_catalog
-from exporter.catalog.model import Catalog, DovecotEvent
+from exporter.catalog.model import Catalog, DovecotEvent, load_catalog
 from exporter.catalog.versions import Version, before, format_version, reached
 from exporter.filter import EventFilter
 from exporter.filter.nodes import Field, Op

@@ -11,12 +11,10 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, ClassVar, Literal, TypeAlias, TypeVar
 
-import orjson
-
 from exporter.catalog.kinds import Kind
+from exporter.catalog.tree import category_path, shipped_data
 from exporter.filter.compile import LOG_TYPES
 from exporter.filter.wildcard import compile_wildcard, is_escaped_literal, unescape
 
@@ -201,12 +199,7 @@ class Catalog:
 
     def category_path(self, name: str) -> list[str]:
         """``name`` and its ancestors: ``["mail", "mailbox", "storage"]``."""
-        path = [name]
-        parent = self.categories.get(name)
-        while parent is not None and parent not in path:
-            path.append(parent)
-            parent = self.categories.get(parent)
-        return path
+        return category_path(name, self.categories)
 
     # -- checks, for names a filter uses ---------------------------------------------------
 
@@ -260,8 +253,7 @@ class Catalog:
 @functools.cache
 def load_catalog() -> Catalog:
     """The catalog shipped with the package (read once)."""
-    data = resources.files(__package__).joinpath("catalog.json").read_bytes()
-    return Catalog(orjson.loads(data))
+    return Catalog(shipped_data())
 
 
 def _dovecot_event(name: str, entry: Mapping[str, Any]) -> DovecotEvent:

@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-from exporter.catalog import SOURCES, as_json, describe, load_catalog
+from exporter.catalog.model import SOURCES, load_catalog
+from exporter.catalog.show import as_json, describe
 from exporter.cli.common import EXIT_OK
 
 

@@ -8,8 +8,8 @@ import sys
 import time
 from typing import Any
 
-from exporter.catalog import SOURCES
 from exporter.catalog.generate import generate
+from exporter.catalog.model import SOURCES
 from exporter.cli.common import EXIT_OK, usage_error
 from exporter.formats import FormatSpec, make_formatter
 from exporter.formats.spec import FORMATS

@@ -8,8 +8,9 @@ at scrape time. Every drop is a series of its own, labelled with its reason.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
+from exporter.delivery.exporter import Exporter
 from exporter.observe.text import printable
 from exporter.routing import Pipeline
 
@@ -17,69 +18,71 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _PREFIX = "event_exporter_"
 
 
+Samples = Iterable[tuple[str, float]]
+"""(labels as written, ``{key="value"}`` or empty; value) of one family."""
+Family = tuple[str, str, str, Samples]
+"""(name without the prefix, ``counter`` or ``gauge``, help text, samples)."""
+
+ExporterValue = Callable[[Exporter], float]
+_EXPORTER_SERIES: tuple[tuple[str, str, str, ExporterValue], ...] = (
+    ("exporter_received_total", "counter", "Events an exporter's queue accepted.",
+     lambda e: e.stats.received),
+    ("exporter_exported_total", "counter", "Events delivered.", lambda e: e.stats.exported),
+    ("exporter_retries_total", "counter", "Delivery attempts that failed and were retried.",
+     lambda e: e.stats.retried),
+    ("exporter_dead_lettered_total", "counter", "Events written to the dead-letter file.",
+     lambda e: e.stats.dead_lettered),
+    ("exporter_batches_total", "counter", "Batches delivered or dead-lettered.",
+     lambda e: e.stats.batches),
+    ("exporter_delivery_seconds_total", "counter",
+     "Seconds from taking a batch to its delivery or dead-lettering, summed.",
+     lambda e: e.stats.delivery_seconds),
+    ("exporter_queue_events", "gauge", "Events waiting in the queue.", lambda e: len(e.queue)),
+    ("exporter_queue_bytes", "gauge", "Encoded bytes waiting in the queue.",
+     lambda e: e.queue.queued_bytes),
+    ("exporter_retry_pause_seconds", "gauge",
+     "What is left of a pause a destination asked for (Retry-After).",
+     lambda e: e.gate.remaining()),
+)  # fmt: skip
+"""One series per exporter each, in this order (drops, by reason, come after received)."""
+
+
 def render(pipeline: Pipeline, sources: Mapping[str, object]) -> str:
     """Every series; a source contributes its ``counts`` (events, rejected_lines) and
     ``refused`` (by status) where it has them."""
     out: list[str] = []
-
-    def family(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, float]]) -> None:
+    for name, kind, help_text, samples in (
+        *_routing_families(pipeline),
+        *_exporter_families(pipeline),
+        *_source_families(sources),
+    ):
         out.append(f"# HELP {_PREFIX}{name} {help_text}")
         out.append(f"# TYPE {_PREFIX}{name} {kind}")
         out.extend(f"{_PREFIX}{name}{labels} {_number(value)}" for labels, value in samples)
+    return "\n".join(out) + "\n"
 
-    counts = pipeline.counts
-    family(
-        "events_submitted_total",
-        "counter",
-        "Events handed to the metrics.",
-        [("", counts.submitted)],
-    )
-    family(
-        "events_unmatched_total",
-        "counter",
-        "Events no metric's filter matched.",
-        [("", counts.unmatched)],
-    )
-    routes = pipeline.routes
-    family(
-        "metric_matched_total",
-        "counter",
-        "Events a metric's filter matched.",
-        [(_labels(metric=r.metric), r.matched) for r in routes],
-    )
-    family(
-        "metric_rejected_total",
-        "counter",
-        "Events a metric could not write.",
-        [(_labels(metric=r.metric), r.rejected) for r in routes],
-    )
 
-    exporters = pipeline.exporters.items()
-    family(
-        "exporter_received_total",
-        "counter",
-        "Events an exporter's queue accepted.",
-        [(_labels(exporter=n), e.stats.received) for n, e in exporters],
-    )
-    family(
-        "exporter_exported_total",
-        "counter",
-        "Events delivered.",
-        [(_labels(exporter=n), e.stats.exported) for n, e in exporters],
-    )
-    family(
-        "exporter_retries_total",
-        "counter",
-        "Delivery attempts that failed and were retried.",
-        [(_labels(exporter=n), e.stats.retried) for n, e in exporters],
-    )
-    family(
-        "exporter_dead_lettered_total",
-        "counter",
-        "Events written to the dead-letter file.",
-        [(_labels(exporter=n), e.stats.dead_lettered) for n, e in exporters],
-    )
-    family(
+def _routing_families(pipeline: Pipeline) -> list[Family]:
+    counts, routes = pipeline.counts, pipeline.routes
+    return [
+        ("events_submitted_total", "counter", "Events handed to the metrics.",
+         [("", counts.submitted)]),
+        ("events_unmatched_total", "counter", "Events no metric's filter matched.",
+         [("", counts.unmatched)]),
+        ("metric_matched_total", "counter", "Events a metric's filter matched.",
+         [(_labels(metric=r.metric), r.matched) for r in routes]),
+        ("metric_rejected_total", "counter", "Events a metric could not write.",
+         [(_labels(metric=r.metric), r.rejected) for r in routes]),
+    ]  # fmt: skip
+
+
+def _exporter_families(pipeline: Pipeline) -> list[Family]:
+    exporters = list(pipeline.exporters.items())
+    families: list[Family] = [
+        (name, kind, help_text, [(_labels(exporter=n), value(e)) for n, e in exporters])
+        for name, kind, help_text, value in _EXPORTER_SERIES
+    ]
+    dropped: Family = (
         "exporter_dropped_total",
         "counter",
         "Events dropped, by reason.",
@@ -89,71 +92,25 @@ def render(pipeline: Pipeline, sources: Mapping[str, object]) -> str:
             for reason, count in sorted(e.stats.dropped.items())
         ],
     )
-    family(
-        "exporter_batches_total",
-        "counter",
-        "Batches delivered or dead-lettered.",
-        [(_labels(exporter=n), e.stats.batches) for n, e in exporters],
-    )
-    family(
-        "exporter_delivery_seconds_total",
-        "counter",
-        "Seconds from taking a batch to its delivery or dead-lettering, summed.",
-        [(_labels(exporter=n), e.stats.delivery_seconds) for n, e in exporters],
-    )
-    family(
-        "exporter_queue_events",
-        "gauge",
-        "Events waiting in the queue.",
-        [(_labels(exporter=n), len(e.queue)) for n, e in exporters],
-    )
-    family(
-        "exporter_queue_bytes",
-        "gauge",
-        "Encoded bytes waiting in the queue.",
-        [(_labels(exporter=n), e.queue.queued_bytes) for n, e in exporters],
-    )
-    family(
-        "exporter_retry_pause_seconds",
-        "gauge",
-        "What is left of a pause a destination asked for (Retry-After).",
-        [(_labels(exporter=n), e.gate.remaining()) for n, e in exporters],
-    )
+    families.insert(4, dropped)  # after dead_lettered, where it has always been
+    return families
 
-    source_counts = {name: getattr(source, "counts", None) for name, source in sources.items()}
-    family(
-        "source_events_total",
-        "counter",
-        "Events a source read and handed on.",
-        [(_labels(source=n), getattr(c, "events", 0)) for n, c in source_counts.items()],
-    )
-    family(
-        "source_rejected_lines_total",
-        "counter",
-        "Input a source could not read.",
-        [(_labels(source=n), getattr(c, "rejected_lines", 0)) for n, c in source_counts.items()],
-    )
-    family(
-        "source_connections_refused_total",
-        "counter",
-        "Connections a source closed at once, over its connection caps.",
-        [
-            (_labels(source=n), refused)
-            for n, source in sources.items()
-            if (refused := _refused_connections(source)) is not None
-        ],
-    )
-    family(
-        "source_refused_total",
-        "counter",
-        "Requests a source answered 4xx/5xx, by status.",
-        [
-            (_labels(source=n, status=str(status)), count)
-            for n, source in sources.items()
-            for status, count in sorted(getattr(source, "refused", {}).items())
-        ],
-    )
-    return "\n".join(out) + "\n"
+
+def _source_families(sources: Mapping[str, object]) -> list[Family]:
+    counts = {name: getattr(source, "counts", None) for name, source in sources.items()}
+    return [
+        ("source_events_total", "counter", "Events a source read and handed on.",
+         [(_labels(source=n), getattr(c, "events", 0)) for n, c in counts.items()]),
+        ("source_rejected_lines_total", "counter", "Input a source could not read.",
+         [(_labels(source=n), getattr(c, "rejected_lines", 0)) for n, c in counts.items()]),
+        ("source_connections_refused_total", "counter",
+         "Connections a source closed at once, over its connection caps.",
+         [(_labels(source=n), refused) for n, source in sources.items()
+          if (refused := _refused_connections(source)) is not None]),
+        ("source_refused_total", "counter", "Requests a source answered 4xx/5xx, by status.",
+         [(_labels(source=n, status=str(status)), count) for n, source in sources.items()
+          for status, count in sorted(getattr(source, "refused", {}).items())]),
+    ]  # fmt: skip
 
 
 LABEL_CHARS = 120

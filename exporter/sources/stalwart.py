@@ -19,7 +19,7 @@ import hmac
 
 import orjson
 
-from exporter.catalog import load_catalog
+from exporter.catalog.model import load_catalog
 from exporter.errors import EventParseError
 from exporter.event import INT_MAX, INT_MIN, Event, FieldValue, default_hostname
 from exporter.formats.text import shown
