@@ -145,7 +145,7 @@ def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
             view = view[os.write(fd, view) :]
 
 
-def describe(mode: int) -> str:
+def file_kind(mode: int) -> str:
     """What a file of ``st_mode`` is, for messages: ``a FIFO``."""
     for test, kind in _KINDS:
         if test(mode):
@@ -166,7 +166,7 @@ def _refusal(path: str | os.PathLike[str]) -> RefusedFileError | None:
 
 
 def _refused(path: str | os.PathLike[str], mode: int) -> RefusedFileError:
-    kind = describe(mode)
+    kind = file_kind(mode)
     if stat.S_ISLNK(mode):
         why, code = f"it is {kind}, which is not followed (O_NOFOLLOW)", errno.ELOOP
     elif stat.S_ISDIR(mode):

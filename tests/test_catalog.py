@@ -24,7 +24,7 @@ from exporter.catalog import build
 from exporter.catalog.build import dovecot_rst, dovecot_site, dovecot_wiki, rst, stalwart_md
 from exporter.catalog.generate import generate
 from exporter.catalog.model import Catalog, DovecotEvent, StalwartEvent, load_catalog
-from exporter.catalog.show import as_json, categories_as_json, describe, describe_categories
+from exporter.catalog.show import as_json, categories_as_json, describe_categories, describe_events
 from exporter.event import Event
 from exporter.filter import compile_filter
 from exporter.filter.compile import LOG_TYPES
@@ -384,14 +384,16 @@ def test_a_filter_s_names(catalog: Catalog) -> None:
 
 
 def test_describe_one_line_per_event(catalog: Catalog) -> None:
-    text = describe(catalog.find("dns_*request_finished"), fields=False)
+    text = describe_events(catalog.find("dns_*request_finished"), fields=False)
     assert text == (
         "dns_request_finished         DNS request sent by DNS client library to DNS worker"
         " process has been finished.\n"
         "dns_worker_request_finished  DNS request finished being processed by DNS worker"
         " process.\n"
     )
-    mixed = describe(catalog.find("*cache_flush*") + catalog.find("auth.banned"), fields=False)
+    mixed = describe_events(
+        catalog.find("*cache_flush*") + catalog.find("auth.banned"), fields=False
+    )
     assert mixed.splitlines() == [
         "Dovecot:",
         "auth_client_cache_flush_finished  (removed v2.4.0, v3.0.0) Deprecated; do not use.",
@@ -401,11 +403,11 @@ def test_describe_one_line_per_event(catalog: Catalog) -> None:
         "auth.banned                       warn     IP address banned after multiple"
         " authentication failures",
     ]
-    assert describe([], fields=True) == ""
+    assert describe_events([], fields=True) == ""
 
 
 def test_describe_an_event_with_fields(catalog: Catalog) -> None:
-    text = describe(catalog.find("imap_command_finished"), fields=True)
+    text = describe_events(catalog.find("imap_command_finished"), fields=True)
     lines = text.splitlines()
     assert lines[0] == "imap_command_finished  (dovecot, Events / IMAP / IMAP Command)"
     assert "  inherits: imap_command" in lines
@@ -418,8 +420,10 @@ def test_describe_an_event_with_fields(catalog: Catalog) -> None:
         "                        Changed in v2.3.11: Contains unknown for unknown command names."
     ) in lines
     assert "  fields in the Dovecot 2.3 wiki only:" in lines
-    assert not describe(catalog.find("imap_command_finished"), fields=False).count("cmd_name")
-    stalwart = describe(catalog.find("auth.success"), fields=True)
+    assert not describe_events(catalog.find("imap_command_finished"), fields=False).count(
+        "cmd_name"
+    )
+    stalwart = describe_events(catalog.find("auth.success"), fields=True)
     assert stalwart.startswith("auth.success  (stalwart, category auth, level info)\n")
     assert "accountId, attempt, blobId" in stalwart
 

@@ -88,7 +88,7 @@ class StalwartEvent:
         return self.id.split(".", 1)[0]
 
 
-Event: TypeAlias = DovecotEvent | StalwartEvent
+CatalogEvent: TypeAlias = DovecotEvent | StalwartEvent
 
 
 class Catalog:
@@ -139,21 +139,21 @@ class Catalog:
 
     # -- lookups -------------------------------------------------------------------------
 
-    def event(self, name: str) -> Event | None:
+    def event(self, name: str) -> CatalogEvent | None:
         """The event named exactly ``name`` (a Dovecot name or a Stalwart id), or None."""
         return self.dovecot_events.get(name) or self.stalwart_events.get(name)
 
-    def events(self, source: Source | None = None) -> list[Event]:
+    def events(self, source: Source | None = None) -> list[CatalogEvent]:
         """All events of ``source`` (both when None): Dovecot's, then Stalwart's, by name."""
         _check_source(source)
-        found: list[Event] = []
+        found: list[CatalogEvent] = []
         if source in (None, "dovecot"):
             found.extend(self.dovecot_events[name] for name in sorted(self.dovecot_events))
         if source in (None, "stalwart"):
             found.extend(self.stalwart_events[name] for name in sorted(self.stalwart_events))
         return found
 
-    def find(self, pattern: str | None = None, source: Source | None = None) -> list[Event]:
+    def find(self, pattern: str | None = None, source: Source | None = None) -> list[CatalogEvent]:
         """Events whose name matches ``pattern``, ignoring case.
 
         With ``*`` or ``?`` the pattern is a mask for the whole name, as in the filter

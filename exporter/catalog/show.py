@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from exporter.catalog.model import Catalog, DovecotEvent, Event, StalwartEvent, load_catalog
+from exporter.catalog.model import Catalog, CatalogEvent, DovecotEvent, StalwartEvent, load_catalog
 
 _NAME_WIDTH = 44  # longer names push their line's description right, not every line's
 
 
-def describe(events: Sequence[Event], *, fields: bool, catalog: Catalog | None = None) -> str:
+def describe_events(
+    events: Sequence[CatalogEvent], *, fields: bool, catalog: Catalog | None = None
+) -> str:
     """Text for ``events``: a line each (name, then level or version notes, then the
     first line of the description), or every detail when ``fields`` is set or there is a
     single event; ``fields`` adds each event's fields with their descriptions."""
@@ -38,7 +40,7 @@ def describe(events: Sequence[Event], *, fields: bool, catalog: Catalog | None =
     return text
 
 
-def as_json(events: Sequence[Event], *, fields: bool) -> list[dict[str, Any]]:
+def as_json(events: Sequence[CatalogEvent], *, fields: bool) -> list[dict[str, Any]]:
     """JSON-able data for ``events``; ``fields`` adds each Dovecot event's fields."""
     return [_json(event, fields=fields) for event in events]
 
@@ -72,7 +74,7 @@ def categories_as_json(
     ]
 
 
-def _summary(event: Event, width: int) -> str:
+def _summary(event: CatalogEvent, width: int) -> str:
     first = event.description.split("\n", 1)[0]
     if isinstance(event, StalwartEvent):
         return f"{event.name:<{width}}  {event.level:<7}  {first}".rstrip()
@@ -82,7 +84,7 @@ def _summary(event: Event, width: int) -> str:
     return f"{event.name:<{width}}  {notes}{first}".rstrip()
 
 
-def _details(event: Event, *, fields: bool) -> str:
+def _details(event: CatalogEvent, *, fields: bool) -> str:
     lines: list[str] = []
     if isinstance(event, StalwartEvent):
         lines.append(f"{event.name}  (stalwart, category {event.category}, level {event.level})")
@@ -129,7 +131,7 @@ def _field_lines(fields: dict[str, str], versions: dict[str, str]) -> list[str]:
     return lines
 
 
-def _json(event: Event, *, fields: bool) -> dict[str, Any]:
+def _json(event: CatalogEvent, *, fields: bool) -> dict[str, Any]:
     if isinstance(event, StalwartEvent):
         return {
             "source": event.source,

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from exporter.catalog.model import SOURCES, load_catalog
-from exporter.catalog.show import as_json, describe
+from exporter.catalog.show import as_json, describe_events
 from exporter.cli.common import EXIT_OK
 
 
@@ -34,5 +34,5 @@ def catalog_command(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(orjson.dumps(as_json(found, fields=args.fields)).decode() + "\n")
     else:
-        sys.stdout.write(describe(found, fields=args.fields))
+        sys.stdout.write(describe_events(found, fields=args.fields))
     return EXIT_OK if found else 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 from exporter.event import Event
 from exporter.filter.compile import compile_node, match_all
 from exporter.filter.fields import Matcher
-from exporter.filter.info import FilterInfo, describe
+from exporter.filter.info import FilterInfo, filter_info
 from exporter.filter.nodes import (
     And,
     Category,
@@ -65,7 +65,7 @@ class EventFilter:
     @property
     def info(self) -> FilterInfo:
         """The event names, categories and field keys used, and any AND/OR mixing."""
-        return describe(self._parsed)
+        return filter_info(self._parsed)
 
     def __repr__(self) -> str:
         return f"EventFilter({self.source!r})"

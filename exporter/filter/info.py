@@ -28,7 +28,7 @@ class FilterInfo:
     comparisons: tuple[Field, ...] = ()
 
 
-def describe(result: ParseResult) -> FilterInfo:
+def filter_info(result: ParseResult) -> FilterInfo:
     names: dict[str, None] = {}
     categories: dict[str, None] = {}
     fields: dict[str, None] = {}

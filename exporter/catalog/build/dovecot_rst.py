@@ -72,7 +72,7 @@ class Block:
 
 
 @dataclass
-class Category:
+class DocumentedCategory:
     name: str
     description: str
     parent: str | None
@@ -83,7 +83,7 @@ class Document:
     events: list[Block] = field(default_factory=list)
     groups: dict[str, Block] = field(default_factory=dict)
     global_fields: list[FieldDef] = field(default_factory=list)
-    categories: list[Category] = field(default_factory=list)
+    categories: list[DocumentedCategory] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -256,4 +256,4 @@ def _categories(doc: Document, title: str, lines: list[str]) -> None:
     for name, text in rows:
         if name == parent and name in known:  # e.g. "storage" heads two tables
             continue
-        doc.categories.append(Category(name, text, None if name == parent else parent))
+        doc.categories.append(DocumentedCategory(name, text, None if name == parent else parent))
