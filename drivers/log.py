@@ -2,6 +2,10 @@
 
 Dovecot cuts string values longer than 1000 bytes for this driver; that is a format
 setting (``FormatSpec.truncate``), which the exporter sets for ``log`` by default.
+
+On a terminal, control characters a sender put in a value (tab-text writes them raw) are
+escaped (:func:`~exporter.observe.text.terminal_safe`): there they would act, among the
+daemon's own messages. A pipe or a file gets the events byte for byte.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import anyio
 
 from drivers.base import Batch
 from exporter.errors import DriverClosedError, PermanentDeliveryError, RetryableDeliveryError
+from exporter.observe.text import terminal_safe
 
 
 class LogDriver:
@@ -39,6 +44,8 @@ class LogDriver:
             raise DriverClosedError(f"{self.name}: send after close")
         fd = (sys.stderr if self._stream == "stderr" else sys.stdout).fileno()
         data = bytes(batch.data)
+        if os.isatty(fd):
+            data = terminal_safe(data)
         try:
             await anyio.to_thread.run_sync(_write_all, fd, data)
         except BrokenPipeError as exc:

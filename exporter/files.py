@@ -57,14 +57,19 @@ class RefusedFileError(OSError):
     a socket, a device or a directory."""
 
 
-def open_regular(path: str | os.PathLike[str], flags: int, mode: int = CREATED_MODE) -> int:
+def open_regular(
+    path: str | os.PathLike[str], flags: int, mode: int = CREATED_MODE, *, follow: bool = False
+) -> int:
     """``os.open`` of a regular file that is not a symlink, without ever waiting on a FIFO
     or a device; ``flags``: the access and creation flags (``O_WRONLY | O_APPEND |
     O_CREAT``, ``O_RDONLY``, ...). Never pass ``O_TRUNC`` (it would act before the check):
-    :func:`open_output` truncates once the file is known to be regular."""
+    :func:`open_output` truncates once the file is known to be regular. ``follow``: a
+    symlink at the path is followed, to a regular file still (a file we only read that
+    its owner publishes by link, as Kubernetes mounts secrets)."""
     assert not flags & os.O_TRUNC, "truncate after the check: open_output"
+    always = _ALWAYS & ~os.O_NOFOLLOW if follow else _ALWAYS
     try:
-        fd = os.open(path, flags | _ALWAYS, mode)
+        fd = os.open(path, flags | always, mode)
     except OSError as exc:
         refused = _refusal(path) if exc.errno in _MAYBE_REFUSED else None
         if refused is not None:

@@ -11,6 +11,10 @@ from __future__ import annotations
 import os
 
 from exporter.errors import UsageError
+from exporter.files import open_regular
+
+SECRET_FILE_MAX_BYTES = 64 << 10
+"""A token, password or key file is small; a larger file is a wrong path, not read whole."""
 
 
 class Secret:
@@ -35,13 +39,19 @@ class Secret:
     @classmethod
     def from_file(cls, path: str) -> Secret:
         """The file's text without its final newline (as ``echo token > file`` leaves it)."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                value = f.read()
+        try:  # a symlink is followed (mounted secrets are links), a FIFO never waited on
+            with open(open_regular(path, os.O_RDONLY, follow=True), "rb") as f:
+                data = f.read(SECRET_FILE_MAX_BYTES + 1)
         except OSError as exc:
             raise UsageError(f"cannot read secret file {path}: {exc.strerror}") from None
         except ValueError:  # a NUL in the path
             raise UsageError(f"secret file path {path!r} is not a valid path") from None
+        if len(data) > SECRET_FILE_MAX_BYTES:
+            raise UsageError(
+                f"secret file {path} is larger than {SECRET_FILE_MAX_BYTES} bytes: not a secret"
+            )
+        try:
+            value = data.decode("utf-8")
         except UnicodeDecodeError:
             raise UsageError(f"secret file {path} is not UTF-8 text") from None
         return cls(value.removesuffix("\n").removesuffix("\r"), f"file {path}")

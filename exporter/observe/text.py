@@ -48,3 +48,19 @@ def _printable(text: str, limit: int, *, cut: bool) -> str:
         text, cut = text[:limit], True
     text = _UNSAFE.sub(_escape, text)
     return text + "..." if cut else text
+
+
+# In UTF-8: C0 controls but TAB and LF, DEL, C1 controls, the bidi controls.
+_TERMINAL_UNSAFE = re.compile(
+    rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xd8\x9c"
+    rb"|\xe2\x80[\x8e\x8f\xaa-\xae]|\xe2\x81[\xa6-\xa9]"
+)
+
+
+def terminal_safe(data: bytes) -> bytes:
+    """Formatted events as a terminal may show them: every control character (but the
+    TAB and newline of the formats themselves) and bidi control written as ``\\xNN``, so
+    a value cannot move the cursor, retitle the window or hide the text after it."""
+    if not _TERMINAL_UNSAFE.search(data):
+        return data
+    return _TERMINAL_UNSAFE.sub(lambda m: b"".join(b"\\x%02x" % c for c in m.group()), data)
