@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from dataclasses import dataclass
 from time import monotonic
 from typing import Literal
 
@@ -44,6 +45,18 @@ from exporter.errors import (
 from exporter.files import RefusedFileError, open_regular
 
 FsyncPolicy = Literal["none", "batch", "interval"]
+FSYNC_POLICIES: tuple[FsyncPolicy, ...] = ("none", "batch", "interval")
+
+
+@dataclass(frozen=True, slots=True)
+class FileSettings:
+    """What a ``file:`` destination's driver is made with (``file_mode``, ``fsync``)."""
+
+    mode: int = 0o600
+    """Of the file when the driver creates it."""
+    fsync: FsyncPolicy = "none"
+    """Never on the write path, after every ``batch``, or at most every second (``interval``)."""
+
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 _PERMANENT = frozenset(
@@ -85,7 +98,7 @@ class FileDriver:
         fsync_interval: float = 1.0,
         reopen_check_interval: float = 0.25,
     ) -> None:
-        if fsync not in ("none", "batch", "interval"):
+        if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be none, batch or interval, not {fsync!r}")
         if fsync_interval < 0 or reopen_check_interval < 0:
             raise ValueError("fsync_interval and reopen_check_interval must not be negative")

@@ -213,6 +213,4 @@ def _warn_on_stderr(message: str) -> None:
 
 
 def open_driver(settings: ExporterConfig) -> Driver:
-    return settings.destination.open(
-        file_mode=settings.file_mode, fsync=settings.fsync, http=settings.http
-    )
+    return settings.destination.open(settings.driver_settings)

@@ -95,6 +95,23 @@ def test_truncate_option(tmp_path: Path) -> None:
     assert (code, out) == (0, b'{"fields":{"k":"xxxxx..."}}\n')
 
 
+def test_truncate_0_means_never_as_the_key_says(tmp_path: Path) -> None:
+    """``--truncate 0`` is ``truncate = 0``: never, with ``--to log:`` too, where no
+    ``--truncate`` at all cuts at Dovecot's 1000 bytes (real child processes: the log
+    driver writes to the process's stdout)."""
+    src = tmp_path / "in"
+    src.write_bytes(b'{"event":"e","fields":{"k":"' + b"x" * 1500 + b'"}}\n')
+    whole = b'{"fields":{"k":"' + b"x" * 1500 + b'"}}\n'
+    assert _export(tmp_path, "--truncate", "0", "--include", "fields", str(src)) == (0, whole)
+    ship = ["export", "--to", "log:stdout", "--dead-letter", str(tmp_path / "dead")]
+    ship += ["--include", "fields", str(src)]
+    given = _run(*ship[:3], "--truncate", "0", *ship[3:])
+    assert (given.returncode, given.stdout) == (0, whole), given.stderr
+    default = _run(*ship)
+    assert default.returncode == 0, default.stderr
+    assert default.stdout == b'{"fields":{"k":"' + b"x" * 1000 + b'..."}}\n'
+
+
 def test_bad_lines_are_reported_and_the_rest_exported(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -116,7 +133,8 @@ def test_bad_lines_are_reported_and_the_rest_exported(
         (["--filter", "event=a AND"], "--filter: event filter: unexpected end of input at column"),
         (["--include", "name,bogus"], "unknown include word 'bogus'"),
         (["--format", "xml"], "invalid choice: 'xml'"),
-        (["--truncate", "0"], "must be at least 1"),
+        (["--truncate", "-1"], "must be at least 0"),
+        (["--truncate", "x"], "'x' is not a whole number"),
         (["/nonexistent/events"], "cannot read /nonexistent/events"),
     ],
 )

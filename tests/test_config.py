@@ -8,6 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from drivers.file import FileSettings
+from drivers.http import HttpSettings
 from exporter.cli import main
 from exporter.config import ConfigError, load_config, parse_config
 from exporter.delivery.exporter import DeliverySettings
@@ -43,14 +45,14 @@ def test_the_example_loads_with_the_defaults() -> None:
     assert metric.exporter == "archive"
     assert metric.filter.source == "event=imap_command_finished"
     assert config.spec_for(metric) == FormatSpec()
-    assert config.exporters["collector"].http is not None
+    assert isinstance(config.exporters["collector"].driver_settings, HttpSettings)
 
 
 def test_a_minimal_config_and_its_defaults() -> None:
     config = parse_config(MINIMAL)
     out = config.exporters["out"]
     assert (out.destination.kind, out.destination.target) == ("file", "events.ndjson")
-    assert (out.file_mode, out.fsync, out.http) == (0o600, "none", None)
+    assert out.driver_settings == FileSettings(mode=0o600, fsync="none")
     assert config.settings.dead_letter == "event-exporter.deadletter.ndjson"
     assert config.warnings() == []
 
@@ -158,13 +160,14 @@ exporter = "web"
     path.write_text(text)
     config = load_config(path)
     web = config.exporters["web"]
-    assert web.http is not None
-    assert web.http.bearer_token is not None
-    assert web.http.bearer_token.reveal() == TOKEN
-    assert web.http.signing_key is not None
-    assert web.http.signing_key.reveal() == TOKEN + "-key"
-    assert web.http.content_type == "text/plain"
-    assert web.http.retry_statuses == {429, 503}
+    http = web.driver_settings
+    assert isinstance(http, HttpSettings)
+    assert http.bearer_token is not None
+    assert http.bearer_token.reveal() == TOKEN
+    assert http.signing_key is not None
+    assert http.signing_key.reveal() == TOKEN + "-key"
+    assert http.content_type == "text/plain"
+    assert http.retry_statuses == {429, 503}
     assert web.delivery.batch_max_events == 1  # single: one event per request and batch
     assert "AND and OR mixed without parentheses at column 32" in config.warnings()[0]
 

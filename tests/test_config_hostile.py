@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import main
-from exporter.cli.http_options import add_http_options, http_settings
+from exporter.cli.ship import http_options
 from exporter.config import ConfigError, parse_config
+from exporter.config.settings import HTTP, add_options
 from exporter.delivery.destinations import Destination, parse_destination
 from exporter.errors import UsageError
 from tests.shipping_helpers import exporter_child, wait_until
@@ -356,15 +357,15 @@ def test_a_bad_whsec_key_on_the_command_line_is_a_usage_error(
 
 def test_plain_http_on_the_command_line(token: str, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
-    add_http_options(parser)
+    add_options(parser, HTTP)
     url = "http://collector.example/in"
     args = parser.parse_args(["--http-bearer-token-env", "EE_TOKEN"])
     with pytest.raises(UsageError, match="--http-allow-plain-http"):
-        http_settings(args, url, "json")
+        http_options(args, url, "json")
     args = parser.parse_args(["--http-bearer-token-env", "EE_TOKEN", "--http-allow-plain-http"])
-    assert http_settings(args, url, "json").allow_plain_http
+    assert http_options(args, url, "json").allow_plain_http
     args = parser.parse_args(["--http-insecure"])
-    http_settings(args, "https://c.example/", "json")
+    http_options(args, "https://c.example/", "json")
     assert capsys.readouterr().err.splitlines() == [
         "event-exporter: warning: --http-allow-plain-http: true: what proves who we are (bearer "
         "token) travels in clear to collector.example (plain http://, not a loopback address)",

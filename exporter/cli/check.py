@@ -14,13 +14,19 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from drivers.http import MAX_REDIRECTS, printable_url
+from drivers.http import MAX_REDIRECTS, HttpSettings, printable_url
 from exporter.catalog.lint import filter_warnings
 from exporter.catalog.versions import Version, parse_version
 from exporter.cli.common import EXIT_OK, EXIT_USAGE, usage_error
 from exporter.config import Config, ConfigError, ExporterConfig, MetricConfig, load_config
+from exporter.config.settings import EXPORTER, GLOBAL, HTTP, named, shown_settings
+from exporter.delivery.exporter import DeliverySettings
+from exporter.delivery.retry import RetryPolicy
 from exporter.errors import FilterSyntaxError, UsageError
 from exporter.filter import compile_filter
+from exporter.formats.spec import FormatSpec
+
+DOVECOT_VERSION = named(GLOBAL, "dovecot_version")
 
 
 def add_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -39,11 +45,11 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
     check.add_argument("config", metavar="CONFIG", nargs="?", default=None)
     check.add_argument("--filter", metavar="EXPR", default=None, help="check this filter")
     check.add_argument(
-        "--dovecot-version",
+        DOVECOT_VERSION.flag,
         metavar="VERSION",
         default=None,
-        help="the Dovecot that sends the events (e.g. 2.3.21): warn about events it does "
-        "not send (overrides the configuration's global.dovecot_version)",
+        help=f"{DOVECOT_VERSION.doc} (e.g. 2.3.21; overrides the configuration's "
+        f"global.{DOVECOT_VERSION.key})",
     )
     check.set_defaults(run=check_command)
 
@@ -52,11 +58,12 @@ def check_command(args: argparse.Namespace) -> int:
     if (args.config is None) == (args.filter is None):
         return usage_error("check needs a CONFIG file or --filter EXPR (one of them)")
     version: Version | None = None
-    if args.dovecot_version is not None:
-        version = parse_version(args.dovecot_version)
+    given = getattr(args, DOVECOT_VERSION.dest)
+    if given is not None:
+        version = parse_version(given)
         if version is None:
             return usage_error(
-                f"--dovecot-version {args.dovecot_version!r} is not a version "
+                f"{DOVECOT_VERSION.flag} {given!r} is not a version "
                 "(allowed: numbers and dots, e.g. 2.3.21 or 2.4.1)"
             )
     if args.filter is not None:
@@ -150,53 +157,61 @@ _INCLUDE_ORDER = ("name", "hostname", "timestamps", "categories", "fields")
 
 
 def _exporter(exporter: ExporterConfig) -> list[str]:
-    spec, delivery = exporter.spec, exporter.delivery
-    retry = delivery.retry
-    until = (
-        "until delivered"
-        if retry.max_attempts is None and retry.max_elapsed is None
-        else f"at most {retry.max_attempts or 'any'} attempts / {retry.max_elapsed or '-'} s"
+    """Its destination, every setting of the table as it is in effect (secrets masked),
+    and what its http settings mean for credentials and TLS."""
+    destination, delivery, driver = (
+        exporter.destination,
+        exporter.delivery,
+        exporter.driver_settings,
     )
-    destination = exporter.destination
     where = f"{destination.kind}:{destination.target}" if destination.target else "drop"
     if destination.is_http:
         where = printable_url(destination.target)
-    lines = [
-        f"exporter {exporter.name} -> {where}",
-        f"  format {spec.format}, time {spec.time_format} {spec.time_precision}"
-        + (f", truncate {spec.truncate}" if spec.truncate else ""),
-        f"  queue {delivery.queue_max_events} events / {delivery.queue_max_bytes} bytes, "
-        f"overflow {delivery.overflow.value}; batch {delivery.batch_max_events} events / "
-        f"{delivery.batch_max_bytes} bytes / {delivery.batch_max_age:g} s",
-        f"  retry {retry.initial_delay:g} to {retry.max_delay:g} s, {until}; "
-        f"Retry-After up to {retry.max_retry_after:g} s",
-    ]
-    if exporter.destination.kind == "file":
-        lines.append(f"  file mode {exporter.file_mode:04o}, fsync {exporter.fsync}")
-    http = exporter.http
-    if http is not None:
-        auth = "none"
-        if http.bearer_token is not None:
-            auth = f"bearer token *** ({http.bearer_token.origin})"
-        elif http.basic_password is not None:
-            auth = f"basic {http.basic_user}:*** ({http.basic_password.origin})"
-        signing: str = http.signing
-        if http.signing_key is not None:
-            signing += f" with key *** ({http.signing_key.origin})"
-        tls = "on" if http.verify_tls else "OFF (verify_tls = false)"
-        redirects = (
-            f"307/308 within the same origin, at most {MAX_REDIRECTS}"
-            if http.follow_redirects
-            else "not followed"
-        )
-        lines += [
-            f"  http body {http.body}, compression {http.compression}, "
-            f"concurrency {http.concurrency}, timeouts {http.connect_timeout:g}/"
-            f"{http.read_timeout:g}/{http.request_timeout:g} s",
-            f"  auth {auth}; signing {signing}; headers "
-            f"{', '.join(sorted(http.headers)) or 'none'}",
-            f"  tls verification {tls}, CA {http.ca_file or 'the system store'}; "
-            f"credentials over plain http to a non-loopback host "
-            f"{'allowed' if http.allow_plain_http else 'refused'}; redirects {redirects}",
-        ]
+    owners: dict[type, object] = {
+        FormatSpec: exporter.spec,
+        DeliverySettings: delivery,
+        RetryPolicy: delivery.retry,
+    }
+    if driver is not None:
+        owners[type(driver)] = driver
+    lines = [f"exporter {exporter.name} -> {where}", *_wrapped(shown_settings(EXPORTER, owners))]
+    if isinstance(driver, HttpSettings):
+        lines += _wrapped(shown_settings(HTTP, owners))
+        lines += _http_meaning(driver)
     return lines
+
+
+def _wrapped(parts: list[str], width: int = 100) -> list[str]:
+    """``parts`` joined by commas into indented lines of at most ``width`` characters
+    (a part is never cut)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + len(part) + 2 <= width:
+            lines[-1] += f", {part}"
+        else:
+            lines[-1:] = [f"{lines[-1]},"] if lines else []
+            lines.append(f"  {part}")
+    return lines
+
+
+def _http_meaning(http: HttpSettings) -> list[str]:
+    auth = "none"
+    if http.bearer_token is not None:
+        auth = f"bearer token *** ({http.bearer_token.origin})"
+    elif http.basic_password is not None:
+        auth = f"basic {http.basic_user}:*** ({http.basic_password.origin})"
+    signing: str = http.signing
+    if http.signing_key is not None:
+        signing += f" with key *** ({http.signing_key.origin})"
+    tls = "on" if http.verify_tls else "OFF (verify_tls = false)"
+    redirects = (
+        f"307/308 within the same origin, at most {MAX_REDIRECTS}"
+        if http.follow_redirects
+        else "not followed"
+    )
+    return [
+        f"  auth {auth}; signing {signing}; headers {', '.join(sorted(http.headers)) or 'none'}",
+        f"  tls verification {tls}, CA {http.ca_file or 'the system store'}; "
+        f"credentials over plain http to a non-loopback host "
+        f"{'allowed' if http.allow_plain_http else 'refused'}; redirects {redirects}",
+    ]

@@ -6,11 +6,13 @@ import argparse
 import contextlib
 import os
 import sys
+from dataclasses import replace
 from typing import BinaryIO, Final
 
+from exporter.config.settings import METRIC, WRITING, format_spec, option_values
 from exporter.errors import FilterSyntaxError, UsageError
 from exporter.filter import EventFilter, compile_filter
-from exporter.formats import ALL_INCLUDES, FormatSpec, parse_fields, parse_include
+from exporter.formats import FormatSpec
 
 EXIT_OK: Final = 0
 EXIT_REJECTED: Final = 1
@@ -21,16 +23,10 @@ EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE, as a filter killed by SIGPIPE re
 
 def format_and_filter(args: argparse.Namespace) -> tuple[FormatSpec, EventFilter]:
     """The format spec and compiled filter the export options ask for (UsageError if bad)."""
-    spec = FormatSpec(
-        format=args.format,
-        time_format=args.time_format,
-        time_precision=args.time_precision,
-        include=ALL_INCLUDES if args.include is None else parse_include(args.include),
-        fields=parse_fields(args.fields),
-        truncate=args.truncate,
-    )
+    values = option_values(args, (*WRITING, *METRIC))
+    spec = replace(format_spec(values), include=values["include"], fields=values["fields"])
     try:
-        return spec, compile_filter(args.filter)
+        return spec, compile_filter(values["filter"])
     except FilterSyntaxError as exc:
         raise UsageError(f"--filter: {exc}\n{exc.caret()}") from None
 

@@ -28,24 +28,14 @@ from exporter.cli.common import (
 )
 from exporter.cli.progress import Progress
 from exporter.cli.ship import add_delivery_options, ship_command
+from exporter.config.settings import METRIC, WRITING, add_options
 from exporter.errors import UsageError
 from exporter.files import means_stdout, open_output
 from exporter.filter import Matcher
 from exporter.formats import make_formatter
 from exporter.formats.reader import read_event
-from exporter.formats.spec import FORMATS, INCLUDE_WORDS, LOG_TRUNCATE_BYTES, Formatter
-from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
+from exporter.formats.spec import Formatter
 from exporter.sources.lines import CHUNK_BYTES, ExportCounts, LineSplitter, reject
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
 
 
 def add_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -62,35 +52,7 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
         ),
     )
     export.add_argument("files", nargs="*", metavar="FILE", help="input files; - or none: stdin")
-    export.add_argument("--format", choices=FORMATS, default="json", help="default: json")
-    export.add_argument(
-        "--time-format", choices=TIME_FORMATS, default="rfc3339", help="default: rfc3339"
-    )
-    export.add_argument(
-        "--time-precision",
-        choices=PRECISIONS,
-        default="us",
-        help="digits after the second: s none, ms 3, us 6 (Dovecot's), ns 9; default: us",
-    )
-    export.add_argument(
-        "--include",
-        metavar="LIST",
-        default=None,
-        help=f"comma or space separated subset of {','.join(INCLUDE_WORDS)}; "
-        "default all five; '' means none",
-    )
-    export.add_argument(
-        "--fields", metavar="LIST", default="", help="field keys in output order; default all"
-    )
-    export.add_argument("--filter", metavar="EXPR", default="", help="Dovecot event filter")
-    export.add_argument(
-        "--truncate",
-        metavar="N",
-        type=_positive_int,
-        default=None,
-        help=f"cut string values longer than N bytes, append '...' "
-        f"(Dovecot's log driver uses {LOG_TRUNCATE_BYTES})",
-    )
+    add_options(export, (*WRITING, *METRIC))
     export.add_argument(
         "--output",
         metavar="FILE",

@@ -12,12 +12,12 @@ import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 
 from drivers.base import Driver
+from drivers.http import HttpSettings
 from exporter.cli.common import (
     EXIT_LOSS,
     EXIT_OK,
@@ -27,11 +27,23 @@ from exporter.cli.common import (
     same_file,
     usage_error,
 )
-from exporter.cli.http_options import add_http_options, http_settings
 from exporter.cli.malloc import tune_malloc
-from exporter.config import DEFAULT_DEAD_LETTER
-from exporter.delivery.deadletter import DEFAULT_MAX_BYTES, DeadLetterFile, read_dead_letters
-from exporter.delivery.destinations import SCHEMES, Destination, parse_destination
+from exporter.config import DriverSettings
+from exporter.config.settings import (
+    DELIVERY,
+    DESTINATION,
+    FILE,
+    HTTP,
+    SHIPPING,
+    add_options,
+    delivery_settings,
+    file_settings,
+    http_settings,
+    named,
+    option_values,
+)
+from exporter.delivery.deadletter import DeadLetterFile, read_dead_letters
+from exporter.delivery.destinations import Destination, parse_destination
 from exporter.delivery.exporter import DeliverySettings, Exporter
 from exporter.delivery.lifecycle import (
     Producer,
@@ -40,154 +52,25 @@ from exporter.delivery.lifecycle import (
     produce_lines,
     ship,
 )
-from exporter.delivery.queue import OVERFLOW_CHOICES
-from exporter.delivery.retry import RetryPolicy
 from exporter.errors import EventParseError, UsageError
 from exporter.formats import make_formatter
 from exporter.formats.spec import LOG_TRUNCATE_BYTES
 from exporter.sources.lines import ExportCounts
 
-_defaults = DeliverySettings()
-_retry_defaults = RetryPolicy()
-T = TypeVar("T", int, float)
-
-
-def _number(kind: Callable[[str], T], minimum: T, what: str) -> Callable[[str], T]:
-    def parse(text: str) -> T:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
-        return value
-
-    return parse
-
-
-_count = _number(int, 1, "a whole number")
-_seconds = _number(float, 0.0, "a number of seconds")
-
-
-def _file_mode(text: str) -> int:
-    try:
-        mode = int(text, 8)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode like 0600") from None
-    if not 0 <= mode <= 0o777:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a file mode (0000 to 0777)")
-    return mode
-
 
 def add_delivery_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
-    group = parser.add_argument_group("delivery (export --to, replay)")
-    group.add_argument(
-        "--to",
-        metavar="DEST",
-        required=required,
-        help=f"ship through the delivery engine to DEST: {', '.join(SCHEMES)}",
-    )
-    group.add_argument("--batch-max-events", type=_count, default=_defaults.batch_max_events)
-    group.add_argument(
-        "--batch-max-bytes", type=_count, default=_defaults.batch_max_bytes, metavar="BYTES"
-    )
-    group.add_argument(
-        "--batch-max-age", type=_seconds, default=_defaults.batch_max_age, metavar="SECONDS"
-    )
-    group.add_argument("--queue-max-events", type=_count, default=_defaults.queue_max_events)
-    group.add_argument(
-        "--queue-max-bytes", type=_count, default=_defaults.queue_max_bytes, metavar="BYTES"
-    )
-    group.add_argument(
-        "--overflow",
-        choices=OVERFLOW_CHOICES,
-        default=_defaults.overflow.value,
-        help="when the queue is full: wait (block), or drop and count; default: block",
-    )
-    group.add_argument(
-        "--retry-max-attempts", type=_count, default=None, help="default: until delivered"
-    )
-    group.add_argument(
-        "--retry-max-elapsed",
-        type=_seconds,
-        default=None,
-        metavar="SECONDS",
-        help="stop retrying a batch after this long; default: no limit",
-    )
-    group.add_argument(
-        "--retry-after-max",
-        type=_seconds,
-        default=_retry_defaults.max_retry_after,
-        metavar="SECONDS",
-        help="the longest pause a destination's Retry-After may ask for",
-    )
-    group.add_argument(
-        "--retry-initial-delay",
-        type=_seconds,
-        default=_retry_defaults.initial_delay,
-        metavar="SECONDS",
-    )
-    group.add_argument(
-        "--retry-max-delay",
-        type=_seconds,
-        default=_retry_defaults.max_delay,
-        metavar="SECONDS",
-    )
-    group.add_argument(
-        "--dead-letter",
-        metavar="PATH",
-        default=DEFAULT_DEAD_LETTER,
-        help=f"where undeliverable events go; default: ./{DEFAULT_DEAD_LETTER}",
-    )
-    group.add_argument(
-        "--dead-letter-max-bytes",
-        type=_count,
-        default=DEFAULT_MAX_BYTES,
-        metavar="BYTES",
-        help="past this size of the dead-letter file, undeliverable events are dropped "
-        f"(counted, with a warning); default {DEFAULT_MAX_BYTES} (1 GiB)",
-    )
-    group.add_argument(
-        "--shutdown-timeout",
-        type=_seconds,
-        default=10.0,
-        metavar="SECONDS",
-        help="after SIGTERM/SIGINT, keep delivering this long, then dead-letter the rest",
-    )
-    group.add_argument(
-        "--file-mode",
-        type=_file_mode,
-        default=0o600,
-        metavar="OCTAL",
-        help="mode of a file the file: destination creates; default 0600",
-    )
-    group.add_argument(
-        "--fsync",
-        choices=("none", "batch", "interval"),
-        default="none",
-        help="file: destination: fsync never, after every batch, or every second",
-    )
-    add_http_options(parser)
+    """``--to DEST`` and every delivery option, from the settings table."""
+    group = parser.add_argument_group("delivery (export --to, replay, spool drain)")
+    add_options(group, [DESTINATION], required=required)
+    add_options(group, (*DELIVERY, *SHIPPING, *FILE))
+    add_options(parser.add_argument_group("http(s):// destinations"), HTTP)
 
 
 def _settings(args: argparse.Namespace) -> DeliverySettings:
-    retry = RetryPolicy(
-        initial_delay=args.retry_initial_delay,
-        max_delay=max(args.retry_max_delay, args.retry_initial_delay),
-        max_attempts=args.retry_max_attempts,
-        max_elapsed=args.retry_max_elapsed,
-        max_retry_after=args.retry_after_max,
-    )
-    return DeliverySettings(
-        queue_max_events=args.queue_max_events,
-        queue_max_bytes=args.queue_max_bytes,
-        overflow=args.overflow,
-        # one event per request: one event per batch, so retries and dead letters are per event
-        batch_max_events=1 if args.http_body == "single" else args.batch_max_events,
-        batch_max_bytes=args.batch_max_bytes,
-        batch_max_age=args.batch_max_age,
-        retry=retry,
-    )
+    values = option_values(args, (*DELIVERY, named(HTTP, "body")))
+    settings = delivery_settings(values, values["body"])
+    assert settings is not None  # made directly: a UsageError says what does not fit
+    return settings
 
 
 def add_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -282,16 +165,33 @@ def drain_spool(args: argparse.Namespace) -> int:
 
 def _dead_letters(args: argparse.Namespace) -> DeadLetterFile:
     """``--dead-letter PATH`` with its bound; UsageError for a path that is not a file."""
-    return DeadLetterFile(args.dead_letter, max_bytes=args.dead_letter_max_bytes)
+    values = option_values(args, SHIPPING)
+    return DeadLetterFile(values["dead_letter"], max_bytes=values["dead_letter_max_bytes"])
 
 
 def _open_driver(args: argparse.Namespace, destination: Destination, event_format: str) -> Driver:
-    http = None
-    if destination.is_http:
-        http = http_settings(
-            args, destination.target, "json" if event_format == "json" else "tab-text"
-        )
-    return destination.open(file_mode=args.file_mode, fsync=args.fsync, http=http)
+    settings: DriverSettings = None
+    if destination.kind == "file":
+        settings = file_settings(option_values(args, FILE))
+    elif destination.is_http:
+        settings = http_options(args, destination.target, event_format)
+    return destination.open(settings)
+
+
+def http_options(args: argparse.Namespace, url: str, event_format: str) -> HttpSettings:
+    """The driver settings the ``--http-*`` options ask for (UsageError when they do not
+    fit); what they allow that is probably not meant is a warning on stderr, as ``check``
+    and ``run`` say it for a configuration."""
+    values = option_values(args, HTTP)
+    if values["signing"] != "none" and values["signing_key"] is None:
+        signing, key = named(HTTP, "signing"), named(HTTP, "signing_key")
+        raise UsageError(f"{signing.flag} {values['signing']} needs {key.flags[0]} or -file")
+    event_format = "json" if event_format == "json" else "tab-text"
+    settings = http_settings(values, url, event_format)
+    assert settings is not None  # made directly: a UsageError says what does not fit
+    for setting, why in settings.warnings():
+        sys.stderr.write(f"event-exporter: warning: {named(HTTP, setting).flag}: {why}\n")
+    return settings
 
 
 def _run(args: argparse.Namespace, exporter: Exporter, producer: Producer) -> None:

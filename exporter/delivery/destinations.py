@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from drivers.base import Driver
 from exporter.errors import UsageError
 from exporter.observe.text import printable
 
 if TYPE_CHECKING:
+    from drivers.file import FileSettings
     from drivers.http import HttpSettings
+
+T = TypeVar("T")
 
 SCHEMES = (
     "file:PATH",
@@ -46,18 +49,19 @@ class Destination:
     def is_http(self) -> bool:
         return self.kind == "http"
 
-    def open(
-        self, *, file_mode: int = 0o600, fsync: str = "none", http: HttpSettings | None = None
-    ) -> Driver:
-        """A new driver for this destination (connections and files open lazily)."""
+    def open(self, settings: FileSettings | HttpSettings | None = None) -> Driver:
+        """A new driver for this destination, made with its driver's own settings (None:
+        their defaults); connections and files open lazily."""
         if self.kind == "http":
             from drivers.http import HttpDriver, HttpSettings
 
-            return HttpDriver(http or HttpSettings(url=self.target))
+            return HttpDriver(self._own(settings, HttpSettings) or HttpSettings(self.target))
         if self.kind == "file":
-            from drivers.file import FileDriver
+            from drivers.file import FileDriver, FileSettings
 
-            return FileDriver(self.target, mode=file_mode, fsync=fsync)  # type: ignore[arg-type]
+            file = self._own(settings, FileSettings) or FileSettings()
+            return FileDriver(self.target, mode=file.mode, fsync=file.fsync)
+        self._own(settings, type(None))
         if self.kind in ("unix", "unix-dgram"):
             from drivers.unix import UnixDriver
 
@@ -69,6 +73,12 @@ class Destination:
         from drivers.drop import DropDriver
 
         return DropDriver()
+
+    def _own(self, settings: object, kind: type[T]) -> T | None:
+        """``settings`` if they are of this destination's driver (or None); else TypeError."""
+        if settings is None or isinstance(settings, kind):
+            return settings
+        raise TypeError(f"{self.kind} destinations take no {type(settings).__name__}")
 
 
 def parse_destination(text: str) -> Destination:

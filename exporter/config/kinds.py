@@ -1,0 +1,556 @@
+"""What a setting's value can be, written once for TOML and the command line alike.
+
+A kind reads its value from a TOML table (recording a problem at the key's line and
+keeping the default when it is wrong), parses it from a command-line argument (a
+ValueError says what is wrong, argparse shows it), adds its argparse option, and writes
+a value back as TOML spells it (the example and ``check`` show defaults so). What a value
+means is the kind's too: a :class:`Count` or :class:`Seconds` made with ``zero_is_none``
+reads 0 as "no limit" in both places (:meth:`Kind.land`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from drivers.http import is_credential_header
+from exporter.catalog.versions import Version, format_version, parse_version
+from exporter.config.toml import Table, hint
+from exporter.delivery.destinations import SCHEMES, parse_destination, printable_destination
+from exporter.errors import FilterSyntaxError
+from exporter.filter import EventFilter, compile_filter
+from exporter.formats.spec import parse_fields, parse_include
+from exporter.observe.text import printable
+from exporter.secret import Secret
+
+
+class Required:
+    """The default of a setting that has none: the key must be written."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = Required()
+
+
+class Kind:
+    """A whole string, by default: what is common to every kind."""
+
+    metavar: str | None = None
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        """The value of ``key`` in ``t``, or ``default`` (absent, or a problem recorded)."""
+        return t.text(key, None if default is REQUIRED else default)
+
+    def parse(self, text: str) -> Any:
+        """The value a command-line argument gives; ValueError says why it cannot."""
+        return text
+
+    def land(self, value: Any) -> Any:
+        """What the setting's field holds for ``value``."""
+        return value
+
+    def literal(self, value: Any) -> str:
+        """``value`` as TOML writes it."""
+        return _toml_string(str(value))
+
+    def shown(self, value: Any) -> str:
+        """``value`` as ``check`` shows it (never a secret)."""
+        return self.literal(value)
+
+    def toml_keys(self, key: str) -> tuple[str, ...]:
+        """The TOML keys of a setting named ``key``."""
+        return (key,)
+
+    def flags(self, flag: str) -> tuple[str, ...]:
+        """The command-line options of a setting whose option is ``flag``."""
+        return (flag,)
+
+    def add_option(self, group: Any, flag: str, *, default: Any, help: str, **more: Any) -> None:
+        group.add_argument(
+            flag, type=self._argument, default=default, metavar=self.metavar, help=help, **more
+        )
+
+    def from_args(self, args: argparse.Namespace, dest: str) -> Any:
+        """The value the command line gave (UsageError if it cannot be used)."""
+        return getattr(args, dest)
+
+    def _argument(self, text: str) -> Any:
+        try:
+            return self.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class Text(Kind):
+    """A string; with ``empty_is_none``, ``""`` means none (the field holds None)."""
+
+    def __init__(
+        self,
+        *,
+        nonempty: bool = False,
+        empty_is_none: bool = False,
+        max_bytes: int | None = None,
+        metavar: str | None = None,
+    ) -> None:
+        self.nonempty = nonempty
+        self.empty_is_none = empty_is_none
+        self.max_bytes = max_bytes
+        self.metavar = metavar
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        if default is REQUIRED:
+            value = t.text(key, None, nonempty=self.nonempty)
+        else:
+            value = t.text(key, "" if default is None else default, nonempty=self.nonempty)
+        if self.max_bytes is not None and value and len(os.fsencode(value)) > self.max_bytes:
+            t.problem(key, f"longer than {self.max_bytes} bytes")
+        return self.land(value)
+
+    def land(self, value: Any) -> Any:
+        return None if self.empty_is_none and value == "" else value
+
+    def literal(self, value: Any) -> str:
+        return _toml_string("" if value is None else str(value))
+
+    def shown(self, value: Any) -> str:
+        return str(value) if value else "none"
+
+
+class Choice(Kind):
+    """One of ``allowed``; ``make`` turns the word into what the field holds (an enum)."""
+
+    def __init__(self, allowed: Sequence[str], make: Callable[[str], Any] = str) -> None:
+        self.allowed = tuple(allowed)
+        self.make = make
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        return self.land(t.choice(key, str(default), self.allowed))
+
+    def land(self, value: Any) -> Any:
+        return self.make(value)
+
+    def shown(self, value: Any) -> str:
+        return str(value)
+
+    def add_option(self, group: Any, flag: str, *, default: Any, help: str, **more: Any) -> None:
+        group.add_argument(flag, choices=self.allowed, default=default, help=help, **more)
+
+
+class _Number(Kind):
+    """At least ``minimum``; with ``zero_is_none``, 0 means no limit (the field holds None)."""
+
+    what = "a number"
+
+    def __init__(self, minimum: float, *, zero_is_none: bool = False) -> None:
+        self.minimum = minimum
+        self.zero_is_none = zero_is_none
+
+    def parse(self, text: str) -> Any:
+        try:
+            value = self._make(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not {self.what}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{text!r} is not a finite number")
+        if value < self.minimum:
+            raise ValueError(f"{text!r} must be at least {self.minimum:g}")
+        return value
+
+    def _make(self, text: str) -> float:
+        return float(text)
+
+    def land(self, value: Any) -> Any:
+        return None if self.zero_is_none and value == 0 else value
+
+
+class Count(_Number):
+    """A whole number."""
+
+    what = "a whole number"
+
+    def __init__(self, minimum: int, *, zero_is_none: bool = False, metavar: str = "N") -> None:
+        super().__init__(minimum, zero_is_none=zero_is_none)
+        self.metavar = metavar
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        return self.land(t.integer(key, default, int(self.minimum)))
+
+    def _make(self, text: str) -> float:
+        return int(text)
+
+    def literal(self, value: Any) -> str:
+        return "0" if value is None else str(value)
+
+    def shown(self, value: Any) -> str:
+        return "none" if value is None else str(value)
+
+
+class Seconds(_Number):
+    """A number of seconds."""
+
+    metavar = "SECONDS"
+    what = "a number of seconds"
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        return self.land(t.number(key, default, minimum=self.minimum))
+
+    def literal(self, value: Any) -> str:
+        return "0" if value is None else repr(float(value))
+
+    def shown(self, value: Any) -> str:
+        return "none" if value is None else f"{value:g} s"
+
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE = re.compile(r"\s*([0-9]+)\s*(?:([kmgt])(?:i?b)?|b)?\s*", re.IGNORECASE)
+SIZE_UNITS = "a whole number of bytes, or with a unit: 64k, 1MiB, 2G (k = 1024)"
+
+
+def parse_size(text: str) -> int:
+    """``1048576``, ``1MiB``, ``64k``, ``64 KB``, ``2G``: bytes, in powers of 1024 as
+    Dovecot reads sizes (a ``B`` or ``iB`` after the unit is optional)."""
+    found = _SIZE.fullmatch(text)
+    if found is None:
+        raise ValueError(f"{text!r} is not a size ({SIZE_UNITS})")
+    return int(found[1]) * _UNITS[(found[2] or "").lower()]
+
+
+class Bytes(Kind):
+    """A size in bytes, at least ``minimum``: a whole number, or a string with a unit."""
+
+    metavar = "BYTES"
+
+    def __init__(self, minimum: int = 1) -> None:
+        self.minimum = minimum
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        value = t.whole_or_text(key, "a whole number of bytes or a string with a unit")
+        if value is None:
+            return default
+        if isinstance(value, str):
+            try:
+                value = parse_size(value)
+            except ValueError:
+                t.problem(key, f"{value!r} is not allowed (allowed: {SIZE_UNITS})")
+                return default
+        if value < self.minimum:
+            t.problem(key, f"must be at least {self.minimum}, not {value}")
+            return default
+        return value
+
+    def parse(self, text: str) -> Any:
+        value = parse_size(text)
+        if value < self.minimum:
+            raise ValueError(f"{text!r} must be at least {self.minimum}")
+        return value
+
+    def literal(self, value: Any) -> str:
+        return str(value)
+
+
+class Switch(Kind):
+    """true or false; its option, without a value, sets the other one than the default."""
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        return t.boolean(key, default)
+
+    def literal(self, value: Any) -> str:
+        return "true" if value else "false"
+
+    def add_option(self, group: Any, flag: str, *, default: Any, help: str, **more: Any) -> None:
+        group.add_argument(
+            flag, action="store_const", const=not default, default=default, help=help, **more
+        )
+
+
+class SecretFrom(Kind):
+    """A secret, never written in the file or on a command line: ``KEY_env`` names the
+    variable that holds it, ``KEY_file`` the file (``--FLAG-env``, ``--FLAG-file``)."""
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        return t.secret(key)
+
+    def literal(self, value: Any) -> str:
+        return '""'
+
+    def shown(self, value: Any) -> str:
+        return "none" if value is None else f"*** ({value.origin})"
+
+    def toml_keys(self, key: str) -> tuple[str, ...]:
+        return (f"{key}_env", f"{key}_file")
+
+    def flags(self, flag: str) -> tuple[str, ...]:
+        return (f"{flag}-env", f"{flag}-file")
+
+    def add_option(self, group: Any, flag: str, *, default: Any, help: str, **more: Any) -> None:
+        env, file = self.flags(flag)
+        group.add_argument(env, metavar="VAR", help=f"{help} from this variable")
+        group.add_argument(file, metavar="PATH", help=f"{help} from this file")
+
+    def from_args(self, args: argparse.Namespace, dest: str) -> Any:
+        return Secret.load(env=getattr(args, f"{dest}_env"), file=getattr(args, f"{dest}_file"))
+
+
+def parse_file_mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an octal mode like 0600") from None
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"{text!r} is not a file mode (0000 to 0777)")
+    return mode
+
+
+class FileMode(Kind):
+    """Permission bits, in octal as chmod takes them: ``"0600"``."""
+
+    metavar = "OCTAL"
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        mode = t.parse(key, parse_file_mode, default=f"{default:04o}", allowed="0000 to 0777")
+        return default if mode is None else mode
+
+    def parse(self, text: str) -> Any:
+        return parse_file_mode(text)
+
+    def literal(self, value: Any) -> str:
+        return f'"{value:04o}"'
+
+    def shown(self, value: Any) -> str:
+        return f"{value:04o}"
+
+
+class Statuses(Kind):
+    """HTTP statuses: a TOML list of numbers, a comma-separated list on a command line."""
+
+    metavar = "LIST"
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        return frozenset(t.integers(key, sorted(default)))
+
+    def parse(self, text: str) -> Any:
+        try:
+            return frozenset(int(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not a comma-separated list of statuses like 429,503"
+            ) from None
+
+    def literal(self, value: Any) -> str:
+        return f"[{', '.join(map(str, sorted(value)))}]"
+
+    def shown(self, value: Any) -> str:
+        return ",".join(map(str, sorted(value)))
+
+
+class Headers(Kind):
+    """Extra request headers: a TOML table of strings, ``--FLAG 'NAME: VALUE'`` repeated.
+
+    A credential is refused in both, for its own reason: Authorization in a file read by
+    whoever reads it, any credential on a command line that ``ps`` shows every user."""
+
+    metavar = "'NAME: VALUE'"
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        headers = t.strings_table(key)
+        for name in headers:
+            if name.lower() in ("authorization", "proxy-authorization"):
+                t.problem(
+                    key,
+                    f"{name!r} is refused here (a secret in the config file is read by "
+                    "whoever reads the file): use bearer_token_env / bearer_token_file, or "
+                    "basic_user with basic_password_env / basic_password_file",
+                )
+        return headers
+
+    def parse(self, text: str) -> Any:
+        name, sep, value = text.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(  # not repeated: it may be a secret, colon missing
+                "a header is 'NAME: VALUE', like 'X-Source: imap01'"
+            )
+        if is_credential_header(name.strip()):
+            raise ValueError(
+                f"{printable(name.strip())!r} carries a credential, and a command line is "
+                "visible to every user (ps): give it with --http-bearer-token-env/-file, or "
+                "--http-basic-user with --http-basic-password-env/-file"
+            )
+        return name.strip(), value.strip()
+
+    def literal(self, value: Any) -> str:
+        pairs = ", ".join(f"{_toml_string(k)} = {_toml_string(v)}" for k, v in value.items())
+        return f"{{ {pairs} }}" if pairs else "{}"
+
+    def shown(self, value: Any) -> str:
+        return ", ".join(sorted(value)) or "none"  # names only: a value may be a credential
+
+    def add_option(self, group: Any, flag: str, *, default: Any, help: str, **more: Any) -> None:
+        group.add_argument(
+            flag,
+            type=self._argument,
+            action="append",
+            default=[],
+            metavar=self.metavar,
+            help=f"{help} (repeatable)",
+        )
+
+    def from_args(self, args: argparse.Namespace, dest: str) -> Any:
+        return dict(getattr(args, dest))
+
+
+class HostPort(Kind):
+    """``HOST:PORT`` (a field pair); with ``off``, ``""`` means none."""
+
+    def __init__(self, *, off: bool = False) -> None:
+        self.off = off
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        allowed = 'HOST:PORT, or "" for none' if self.off else "HOST:PORT"
+        found = t.parse(key, self.parse, default=self._text(default), allowed=allowed)
+        return default if found is None and key in t.data else found
+
+    def parse(self, text: str) -> Any:
+        if self.off and not text:
+            return None
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(text)
+        return host.strip("[]"), int(port)
+
+    def literal(self, value: Any) -> str:
+        return _toml_string(self._text(value))
+
+    @staticmethod
+    def _text(value: tuple[str, int] | None) -> str:
+        if value is None:
+            return ""
+        host, port = value
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class DovecotVersion(Kind):
+    """A Dovecot version such as ``2.3.21``; ``""`` for none."""
+
+    metavar = "VERSION"
+    ALLOWED = 'a Dovecot version such as "2.3.21" or "2.4.1", or "" for none'
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        return t.parse(key, self.parse, default="", allowed=self.ALLOWED)
+
+    def parse(self, text: str) -> Version | None:
+        if not text:
+            return None
+        version = parse_version(text)
+        if version is None:
+            raise ValueError(text)
+        return version
+
+    def literal(self, value: Any) -> str:
+        return _toml_string("" if value is None else format_version(value))
+
+
+class DestinationText(Kind):
+    """Where events go: ``file:PATH``, ``http://...``, ... (see :mod:`.destinations`)."""
+
+    metavar = "DEST"
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        return t.parse(
+            key, parse_destination, allowed=", ".join(SCHEMES), shown=printable_destination
+        )
+
+    def land(self, value: Any) -> Any:
+        return parse_destination(value) if isinstance(value, str) else value
+
+    def literal(self, value: Any) -> str:
+        if value.is_http or not value.target:
+            return _toml_string(value.target or value.kind)
+        return _toml_string(f"{value.kind}:{value.target}")
+
+
+class Words(Kind):
+    """A set of words from ``allowed``: a TOML list, a comma or space separated list on a
+    command line (where :class:`~exporter.formats.FormatSpec` names a wrong one)."""
+
+    metavar = "LIST"
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        self.allowed = tuple(allowed)
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        words = t.strings(key, None)
+        if words is None:
+            return default
+        unknown = [word for word in words if word not in self.allowed]
+        if unknown:
+            t.problem(
+                key,
+                f"{unknown[0]!r} is not allowed (allowed: {', '.join(self.allowed)})"
+                + hint(unknown[0], self.allowed),
+            )
+            return default
+        return frozenset(words)
+
+    def parse(self, text: str) -> Any:
+        return parse_include(text)
+
+    def literal(self, value: Any) -> str:
+        return _toml_list([word for word in self.allowed if word in value])
+
+    def shown(self, value: Any) -> str:
+        return " ".join(word for word in self.allowed if word in value) or "(nothing)"
+
+
+class Names(Kind):
+    """Names in order: a TOML list, a comma or space separated list on a command line."""
+
+    metavar = "LIST"
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        return tuple(t.strings(key, default))
+
+    def parse(self, text: str) -> Any:
+        return parse_fields(text)
+
+    def literal(self, value: Any) -> str:
+        return _toml_list(value)
+
+    def shown(self, value: Any) -> str:
+        return " ".join(value) or "all"
+
+
+class Filter(Kind):
+    """A Dovecot event filter; a command line's is compiled where it is used, which says
+    ``--filter:`` in its message."""
+
+    metavar = "EXPR"
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        source = t.text(key, None, nonempty=True)
+        if source is None:
+            return None
+        try:
+            return compile_filter(source)
+        except FilterSyntaxError as exc:
+            t.problem(key, f"{exc}\n{exc.caret()}")
+            return None
+
+    def land(self, value: Any) -> Any:
+        return compile_filter(value) if isinstance(value, str) else value
+
+    def literal(self, value: Any) -> str:
+        return _toml_string(value.source if isinstance(value, EventFilter) else str(value))
+
+
+def _toml_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _toml_list(words: Sequence[str]) -> str:
+    return "[" + ", ".join(map(_toml_string, words)) + "]"

@@ -1,0 +1,198 @@
+"""One reader per TOML block: ``[global]``, ``[exporter.NAME]`` with its ``.http`` table,
+``[metric.NAME]``, ``[source.NAME]`` by type.
+
+Each reads its keys through the settings table (:mod:`exporter.config.settings`), then
+checks what only the block knows (a metric's exporter exists, an http table goes with an
+http destination); a reader that found a problem returns None, so that nothing is built
+from a block that is wrong, while every problem is still reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from drivers.http import HttpSettings, check_url, signing_key_bytes
+from exporter.config.model import (
+    SOURCE_TYPES,
+    Config,
+    DriverSettings,
+    ExporterConfig,
+    GlobalConfig,
+    MetricConfig,
+    SourceConfig,
+)
+from exporter.config.settings import (
+    EXPORTER,
+    FILE,
+    GLOBAL,
+    HTTP,
+    METRIC,
+    SOURCES,
+    Setting,
+    delivery_settings,
+    fields_for,
+    file_settings,
+    format_spec,
+    http_settings,
+)
+from exporter.config.toml import ConfigError, Problems, Table, hint, load_toml, named_tables
+from exporter.delivery.destinations import Destination
+from exporter.errors import UsageError
+from exporter.formats.spec import FormatSpec
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check ``path``; ConfigError lists every problem, UsageError if unreadable."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config {path} is not UTF-8 text") from None
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, source: str = "config") -> Config:
+    """Check ``text`` (from ``source``, named in problems); ConfigError lists every problem."""
+    data = load_toml(text, source)
+    problems = Problems(text)
+    config = read_config(data, problems, source)
+    if problems.found:
+        raise ConfigError(source, problems.found)
+    return config
+
+
+def read_values(
+    t: Table,
+    settings: tuple[Setting, ...],
+    checks: Mapping[str, Callable[[Any], None]] | None = None,
+) -> dict[str, Any]:
+    """Each setting's value (by key) in ``t``: as written, else its default; ``checks``
+    say, as their key is read, what only the block knows about its value."""
+    values = {}
+    for setting in settings:
+        values[setting.key] = value = setting.kind.read(t, setting.key, setting.default)
+        if checks and setting.key in checks:
+            checks[setting.key](value)
+    return values
+
+
+def read_config(data: dict[str, Any], problems: Problems, source: str) -> Config:
+    root = Table(problems, "", data)
+    settings = read_global(root.table("global"))
+    exporters = {
+        name: built
+        for name, table in root.tables("exporter")
+        if (built := read_exporter(name, table)) is not None
+    }
+    named = list(exporters) + [
+        name for name, value in named_tables(data.get("exporter")) if name not in exporters
+    ]
+    metrics = {
+        name: metric
+        for name, table in root.tables("metric")
+        if (metric := read_metric(table, name, exporters, named)) is not None
+    }
+    sources = {
+        name: built_source
+        for name, table in root.tables("source")
+        if (built_source := read_source(name, table)) is not None
+    }
+    root.finish()
+    if not exporters and "exporter" not in data:
+        root.problem("exporter", "no [exporter.NAME] block: events would go nowhere")
+    return Config(source, settings, exporters, metrics, sources)
+
+
+def read_global(t: Table) -> GlobalConfig:
+    settings = GlobalConfig(**fields_for(GlobalConfig, GLOBAL, read_values(t, GLOBAL)))
+    t.finish()
+    return settings
+
+
+def read_exporter(name: str, t: Table) -> ExporterConfig | None:
+    problems_before = len(t.problems)
+    values = read_values(t, EXPORTER)
+    destination: Destination | None = values["destination"]
+    spec = format_spec(values)
+    driver_settings: DriverSettings = None
+    if destination is not None and destination.kind == "file":
+        driver_settings = file_settings(values)
+    elif destination is not None:
+        for key in (setting.key for setting in FILE if setting.key in t.data):
+            t.problem(key, f"only for file: destinations, not {destination.kind}")
+    if "http" in t.data or (destination is not None and destination.is_http):
+        driver_settings = read_http(t.table("http"), destination, spec)
+    body = driver_settings.body if isinstance(driver_settings, HttpSettings) else None
+    delivery = delivery_settings(values, body, t.build)
+    t.finish()
+    if len(t.problems) > problems_before or destination is None or delivery is None:
+        return None
+    return ExporterConfig(name, spec, destination, delivery, driver_settings)
+
+
+def read_http(t: Table, destination: Destination | None, spec: FormatSpec) -> HttpSettings | None:
+    if destination is None or not destination.is_http:
+        if destination is not None:
+            t.problem("", f"only for http(s):// destinations, not {destination.kind}")
+        return None
+    try:
+        check_url(destination.target)
+    except UsageError as exc:  # the destination's problem, said where it is written
+        t.problems.add(t.path.removesuffix(".http") + ".destination", str(exc))
+        return None
+    values = read_values(t, HTTP)
+    key = values["signing_key"]
+    if key is not None and values["signing"] == "standard-webhooks":
+        try:
+            signing_key_bytes(key)
+        except UsageError as exc:  # at its key, not at the table (as build would)
+            t.problem(
+                "signing_key_env" if t.data.get("signing_key_env") else "signing_key_file", str(exc)
+            )
+            values.update(signing="none", signing_key=None)
+    settings = http_settings(values, destination.target, spec.format, t.build)
+    t.finish()
+    return settings
+
+
+def read_metric(
+    t: Table, name: str, exporters: dict[str, ExporterConfig], named: list[str]
+) -> MetricConfig | None:
+    """A metric feeds an exporter among ``named`` (those written, with or without
+    problems); it is built only if that exporter was."""
+    problems_before = len(t.problems)
+
+    def feeds_a_named_exporter(exporter: str | None) -> None:
+        if exporter is not None and exporter not in named:
+            t.problem("exporter", f"no exporter named {exporter!r}{hint(exporter, named)}")
+
+    values = read_values(t, METRIC, {"exporter": feeds_a_named_exporter})
+    exporter = values["exporter"]
+    t.finish()
+    if (
+        len(t.problems) > problems_before
+        or values["filter"] is None
+        or exporter not in exporters  # None, unknown, or an exporter with problems
+    ):
+        return None
+    return MetricConfig(name, **fields_for(MetricConfig, METRIC, values))
+
+
+def read_source(name: str, t: Table) -> SourceConfig | None:
+    """The keys of a source depend on its type: without one, nothing more is said."""
+    problems_before = len(t.problems)
+    kind = t.choice("type", "", SOURCE_TYPES) or None
+    if kind is None:
+        if "type" not in t.data:
+            t.problem("type", f"is required (allowed: {', '.join(SOURCE_TYPES)})")
+        return None
+    settings = SOURCES[kind]
+    owner = settings[0].owner
+    made = owner(**fields_for(owner, settings, read_values(t, settings)))
+    t.finish()
+    if len(t.problems) > problems_before:
+        return None
+    return SourceConfig(name, kind, **{kind: made})
