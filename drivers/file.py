@@ -42,7 +42,7 @@ from exporter.errors import (
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
-from exporter.files import RefusedFileError, open_regular
+from exporter.files import CREATED_MODE, RefusedFileError, open_regular
 
 FsyncPolicy = Literal["none", "batch", "interval"]
 FSYNC_POLICIES: tuple[FsyncPolicy, ...] = ("none", "batch", "interval")
@@ -52,7 +52,7 @@ FSYNC_POLICIES: tuple[FsyncPolicy, ...] = ("none", "batch", "interval")
 class FileSettings:
     """What a ``file:`` destination's driver is made with (``file_mode``, ``fsync``)."""
 
-    mode: int = 0o600
+    mode: int = CREATED_MODE
     """Of the file when the driver creates it."""
     fsync: FsyncPolicy = "none"
     """Never on the write path, after every ``batch``, or at most every second (``interval``)."""
@@ -93,7 +93,7 @@ class FileDriver:
         self,
         path: str | os.PathLike[str],
         *,
-        mode: int = 0o600,
+        mode: int = CREATED_MODE,
         fsync: FsyncPolicy = "none",
         fsync_interval: float = 1.0,
         reopen_check_interval: float = 0.25,

@@ -39,7 +39,7 @@ REQUIRED: Any = Required()
 
 
 class Kind:
-    """A whole string, by default: what is common to every kind."""
+    """What every kind has; where a kind says nothing else, its value is a string."""
 
     metavar: str | None = None
 

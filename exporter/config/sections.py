@@ -29,6 +29,7 @@ from exporter.config.settings import (
     GLOBAL,
     HTTP,
     METRIC,
+    SOURCE_TYPE,
     SOURCES,
     Setting,
     delivery_settings,
@@ -184,10 +185,10 @@ def read_metric(
 def read_source(name: str, t: Table) -> SourceConfig | None:
     """The keys of a source depend on its type: without one, nothing more is said."""
     problems_before = len(t.problems)
-    kind = t.choice("type", "", SOURCE_TYPES) or None
+    kind = SOURCE_TYPE.kind.read(t, SOURCE_TYPE.key, "") or None
     if kind is None:
-        if "type" not in t.data:
-            t.problem("type", f"is required (allowed: {', '.join(SOURCE_TYPES)})")
+        if SOURCE_TYPE.key not in t.data:
+            t.problem(SOURCE_TYPE.key, f"is required (allowed: {', '.join(SOURCE_TYPES)})")
         return None
     settings = SOURCES[kind]
     owner = settings[0].owner
