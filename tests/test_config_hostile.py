@@ -400,3 +400,36 @@ def test_check_shows_what_guards_each_listener(
     ) in out
     assert "source sock: unix socket /run/x.sock (mode 0600); at most 9 connections" in out
     assert token not in out
+
+
+def test_toml_nested_too_deep_or_a_number_too_long_is_a_syntax_problem(tmp_path: Path) -> None:
+    """Regression: a RecursionError and a ValueError (Python's digit limit) came out of the
+    TOML reader as tracebacks."""
+    deep = tmp_path / "deep.toml"
+    deep.write_text(MINIMAL + "fields = " + "[" * 600 + '"x"' + "]" * 600 + "\n")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(deep.read_text(), "deep.toml")
+    assert str(caught.value).startswith("deep.toml:")
+    assert "(syntax): arrays or inline tables nested too deep" in str(caught.value)
+    long = "[global]\nshutdown_timeout = " + "9" * 5000 + "\n" + MINIMAL
+    with pytest.raises(ConfigError, match=r"c.toml:2: \(syntax\): a number with thousands"):
+        parse_config(long, "c.toml")
+
+
+def test_a_metrics_listener_or_a_socket_open_to_anyone_is_a_warning(token: str) -> None:
+    open_metrics = parse_config('[global]\nmetrics_listen = "0.0.0.0:9100"\n' + MINIMAL)
+    assert any(
+        w.startswith("global.metrics_listen: 0.0.0.0:9100 is not a loopback address and no ")
+        for w in open_metrics.warnings()
+    )
+    guarded = parse_config(
+        '[global]\nmetrics_listen = "0.0.0.0:9100"\nmetrics_bearer_token_env = "EE_TOKEN"\n'
+        + MINIMAL
+    )
+    assert not [w for w in guarded.warnings() if "metrics_listen" in w]
+    socket = MINIMAL + '\n[source.s]\ntype = "unix"\npath = "/run/s.sock"\nmode = "{mode}"\n'
+    assert [w for w in parse_config(socket.format(mode="0666")).warnings() if "mode" in w] == [
+        "source.s.mode: 0666 lets every local user connect to /run/s.sock and send events "
+        "(0600 or 0660 with a group keeps it to the mail server)"
+    ]
+    assert not [w for w in parse_config(socket.format(mode="0660")).warnings() if "mode" in w]

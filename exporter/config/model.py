@@ -117,13 +117,35 @@ class Config:
                 ]
         for source in self.sources.values():
             found += _open_listener_warnings(source)
+        found += _open_metrics_warnings(self.settings)
         return found
 
 
+def _open_metrics_warnings(settings: GlobalConfig) -> list[str]:
+    """A metrics listener beyond loopback that anyone who can reach it may read."""
+    listen = settings.metrics_listen
+    if listen is None or settings.metrics_bearer_token is not None:
+        return []
+    if is_loopback_host(listen[0]):
+        return []
+    return [
+        f"global.metrics_listen: {listen[0]}:{listen[1]} is not a loopback address and no "
+        "metrics bearer token is set: whoever can reach it can read the daemon's counters "
+        "(set metrics_bearer_token_env or metrics_bearer_token_file)"
+    ]
+
+
 def _open_listener_warnings(source: SourceConfig) -> list[str]:
-    """An http source that takes events from whoever can reach it: one listening beyond
-    loopback without a token, and one whose only key is Stalwart's (it guards /stalwart
-    alone)."""
+    """A source that takes events from whoever can reach it: an http one listening beyond
+    loopback without a token, one whose only key is Stalwart's (it guards /stalwart
+    alone), a unix socket every local user may write to."""
+    unix = source.unix
+    if unix is not None and unix.mode & 0o002:
+        return [
+            f"source.{source.name}.mode: {unix.mode:04o} lets every local user connect to "
+            f"{unix.path} and send events (0600 or 0660 with a group keeps it to the mail "
+            "server)"
+        ]
     http = source.http
     if http is None or http.bearer_token is not None:
         return []

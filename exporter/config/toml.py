@@ -67,7 +67,31 @@ def load_toml(text: str, source: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"\(at line (\d+)", str(exc))
         line = int(found.group(1)) if found else None
-        raise ConfigError(source, [Problem("(syntax)", str(exc), line)]) from None
+        problem = Problem("(syntax)", str(exc), line)
+    except RecursionError:  # tomllib reads nested arrays and inline tables recursively
+        problem = Problem("(syntax)", "arrays or inline tables nested too deep", _deep_line(text))
+    except ValueError:  # an integer past Python's digit limit
+        number = _LONG_NUMBER.search(text)
+        line = None if number is None else text.count("\n", 0, number.start()) + 1
+        problem = Problem("(syntax)", "a number with thousands of digits", line)
+    raise ConfigError(source, [problem]) from None
+
+
+_LONG_NUMBER = re.compile(r"[0-9_]{4000,}")
+_NESTING_SHOWN = 100
+
+
+def _deep_line(text: str) -> int | None:
+    """The line where brackets first nest deeper than anything a configuration needs (a
+    rough count, strings included: it only says where to look)."""
+    depth = 0
+    for line, content in enumerate(text.splitlines(), 1):
+        for char in content:
+            depth += char in "[{"
+            depth -= char in "]}"
+            if depth > _NESTING_SHOWN:
+                return line
+    return None
 
 
 class Table:
