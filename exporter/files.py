@@ -150,6 +150,23 @@ def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
             view = view[os.write(fd, view) :]
 
 
+def place_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a file we are to write cannot live at ``path``, said before we try (``check``,
+    start-up): its directory is missing or a kernel interface (``/proc``, ``/sys``), or
+    what is there is not a regular file. None where it can."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"its directory {folder} does not exist"
+    real = os.path.realpath(folder)
+    if any(real == top or real.startswith(top + "/") for top in _KERNEL_TREES):
+        return f"{real} is a kernel interface, not a place for files"
+    refused = _refusal(path)
+    return None if refused is None else f"{os.fspath(path)}: {refused.strerror}"
+
+
+_KERNEL_TREES = ("/proc", "/sys")
+
+
 def file_kind(mode: int) -> str:
     """What a file of ``st_mode`` is, for messages: ``a FIFO``."""
     for test, kind in _KINDS:

@@ -281,7 +281,10 @@ def test_run_refuses_a_dead_letter_path_it_could_not_write(
     config = _config(tmp_path)
     config.write_text(config.read_text().replace(str(tmp_path / "dead.ndjson"), "/nonexistent/d"))
     assert main(["run", str(config)]) == 2
-    assert "/nonexistent is not a writable directory" in capsys.readouterr().err
+    # said as check says it: at the key's line, with the path
+    assert ":3: global.dead_letter: its directory /nonexistent does not exist" in (
+        capsys.readouterr().err
+    )
 
 
 def test_run_with_stdin_from_dev_null_ends_cleanly(tmp_path: Path) -> None:

@@ -87,9 +87,9 @@ def test_a_fifo_at_the_file_destination_is_refused_and_the_batch_dead_lettered(
     tmp_path: Path,
 ) -> None:
     destination, dead = tmp_path / "events.fifo", tmp_path / "dead.ndjson"
-    os.mkfifo(destination)  # nobody reads it: a plain open waits forever
     with exporter_child("run", str(_config(tmp_path, destination, dead))) as child:
         listen, scrape = _ports(child)
+        os.mkfifo(destination)  # after the start, which refuses it; nobody reads it
         _post(listen, range(5))
         dead_lettered = 'event_exporter_exporter_dead_lettered_total{exporter="archive"}'
         assert wait_until(lambda: _metric(scrape, dead_lettered) == 5, timeout=15)
@@ -104,10 +104,12 @@ def test_a_fifo_at_the_file_destination_is_refused_and_the_batch_dead_lettered(
 
 def test_a_fifo_at_the_dead_letter_path_leaves_the_daemon_answering(tmp_path: Path) -> None:
     destination, dead = tmp_path / "a-directory", tmp_path / "dead.ndjson"
-    destination.mkdir()  # refuses every batch for good (EISDIR): they go to the dead letters
     with exporter_child("run", str(_config(tmp_path, destination, dead))) as child:
         listen, scrape = _ports(child)
-        os.mkfifo(dead)  # after the start, which would refuse it
+        # after the start, which refuses both: a directory refuses every batch for good
+        # (EISDIR), so they go to the dead letters, where a FIFO now is
+        destination.mkdir()
+        os.mkfifo(dead)
         _post(listen, range(5))
         dropped = (
             'event_exporter_exporter_dropped_total{exporter="archive",'
@@ -132,6 +134,7 @@ def test_run_refuses_a_dead_letter_path_that_is_not_a_file(tmp_path: Path, kind:
     with exporter_child("run", str(_config(tmp_path, tmp_path / "out", dead))) as child:
         assert child.wait(timeout=15) == 2
     found = "symlink" if kind == "symlink" else "FIFO"
-    assert f"dead-letter file {dead}: it is a {found}" in bytes(child.stderr).decode()
+    # refused at start, as check refuses it: at the key, with what is there
+    assert f"global.dead_letter: {dead}: it is a {found}" in bytes(child.stderr).decode()
     if kind == "symlink":
         assert victim.read_bytes() == VICTIM_TEXT

@@ -56,6 +56,16 @@ def filter_warnings(
     return warnings
 
 
+def field_list_warnings(where: str, fields: tuple[str, ...]) -> list[str]:
+    """A metric's ``fields`` naming a field no documented event has: it writes nothing."""
+    catalog = load_catalog()
+    return [
+        _unknown(where, "field", name, catalog.closest_field(name))
+        for name in fields
+        if not catalog.known_field(name)
+    ]
+
+
 def _unknown(where: str, kind: str, name: str, closest: str | None) -> str:
     hint = f"; did you mean {closest!r}?" if closest else ""
     return f"{where}: no documented event has the {kind} {name!r}{hint}"

@@ -11,6 +11,7 @@ reads 0 as "no limit" in both places (:meth:`Kind.land`).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 import os
 import re
@@ -22,6 +23,7 @@ from exporter.catalog.versions import Version, format_version, parse_version
 from exporter.config.toml import Table, hint
 from exporter.delivery.destinations import SCHEMES, parse_destination, printable_destination
 from exporter.errors import FilterSyntaxError
+from exporter.files import place_problem
 from exporter.filter import EventFilter, compile_filter
 from exporter.formats.spec import parse_fields, parse_include
 from exporter.observe.text import printable
@@ -97,11 +99,14 @@ class Text(Kind):
         empty_is_none: bool = False,
         max_bytes: int | None = None,
         metavar: str | None = None,
+        file_we_write: bool = False,
     ) -> None:
         self.nonempty = nonempty
         self.empty_is_none = empty_is_none
         self.max_bytes = max_bytes
         self.metavar = metavar
+        self.file_we_write = file_we_write
+        """The path of a file we create or write: its place is checked (files.place_problem)."""
 
     def read(self, t: Table, key: str, default: Any) -> Any:
         if default is REQUIRED:
@@ -110,6 +115,10 @@ class Text(Kind):
             value = t.text(key, "" if default is None else default, nonempty=self.nonempty)
         if self.max_bytes is not None and value and len(os.fsencode(value)) > self.max_bytes:
             t.problem(key, f"longer than {self.max_bytes} bytes")
+        if self.file_we_write and value and key in t.data:
+            problem = place_problem(value)
+            if problem is not None:
+                t.problem(key, problem)
         return self.land(value)
 
     def land(self, value: Any) -> Any:
@@ -147,8 +156,18 @@ class _Number(Kind):
 
     what = "a number"
 
-    def __init__(self, minimum: float, *, zero_is_none: bool = False) -> None:
+    def __init__(
+        self,
+        minimum: float,
+        *,
+        maximum: float | None = None,
+        positive: bool = False,
+        zero_is_none: bool = False,
+    ) -> None:
         self.minimum = minimum
+        self.maximum = maximum
+        self.positive = positive
+        """0 itself is refused (a timeout of 0 s would never let anything through)."""
         self.zero_is_none = zero_is_none
 
     def parse(self, text: str) -> Any:
@@ -160,7 +179,26 @@ class _Number(Kind):
             raise ValueError(f"{text!r} is not a finite number")
         if value < self.minimum:
             raise ValueError(f"{text!r} must be at least {self.minimum:g}")
+        beyond = self._beyond(value)
+        if beyond is not None:
+            raise ValueError(f"{text!r} {beyond}")
         return value
+
+    def _beyond(self, value: float) -> str | None:
+        """What is wrong with ``value`` past its minimum (the table's reader checks that)."""
+        if self.positive and value <= 0:
+            return "must be more than 0"
+        if self.maximum is not None and value > self.maximum:
+            return f"must be at most {self.maximum:g}"
+        return None
+
+    def checked(self, t: Table, key: str, value: Any, default: Any) -> Any:
+        """``value`` as read, or ``default`` with a problem at ``key``'s own line."""
+        beyond = None if value is default else self._beyond(value)
+        if beyond is None:
+            return value
+        t.problem(key, f"{beyond}, not {value:g}")
+        return default
 
     def _make(self, text: str) -> float:
         return float(text)
@@ -174,12 +212,20 @@ class Count(_Number):
 
     what = "a whole number"
 
-    def __init__(self, minimum: int, *, zero_is_none: bool = False, metavar: str = "N") -> None:
-        super().__init__(minimum, zero_is_none=zero_is_none)
+    def __init__(
+        self,
+        minimum: int,
+        *,
+        maximum: int | None = None,
+        zero_is_none: bool = False,
+        metavar: str = "N",
+    ) -> None:
+        super().__init__(minimum, maximum=maximum, zero_is_none=zero_is_none)
         self.metavar = metavar
 
     def read(self, t: Table, key: str, default: Any) -> Any:
-        return self.land(t.integer(key, default, int(self.minimum)))
+        value = t.integer(key, default, int(self.minimum))
+        return self.land(self.checked(t, key, value, default))
 
     def _make(self, text: str) -> float:
         return int(text)
@@ -198,7 +244,8 @@ class Seconds(_Number):
     what = "a number of seconds"
 
     def read(self, t: Table, key: str, default: Any) -> Any:
-        return self.land(t.number(key, default, minimum=self.minimum))
+        value = t.number(key, default, minimum=self.minimum)
+        return self.land(self.checked(t, key, value, default))
 
     def literal(self, value: Any) -> str:
         return "0" if value is None else repr(float(value))
@@ -421,7 +468,10 @@ class HostPort(Kind):
         host, sep, port = text.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(text)
-        return host.strip("[]"), int(port)
+        host = host.strip("[]")
+        if not _is_host(host):
+            raise ValueError(text)
+        return host, int(port)
 
     def literal(self, value: Any) -> str:
         return _toml_string(self._text(value))
@@ -432,6 +482,22 @@ class HostPort(Kind):
             return ""
         host, port = value
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+def _is_host(host: str) -> bool:
+    """An IP address, or a host name of letters, digits and hyphens (``256.1.1.1``, which
+    only looks like an address, is neither)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return not host.replace(".", "").isdigit() and _HOST_NAME.fullmatch(host) is not None
+    return True
 
 
 class DovecotVersion(Kind):
@@ -461,9 +527,14 @@ class DestinationText(Kind):
     metavar = "DEST"
 
     def read(self, t: Table, key: str, default: Any) -> Any:
-        return t.parse(
+        destination = t.parse(
             key, parse_destination, allowed=", ".join(SCHEMES), shown=printable_destination
         )
+        if destination is not None and destination.kind == "file":
+            problem = place_problem(destination.target)
+            if problem is not None:
+                t.problem(key, problem)
+        return destination
 
     def land(self, value: Any) -> Any:
         return parse_destination(value) if isinstance(value, str) else value

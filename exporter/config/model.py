@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from drivers.file import FileSettings
 from drivers.http import HttpSettings, is_loopback_host
-from exporter.catalog.lint import filter_warnings
+from exporter.catalog.lint import field_list_warnings, filter_warnings
 from exporter.catalog.versions import Version
 from exporter.delivery.deadletter import DEFAULT_MAX_BYTES as DEFAULT_DEAD_LETTER_MAX_BYTES
 from exporter.delivery.destinations import Destination
@@ -106,6 +106,7 @@ class Config:
             found += filter_warnings(
                 f"metric.{metric.name}.filter", metric.filter, self.settings.dovecot_version
             )
+            found += field_list_warnings(f"metric.{metric.name}.fields", metric.fields)
         fed = {metric.exporter for metric in self.metrics.values()}
         for name, exporter in self.exporters.items():
             if name not in fed:

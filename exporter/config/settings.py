@@ -129,7 +129,7 @@ def _field_default(owner: type, name: str) -> Any:
 GLOBAL = (
     Setting(
         "dead_letter",
-        Text(nonempty=True, metavar="PATH"),
+        Text(nonempty=True, metavar="PATH", file_we_write=True),
         GlobalConfig,
         doc="where undeliverable events go, one JSON record each (replay sends them again)",
         flag="--dead-letter",
@@ -333,7 +333,7 @@ DELIVERY = (
     ),
     Setting(
         "spool",
-        Text(empty_is_none=True),
+        Text(empty_is_none=True, file_we_write=True),
         DeliverySettings,
         doc='run: the queue on disk, in this SQLite file; "" keeps it in memory',
     ),
@@ -366,7 +366,7 @@ HTTP = (
     ),
     Setting(
         "gzip_level",
-        Count(0, metavar="0-9"),
+        Count(0, maximum=9, metavar="0-9"),
         HttpSettings,
         doc="gzip's level, 0 to 9",
         flag="--http-gzip-level",
@@ -418,21 +418,21 @@ HTTP = (
     ),
     Setting(
         "connect_timeout",
-        Seconds(0),
+        Seconds(0, positive=True),
         HttpSettings,
         doc="the longest wait to connect (TLS included)",
         flag="--http-connect-timeout",
     ),
     Setting(
         "read_timeout",
-        Seconds(0),
+        Seconds(0, positive=True),
         HttpSettings,
         doc="the longest wait for the socket to take or give bytes",
         flag="--http-read-timeout",
     ),
     Setting(
         "request_timeout",
-        Seconds(0),
+        Seconds(0, positive=True),
         HttpSettings,
         doc="the longest wait for a whole request and its response",
         flag="--http-request-timeout",
@@ -605,7 +605,7 @@ SOURCES: dict[str, tuple[Setting, ...]] = {
         Setting("path", Text(nonempty=True), TailSourceSettings, doc="the file, followed"),
         Setting(
             "state_file",
-            Text(empty_is_none=True),
+            Text(empty_is_none=True, file_we_write=True),
             TailSourceSettings,
             doc='where its position is kept across restarts; "" for nowhere',
         ),
