@@ -67,6 +67,7 @@ import anyio.to_thread
 import httpx
 
 from drivers.base import Batch
+from exporter import __version__
 from exporter.errors import (
     DeliveryError,
     DriverClosedError,
@@ -99,7 +100,7 @@ _HOST = re.compile(r"[A-Za-z0-9._:-]+")  # a name, IPv4, or IPv6 (httpx drops th
 # Smaller bodies are compressed inline: the hop to a worker thread (~65 us here) costs
 # more than gzip level 1 of a few KiB.
 _GZIP_IN_THREAD_BYTES = 64 << 10
-_USER_AGENT = "event-exporter"
+_USER_AGENT = f"event-exporter/{__version__}"
 
 
 @dataclass(frozen=True, repr=False)

@@ -6,6 +6,8 @@ read Dovecot's json / tab-text back with :func:`read_event`.
 
 from __future__ import annotations
 
+import importlib.metadata
+
 from exporter.errors import (
     EventExporterError,
     EventFormatError,
@@ -16,6 +18,16 @@ from exporter.errors import (
 from exporter.event import Category, Event, FieldValue, Timestamp
 from exporter.formats import FormatSpec, Formatter, make_formatter
 from exporter.formats.reader import read_event
+
+
+def _installed_version() -> str:
+    try:
+        return importlib.metadata.version("event-exporter")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "0+unknown"
+
+
+__version__ = _installed_version()
 
 __all__ = [
     "Category",
@@ -29,6 +41,7 @@ __all__ = [
     "Formatter",
     "Timestamp",
     "UsageError",
+    "__version__",
     "make_formatter",
     "read_event",
 ]

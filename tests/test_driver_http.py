@@ -40,6 +40,7 @@ from drivers.http import (
     is_loopback_host,
     parse_retry_after,
 )
+from exporter import __version__
 from exporter.errors import (
     DeliveryError,
     DriverClosedError,
@@ -406,7 +407,7 @@ async def test_custom_headers_and_no_idempotency_header(httpx_mock: HTTPXMock) -
     request = httpx_mock.get_request()
     assert request is not None
     assert request.headers["x-source"] == "imap01"
-    assert request.headers["user-agent"] == "event-exporter"
+    assert request.headers["user-agent"] == f"event-exporter/{__version__}"
     assert "idempotency-key" not in request.headers
     await driver.aclose()
 

@@ -12,8 +12,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from exporter import __version__
 from exporter.cli import catalog, check, export, generate, run, ship, spool
-from exporter.cli.common import EXIT_USAGE
+from exporter.cli.common import EXIT_OK, EXIT_USAGE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,10 +30,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="event-exporter",
         description="Select, format and ship Dovecot and Stalwart events.",
     )
+    parser.add_argument(
+        "--version", action="version", version=VERSION_LINE, help="print the version and exit"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in (export, ship, check, run, catalog, generate, spool):
         command.add_command(commands)
+    version = commands.add_parser("version", help="print the version and exit")
+    version.set_defaults(run=_print_version)
     return parser
+
+
+VERSION_LINE = f"event-exporter {__version__}"
+
+
+def _print_version(args: argparse.Namespace) -> int:
+    sys.stdout.write(VERSION_LINE + "\n")
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
