@@ -183,21 +183,45 @@ class DeadLetterFile:
             os.close(fd)
 
 
+RECORD_KEYS = frozenset({"time", "exporter", "destination", "reason", "attempts"})
+"""What every dead-letter record has, beside ``event`` or ``event_base64``."""
+
+
 def read_dead_letters(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:
-    """(line number, encoded event) for every record; EventParseError names a bad line."""
+    """(line number, encoded event) for every record; EventParseError names the first line
+    that is not one. A Dovecot event line is not one, though it has an ``event`` member:
+    replaying it would send its name alone."""
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            try:
-                record = orjson.loads(line)
-                if "event" in record:
-                    event = record["event"].encode("utf-8")
-                else:
-                    event = base64.b64decode(record["event_base64"], validate=True)
-            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
+            event = _dead_letter_event(line)
+            if event is None:
                 raise EventParseError(
-                    f"{path}:{lineno}: not a dead-letter record "
-                    "(a JSON object with 'event' or 'event_base64')"
-                ) from None
+                    f"{path}:{lineno}: not a dead-letter record (a JSON object with "
+                    f"{', '.join(sorted(RECORD_KEYS))} and 'event' or 'event_base64'): "
+                    "replay takes only what a dead-letter file holds"
+                )
             yield lineno, event
+
+
+def _dead_letter_event(line: bytes) -> bytes | None:
+    """The encoded event of one dead-letter record, or None if the line is not one."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(record, dict) or not record.keys() >= RECORD_KEYS:
+        return None
+    text, encoded = record.get("event"), record.get("event_base64")
+    if isinstance(text, str) and encoded is None:
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate escaped in the JSON
+            return None
+    if isinstance(encoded, str) and text is None:
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except ValueError:
+            return None
+    return None
