@@ -21,7 +21,7 @@ from typing import Any
 
 from exporter.cli.common import EXIT_OK, usage_error
 from exporter.cli.ship import add_delivery_options, drain_spool
-from exporter.delivery.spool import claim_spool_files, spooled_events
+from exporter.delivery.spool import SpoolLock, claim_spool_files, spooled_events
 from exporter.errors import UsageError
 from exporter.files import means_stdout, open_output
 
@@ -56,6 +56,20 @@ def spool_command(args: argparse.Namespace) -> int:
         claim_spool_files(args.spool, create=False)
     except UsageError as exc:
         return usage_error(f"cannot read {exc}")
+    if args.action == "export":  # its rows would change under it: one owner at a time
+        try:
+            lock = SpoolLock(args.spool)
+        except UsageError as exc:
+            return usage_error(str(exc))
+        try:
+            return _read(args)
+        finally:
+            lock.release()
+    return _read(args)
+
+
+def _read(args: argparse.Namespace) -> int:
+    """``stats`` (beside a running daemon too: it only reads) or ``export``."""
     try:
         uri = f"file:{urllib.parse.quote(args.spool)}?mode=ro"  # a ? or # is part of the name
         db = sqlite3.connect(uri, uri=True)

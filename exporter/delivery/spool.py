@@ -31,6 +31,7 @@ memory queue's: ``block`` makes producers wait, ``drop_newest`` refuses and coun
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 import threading
@@ -45,6 +46,7 @@ from drivers.base import Batch
 from exporter.delivery.queue import BoundedIntake, Overflow
 from exporter.errors import UsageError
 from exporter.files import check_regular, open_regular
+from exporter.observe.text import printable
 
 SyncMode = Literal["normal", "full"]
 SYNC_MODES: tuple[SyncMode, ...] = ("normal", "full")
@@ -89,7 +91,12 @@ class SpoolQueue(BoundedIntake):
             batch_max_age=batch_max_age,
         )
         self.path = path
-        self._db = _open(path, sync, warn)
+        self._lock = SpoolLock(path)
+        try:
+            self._db = _open(path, sync, warn)
+        except BaseException:
+            self._lock.release()
+            raise
         count, size, last = self._db.execute(
             "SELECT coalesce(sum(count), 0), coalesce(sum(length(data)), 0), "
             "coalesce(max(id), 0) FROM chunks"
@@ -305,6 +312,7 @@ class SpoolQueue(BoundedIntake):
         finally:
             self._checkpointer.stop()
             self._db.close()
+            self._lock.release()
 
 
 class _Checkpointer:
@@ -363,6 +371,52 @@ def spooled_events(db: sqlite3.Connection) -> Iterator[bytes]:
 
 SIDE_FILES = ("-wal", "-shm")
 """The files SQLite keeps beside a database in WAL mode."""
+
+
+class SpoolLock:
+    """One owner per spool: an exclusive ``flock`` on ``PATH.lock`` (held while this
+    exists, let go by the kernel when the process dies, even by ``kill -9``), which holds
+    the owner's process id and command line for whoever is refused. A second daemon, or
+    ``spool drain`` / ``spool export`` beside a running one, is refused with a UsageError
+    that names that process, instead of the two sending the same events or one deleting
+    rows the other is delivering."""
+
+    def __init__(self, spool: str) -> None:
+        self.path = spool + LOCK_SUFFIX
+        try:
+            fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
+        except OSError as exc:
+            raise UsageError(f"spool lock {self.path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise UsageError(
+                f"spool {spool} is in use by {printable(holder)}: one process at a time "
+                "(stop the daemon first to drain or export it)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} ({_command_line()})\n".encode(), 0)
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        """Let go (the file stays: removing it could let two owners hold two files)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+LOCK_SUFFIX = ".lock"
+
+
+def _command_line() -> str:
+    try:
+        with open("/proc/self/cmdline", "rb") as file:
+            words = file.read().split(b"\0")
+    except OSError:
+        return "event-exporter"
+    return " ".join(word.decode("utf-8", "replace") for word in words if word)
 
 
 def claim_spool_files(path: str, *, create: bool = True) -> None:
