@@ -167,6 +167,12 @@ def place_problem(path: str | os.PathLike[str]) -> str | None:
 _KERNEL_TREES = ("/proc", "/sys")
 
 
+def same_place(path: str) -> str:
+    """What ``path`` names, for telling whether two paths are one file: links followed as
+    far as they exist, so a file not yet created compares too."""
+    return os.path.realpath(path)
+
+
 def file_kind(mode: int) -> str:
     """What a file of ``st_mode`` is, for messages: ``a FIFO``."""
     for test, kind in _KINDS:

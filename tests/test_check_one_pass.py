@@ -90,3 +90,33 @@ def test_a_file_destination_with_nowhere_to_live_is_refused_at_its_key(
     assert f"{path}:2: exporter.f.destination: " in err
     assert why in err
     assert main(["run", str(path)]) == 2  # the daemon refuses it at start the same way
+
+
+@pytest.mark.parametrize(
+    ("source", "destination"),
+    [
+        ('type = "file"\npath = "{dir}/events.ndjson"', "file:{dir}/events.ndjson"),
+        ('type = "file"\npath = "{dir}/link"', "file:{dir}/events.ndjson"),
+        ('type = "unix"\npath = "{dir}/s.sock"', "unix:{dir}/s.sock"),
+    ],
+)
+def test_a_source_reading_what_an_exporter_writes_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, destination: str
+) -> None:
+    """Regression: a file source following its own exporter's file looped forever, and
+    check passed it."""
+    (tmp_path / "events.ndjson").touch()
+    (tmp_path / "link").symlink_to(tmp_path / "events.ndjson")
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[exporter.out]\ndestination = "{destination.format(dir=tmp_path)}"\n'
+        '[metric.all]\nfilter = "event=*"\nexporter = "out"\n'
+        f"[source.in]\n{source.format(dir=tmp_path)}\n"
+    )
+    for command in ("check", "run"):
+        assert main([command, str(path)]) == 2, command
+        assert f"{path}:6: source.in.path: " in capsys.readouterr().err, (
+            f"{command}: the loop is not refused at its key"
+        )
+    main(["check", str(path)])
+    assert "is where exporter.out writes: every event would come back" in (capsys.readouterr().err)

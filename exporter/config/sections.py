@@ -41,6 +41,7 @@ from exporter.config.settings import (
 from exporter.config.toml import ConfigError, Problems, Table, hint, load_toml, named_tables
 from exporter.delivery.destinations import Destination
 from exporter.errors import UsageError
+from exporter.files import same_place
 from exporter.formats.spec import FormatSpec
 
 
@@ -104,7 +105,41 @@ def read_config(data: dict[str, Any], problems: Problems, source: str) -> Config
     root.finish()
     if not exporters and "exporter" not in data:
         root.problem("exporter", "no [exporter.NAME] block: events would go nowhere")
+    for where, problem in feedback_loops(sources, exporters):
+        root.problem(where, problem)
     return Config(source, settings, exporters, metrics, sources)
+
+
+def feedback_loops(
+    sources: Mapping[str, SourceConfig], exporters: Mapping[str, ExporterConfig]
+) -> list[tuple[str, str]]:
+    """(key path, problem) for each source that reads what an exporter writes: a file
+    source following an exporter's file destination, a unix source listening where a unix
+    exporter connects. Each event would come back, be written again, forever."""
+    written = {
+        (destination.kind, same_place(destination.target)): name
+        for name, exporter in exporters.items()
+        if (destination := exporter.destination).kind in ("file", "unix")
+    }
+    found = []
+    for name, source in sources.items():
+        path, kind = (
+            (source.file.path, "file")
+            if source.file is not None
+            else (source.unix.path, "unix")
+            if source.unix is not None
+            else (None, "")
+        )
+        exporter = None if path is None else written.get((kind, same_place(path)))
+        if exporter is not None:
+            found.append(
+                (
+                    f"source.{name}.path",
+                    f"{path} is where exporter.{exporter} writes: every event would come "
+                    "back and be written again, forever",
+                )
+            )
+    return found
 
 
 def read_global(t: Table) -> GlobalConfig:
