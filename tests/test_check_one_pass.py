@@ -115,7 +115,7 @@ def test_a_source_reading_what_an_exporter_writes_is_refused(
     )
     for command in ("check", "run"):
         assert main([command, str(path)]) == 2, command
-        assert f"{path}:6: source.in.path: " in capsys.readouterr().err, (
+        assert f"{path}:8: source.in.path: " in capsys.readouterr().err, (
             f"{command}: the loop is not refused at its key"
         )
     main(["check", str(path)])
