@@ -26,6 +26,7 @@ import anyio
 from exporter.cli.common import EXIT_LOSS, EXIT_OK, EXIT_USAGE
 from exporter.cli.malloc import tune_malloc
 from exporter.config import LOG_LEVELS, Config, ConfigError, SourceConfig, load_config
+from exporter.delivery.exporter import Exporter
 from exporter.delivery.lifecycle import ignore_early_signals, ignore_late_signals, ship
 from exporter.errors import UsageError
 from exporter.observe import prometheus
@@ -193,7 +194,7 @@ def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
 
 
 async def _main(
-    config: Config, pipeline: Pipeline, started: list[bool], failures: _SourceFailures
+    config: Config, pipeline: Pipeline[Exporter], started: list[bool], failures: _SourceFailures
 ) -> None:
     """``started`` gets an entry once every source runs: a failure after that is not one
     of starting."""
@@ -224,7 +225,7 @@ async def _main(
 
 async def _serve_metrics(
     config: Config,
-    pipeline: Pipeline,
+    pipeline: Pipeline[Exporter],
     sources: dict[str, object],
     *,
     task_status: anyio.abc.TaskStatus[None],
@@ -256,7 +257,7 @@ async def _serve_metrics(
         task_status.started()
 
 
-async def _summaries(interval: float, pipeline: Pipeline) -> None:
+async def _summaries(interval: float, pipeline: Pipeline[Exporter]) -> None:
     while True:
         await anyio.sleep(interval)
         log.info(pipeline.summary())
@@ -264,7 +265,7 @@ async def _summaries(interval: float, pipeline: Pipeline) -> None:
 
 async def _run_source(
     source: SourceConfig,
-    pipeline: Pipeline,
+    pipeline: Pipeline[Exporter],
     running: dict[str, object],
     failures: _SourceFailures,
     *,
@@ -289,15 +290,13 @@ async def _run_source(
 
 async def _serve_source(
     source: SourceConfig,
-    pipeline: Pipeline,
+    pipeline: Pipeline[Exporter],
     running: dict[str, object],
     started: Callable[[], None],
 ) -> None:
     if source.type == "http":
         assert source.http is not None
-        server = HttpSource(
-            source.http, pipeline.emit, pipeline.busy, pipeline.commit, report=log.warning
-        )
+        server = HttpSource(source.http, pipeline, report=log.warning)
         running[source.name] = server
         async with anyio.create_task_group() as tasks:
             await tasks.start(server.serve)
@@ -309,11 +308,9 @@ async def _serve_source(
         return
     follower: UnixSource | TailSource | None = None
     if source.unix is not None:
-        follower = UnixSource(
-            source.unix, pipeline.emit, sys.stderr, force=pipeline.force, commit=pipeline.commit
-        )
+        follower = UnixSource(source.unix, pipeline, sys.stderr)
     elif source.file is not None:
-        follower = TailSource(source.file, pipeline.emit, sys.stderr, commit=pipeline.commit)
+        follower = TailSource(source.file, pipeline, sys.stderr)
     if follower is not None:
         running[source.name] = follower
         async with anyio.create_task_group() as tasks:
@@ -321,9 +318,7 @@ async def _serve_source(
             log.info(f"source {source.name}: {source.type} {follower.settings.path}")
             started()
         return
-    stdin = StdinSource(
-        source.name, pipeline.emit, sys.stderr, force=pipeline.force, commit=pipeline.commit
-    )
+    stdin = StdinSource(source.name, pipeline, sys.stderr, source.stdin)
     running[source.name] = stdin
     started()
     await stdin.serve()
