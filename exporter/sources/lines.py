@@ -305,7 +305,9 @@ class LineFeed:
                     continue
                 counts.events += 1
         except BaseException:
-            self.taken = index  # a bug stops at its line, untaken
+            # the line it stopped at: untaken after a bug; taken after a cancelled emit
+            # without force_rest (index moved past it)
+            self.taken = index
             raise
         self.taken = len(lines)
         if stopped is not None:
