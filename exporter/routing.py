@@ -1,4 +1,5 @@
-"""Metrics feeding exporters: the routing core of the daemon and of the Python API.
+"""Metrics feeding exporters: the routing core of the daemon, of the Python API and of
+``export`` (one route, to stdout or to ``--to``'s exporter), and their sources' intake.
 
 An event goes to every metric whose filter matches it; each metric writes it in its
 exporter's format with its own include set and field list and offers the bytes to that
@@ -9,7 +10,9 @@ under a drop policy it never waits and the drops are counted.
 An event that a metric cannot write (a value no format knows), or whose matching or
 writing fails in any other way (a bug, an event built in-process with a value of a type
 no filter expects), is counted as rejected for that metric and reported (the first
-REPORTED_REJECTIONS_MAX); the other metrics and events go on.
+REPORTED_MAX); the other metrics and events go on. With one route (``export``) it is
+the event's rejection instead: :class:`RejectedEvent`, which its source reports with
+the line.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from __future__ import annotations
 import copy
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 import anyio
 
@@ -31,21 +35,38 @@ from exporter.event import Event
 from exporter.formats import make_formatter
 from exporter.formats.spec import Formatter
 from exporter.formats.text import shown
-from exporter.sources.lines import why_rejected
+from exporter.sources.intake import RejectedEvent
+from exporter.sources.lines import FirstReported, why_rejected
 
 Matcher = Callable[[Event], bool]
-REPORTED_REJECTIONS_MAX = 100
+
+
+class Target(Protocol):
+    """Where a route's encoded events go: an :class:`Exporter` (its queue), or
+    ``export``'s output."""
+
+    def offer(self, line: bytes) -> bool:
+        """Take ``line`` without waiting; False when full under ``block`` (then put it)."""
+
+    def put(self, line: bytes) -> Awaitable[None]:
+        """Take ``line``, waiting for room under ``block``."""
+
+    def force(self, line: bytes) -> None:
+        """Take ``line`` past every bound (shutdown: input already read)."""
+
+
+T = TypeVar("T", bound=Target)
 
 
 @dataclass(slots=True)
-class Route:
-    """One metric: which events, written how, to which exporter."""
+class Route(Generic[T]):
+    """One metric: which events, written how, to which target."""
 
     metric: str
     matches: Matcher | None
     """None: every event (an empty filter)."""
     encode: Formatter
-    exporter: Exporter
+    target: T
     matched: int = 0
     rejected: int = 0
 
@@ -59,11 +80,18 @@ class PipelineCounts:
     """By metric: events that metric could not write."""
 
 
-class Pipeline:
-    """Exporters and the metrics that feed them. ``run()`` delivers; ``emit()`` submits."""
+class Pipeline(Generic[T]):
+    """The metrics (routes) and the exporters they feed; the intake of the sources
+    (:class:`exporter.sources.intake.Intake`). The exporters deliver on their own
+    (:func:`exporter.delivery.lifecycle.ship`)."""
 
     def __init__(
-        self, exporters: dict[str, Exporter], routes: list[Route], *, hostname: str | None = None
+        self,
+        exporters: dict[str, Exporter],
+        routes: list[Route[T]],
+        *,
+        hostname: str | None = None,
+        reject_events: bool = False,
     ) -> None:
         self.exporters = exporters
         self.routes = routes
@@ -71,13 +99,27 @@ class Pipeline:
         self.counts = PipelineCounts()
         self.warn: Callable[[str], None] = _warn_on_stderr
         """Where a metric's rejections are reported (the daemon's log)."""
+        self._reject_events = reject_events
+        self._reported = FirstReported(
+            lambda message: self.warn(message),
+            "further events rejected by a metric are counted but not shown",
+        )
         # busy() is asked per event by the http source: only these queues can answer yes.
         self._dropping = [
             e.queue for e in exporters.values() if e.queue.overflow is not Overflow.BLOCK
         ]
 
     @classmethod
-    def from_config(cls, config: Config) -> Pipeline:
+    def one_route(cls, target: T, encode: Formatter, matches: Matcher | None) -> Pipeline[T]:
+        """``export``: every matching event written to ``target`` (an exporter: ``--to``;
+        else the output); an event it cannot write is rejected (:class:`RejectedEvent`)."""
+        exporters: dict[str, Exporter] = {}
+        if isinstance(target, Exporter):
+            exporters["export"] = target
+        return cls(exporters, [Route("export", matches, encode, target)], reject_events=True)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Pipeline[Exporter]:
         """Exporters with their drivers (opened lazily) and one dead-letter file for all."""
         dead_letters = DeadLetterFile(
             config.settings.dead_letter, max_bytes=config.settings.dead_letter_max_bytes
@@ -95,11 +137,11 @@ class Pipeline:
             )
             for metric in config.metrics.values()
         ]
-        return cls(exporters, routes, hostname=config.settings.hostname)
+        return Pipeline(exporters, routes, hostname=config.settings.hostname)
 
     # -- producers ---------------------------------------------------------------------
 
-    def offer(self, event: Event) -> list[tuple[Exporter, bytes]]:
+    def offer(self, event: Event) -> list[tuple[T, bytes]]:
         """Route ``event`` without waiting; what a full queue under ``block`` could not
         take comes back, for :meth:`emit` (or the caller) to wait for room."""
         counts = self.counts
@@ -107,7 +149,7 @@ class Pipeline:
         if self.hostname is not None:
             event = copy.copy(event)
             event.hostname = self.hostname
-        waiting: list[tuple[Exporter, bytes]] = []
+        waiting: list[tuple[T, bytes]] = []
         matched = False
         for route in self.routes:
             try:
@@ -120,23 +162,20 @@ class Pipeline:
                 matched = True  # accounted for: rejected, not "matched by no metric"
                 self._reject(route, event, exc)
                 continue
-            if not route.exporter.offer(line):
-                waiting.append((route.exporter, line))
+            if not route.target.offer(line):
+                waiting.append((route.target, line))
         if not matched:
             counts.unmatched += 1
         return waiting
 
-    def _reject(self, route: Route, event: Event, exc: Exception) -> None:
+    def _reject(self, route: Route[T], event: Event, exc: Exception) -> None:
         route.rejected += 1
-        counts = self.counts
-        counts.rejected[route.metric] += 1
-        rejected = sum(counts.rejected.values())
-        if rejected <= REPORTED_REJECTIONS_MAX:
-            name = getattr(event, "name", None)
-            what = f"event {shown(name, 60)}" if isinstance(name, str) else "an event"
-            self.warn(f"metric {route.metric}: {what} rejected: {why_rejected(exc)}")
-        elif rejected == REPORTED_REJECTIONS_MAX + 1:
-            self.warn("further events rejected by a metric are counted but not shown")
+        self.counts.rejected[route.metric] += 1
+        if self._reject_events:
+            raise RejectedEvent(why_rejected(exc)) from exc
+        name = getattr(event, "name", None)
+        what = f"event {shown(name, 60)}" if isinstance(name, str) else "an event"
+        self._reported(f"metric {route.metric}: {what} rejected: {why_rejected(exc)}")
 
     def busy(self) -> bool:
         """Whether an exporter that drops when full (not ``block``) is full: a source that
@@ -153,9 +192,11 @@ class Pipeline:
         Cancelled while waiting (shutdown), it still queues the event, past the bounds,
         where it had no room yet: an event taken is delivered or dead-lettered."""
         waiting = self.offer(event)
-        for index, (exporter, line) in enumerate(waiting):
+        if not waiting:
+            return
+        for index, (target, line) in enumerate(waiting):
             try:
-                await exporter.put(line)
+                await target.put(line)
             except anyio.get_cancelled_exc_class():
                 for late, rest in waiting[index:]:
                     late.force(rest)
@@ -169,21 +210,10 @@ class Pipeline:
 
     def force(self, event: Event) -> None:
         """Route ``event`` past every queue's bounds (shutdown: input already taken)."""
-        for exporter, line in self.offer(event):
-            exporter.force(line)
+        for target, line in self.offer(event):
+            target.force(line)
 
-    # -- delivery ----------------------------------------------------------------------
-
-    async def run(self) -> None:
-        """Deliver until every exporter's queue is closed and drained."""
-        async with anyio.create_task_group() as tasks:
-            for exporter in self.exporters.values():
-                tasks.start_soon(exporter.run)
-
-    def close(self) -> None:
-        """No more events: the exporters drain what they hold."""
-        for exporter in self.exporters.values():
-            exporter.queue.close()
+    # -- the exporters -----------------------------------------------------------------
 
     async def close_drivers(self) -> None:
         for exporter in self.exporters.values():

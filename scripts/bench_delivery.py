@@ -117,7 +117,7 @@ def engine(events: list[Event], driver: Driver, batch_max_events: int = 1000) ->
                 line = fmt(event)
                 if not offer(line):
                     await exporter.put(line)
-                if i % 1000 == 0:  # a real source yields per read, as produce_lines does
+                if i % 1000 == 0:  # a real source yields per read (sources.lines.read_chunks)
                     await anyio.lowlevel.checkpoint()
             exporter.queue.close()
             await exporter.finished.wait()

@@ -1,6 +1,8 @@
-"""Test doubles for the sources: an emit() that keeps what it gets."""
+"""Test doubles for the sources: an intake that keeps what it gets."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import anyio
 
@@ -8,14 +10,21 @@ from exporter.event import Event
 
 
 class Collector:
-    """An emit() keeping every event; wait_for(n) returns once n events have come.
-    With ``block_at``, the emit of that event (1-based) waits until cancelled, as
-    Pipeline.emit on a full queue at shutdown, and keeps it then (queued past the bounds)."""
+    """An intake (emit / force / commit / busy) keeping every event; wait_for(n) returns
+    once n events have come. With ``block_at``, the emit of that event (1-based) waits
+    until cancelled, as Pipeline.emit on a full queue at shutdown, and keeps it then
+    (queued past the bounds). Forced events go to ``forced``; ``busy`` answers as the
+    function given says (never busy by default)."""
 
-    def __init__(self, block_at: int | None = None) -> None:
+    def __init__(
+        self, block_at: int | None = None, *, busy: Callable[[], bool] | None = None
+    ) -> None:
         self.events: list[Event] = []
+        self.forced: list[Event] = []
+        self.commits = 0
         self.blocked = anyio.Event()
         self._block_at = block_at
+        self._busy = busy
         self._waiting: list[tuple[int, anyio.Event]] = []
 
     async def emit(self, event: Event) -> None:
@@ -29,6 +38,15 @@ class Collector:
         for count, reached in self._waiting:
             if len(self.events) >= count:
                 reached.set()
+
+    def force(self, event: Event) -> None:
+        self.forced.append(event)
+
+    def commit(self) -> None:
+        self.commits += 1
+
+    def busy(self) -> bool:
+        return self._busy is not None and self._busy()
 
     async def wait_for(self, count: int) -> None:
         if len(self.events) < count:

@@ -218,7 +218,7 @@ def test_a_line_that_breaks_something_inside_is_rejected_alone(
             raise RuntimeError("unexpected")
         return read_event(line)
 
-    monkeypatch.setattr("exporter.cli.export.read_event", flaky)
+    monkeypatch.setattr("exporter.sources.lines.read_event", flaky)
     src = tmp_path / "in"
     src.write_bytes(b"event:a\nevent:boom\nevent:c\n")
     code, out = _export(tmp_path, "--include", "name", str(src))

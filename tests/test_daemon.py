@@ -98,6 +98,21 @@ def test_run_with_stdin_ends_when_its_input_ends(tmp_path: Path) -> None:
     assert "source listener: line 37: " in bytes(child.stderr).decode()
 
 
+def test_run_with_stdin_skips_a_line_over_its_max_line_bytes(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    stdin = 'type = "stdin"\nmax_line_bytes = 1000'
+    config.write_text(config.read_text().replace('type = "http"\nlisten = "127.0.0.1:0"', stdin))
+    out = tmp_path / "events.ndjson"
+    events = EVENTS_FILE.read_bytes().splitlines(keepends=True)
+    with exporter_child("run", str(config)) as child:
+        os.write(child.stdin_w, b"".join(events[:3]) + b"x" * 70_000 + b"\n")
+        os.write(child.stdin_w, b"".join(events[3:]))
+        child.close_stdin()
+        assert child.wait(timeout=10) == 0
+    assert out.read_bytes() == plain_export(tmp_path, EVENTS_FILE, ["--filter", FILTER])
+    assert "source listener: line 4: 70000 bytes, longer than 1000" in bytes(child.stderr).decode()
+
+
 def test_metrics_endpoint_and_periodic_summaries(tmp_path: Path) -> None:
     config = _config(tmp_path)
     config.write_text(

@@ -284,7 +284,7 @@ async def test_drop_reasons_are_fixed_whatever_the_receiver_says(tmp_path: Path)
     await _run(without, lines(3))
     assert dict(failing.stats.dropped) == {DEAD_LETTER_FAILED: 5}
     assert dict(without.stats.dropped) == {NO_DEAD_LETTER_FILE: 3}
-    pipeline = Pipeline({"failing": failing, "without": without}, [])
+    pipeline = Pipeline[Exporter]({"failing": failing, "without": without}, [])
     series = [
         line for line in render(pipeline, {}).splitlines() if "exporter_dropped_total{" in line
     ]

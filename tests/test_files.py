@@ -269,7 +269,7 @@ def test_dead_letter_file_is_created_0600(tmp_path: Path, mask: int) -> None:
 
 def _tail(log: Path, state: Path, collector: Collector, errors: io.StringIO) -> TailSource:
     settings = TailSourceSettings(str(log), state_file=str(state), poll_interval=0.01)
-    return TailSource(settings, collector.emit, errors)
+    return TailSource(settings, collector, errors)
 
 
 @pytest.mark.anyio

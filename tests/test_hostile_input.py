@@ -413,7 +413,7 @@ def test_unix_source_takes_every_good_line_among_hostile_ones(bad: list[bytes]) 
     async def run(path: str) -> tuple[list[int], int]:
         collector, errors = Collector(), io.StringIO()
         source = UnixSource(
-            UnixSourceSettings(path, max_line_bytes=_SMALL_LIMIT), collector.emit, errors
+            UnixSourceSettings(path, max_line_bytes=_SMALL_LIMIT), collector, errors
         )
         with anyio.fail_after(20):
             async with _running(source):
@@ -444,7 +444,7 @@ def test_file_source_takes_every_good_line_and_moves_past_the_bad(
         settings_ = TailSourceSettings(
             str(followed), str(state), poll_interval=0.01, max_line_bytes=_SMALL_LIMIT
         )
-        source = TailSource(settings_, collector.emit, errors)
+        source = TailSource(settings_, collector, errors)
         with anyio.fail_after(20):
             async with _running(source):
                 await until_good(collector, numbers[-1])
@@ -467,7 +467,7 @@ def test_stdin_source_takes_every_good_line_among_hostile_ones(
 
     async def run(fd: int) -> StdinSource:
         collector = Collector()
-        source = StdinSource("in", collector.emit, io.StringIO(), force=lambda e: None, fd=fd)
+        source = StdinSource("in", collector, io.StringIO(), fd=fd)
         with anyio.fail_after(20):
             await source.serve()  # until the end of its input
         assert good_numbers(collector.events) == numbers
@@ -501,7 +501,7 @@ def test_http_source_takes_every_good_event_among_hostile_ones(
 
     async def run() -> list[int]:
         collector = Collector()
-        source = HttpSource(HttpSourceSettings(port=0), collector.emit)
+        source = HttpSource(HttpSourceSettings(port=0), collector)
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tasks:
                 await tasks.start(source.serve)
@@ -758,11 +758,11 @@ async def test_unix_source_rejects_a_line_whose_reading_breaks(
 ) -> None:
     """Regression: _event caught only EventExporterError: a ValueError (like Python's
     integer digit limit) ended the source and the daemon."""
-    monkeypatch.setattr("exporter.sources.unix.read_event", _breaking_reader)
+    monkeypatch.setattr("exporter.sources.lines.read_event", _breaking_reader)
     collector, errors = Collector(), io.StringIO()
     with socket_dir() as directory:
         path = os.path.join(directory, "s")
-        source = UnixSource(UnixSourceSettings(path), collector.emit, errors)
+        source = UnixSource(UnixSourceSettings(path), collector, errors)
         with anyio.fail_after(10):
             async with _running(source):
                 async with await anyio.connect_unix(path) as client:
@@ -781,12 +781,12 @@ async def test_file_source_rejects_a_line_whose_reading_breaks_and_moves_past_it
 ) -> None:
     """Regression: _take caught only EventExporterError: the source ended, its saved
     offset still before the line, and every restart ended on it again."""
-    monkeypatch.setattr("exporter.sources.tail.read_event", _breaking_reader)
+    monkeypatch.setattr("exporter.sources.lines.read_event", _breaking_reader)
     followed, state = tmp_path / "events", tmp_path / "state"
     followed.write_bytes(BOOM_INPUT)
     collector, errors = Collector(), io.StringIO()
     settings_ = TailSourceSettings(str(followed), str(state), poll_interval=0.01)
-    source = TailSource(settings_, collector.emit, errors)
+    source = TailSource(settings_, collector, errors)
     with anyio.fail_after(10):
         async with _running(source):
             await until_good(collector, BOOM_GOODS[-1])
@@ -801,12 +801,12 @@ async def test_file_source_rejects_a_line_whose_reading_breaks_and_moves_past_it
 async def test_stdin_source_rejects_a_line_whose_reading_breaks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("exporter.sources.stdin.read_event", _breaking_reader)
+    monkeypatch.setattr("exporter.sources.lines.read_event", _breaking_reader)
     (tmp_path / "in").write_bytes(BOOM_INPUT)
     collector, errors = Collector(), io.StringIO()
     fd = os.open(tmp_path / "in", os.O_RDONLY)
     try:
-        source = StdinSource("pipe", collector.emit, errors, force=lambda e: None, fd=fd)
+        source = StdinSource("pipe", collector, errors, fd=fd)
         with anyio.fail_after(10):
             await source.serve()
     finally:
@@ -895,8 +895,8 @@ listen = "127.0.0.1:0"
 
 
 def test_a_line_longer_than_many_chunks_is_one_line() -> None:
-    """The stdin source has no line limit: a line's pieces are kept and joined once, at
-    its newline (joined chunk by chunk it was quadratic: 4 s for 50 MiB; this checks the
+    """Without a line limit (export's), a line's pieces are kept and joined once, at its
+    newline (joined chunk by chunk it was quadratic: 4 s for 50 MiB; this checks the
     lines, not the time)."""
     splitter = LineSplitter()
     piece = b"x" * CHUNK_BYTES

@@ -27,6 +27,7 @@ from exporter.formats.reader import read_event
 from exporter.secret import Secret
 from exporter.sources.http import HttpSource, HttpSourceSettings
 from tests.samples import EVENTS_FILE
+from tests.source_helpers import Collector
 
 pytestmark = pytest.mark.anyio
 LINES = EVENTS_FILE.read_bytes().splitlines()
@@ -37,13 +38,10 @@ JSON = {"Content-Type": "application/json"}
 @asynccontextmanager
 async def serving(**settings: object) -> AsyncIterator[tuple[HttpSource, list[Event], str]]:
     """A source on an ephemeral port whose events land in a list."""
-    received: list[Event] = []
-
-    async def emit(event: Event) -> None:
-        received.append(event)
-
+    collector = Collector()
+    received = collector.events
     values: dict[str, object] = {"port": 0, **settings}
-    source = HttpSource(HttpSourceSettings(**values), emit)  # type: ignore[arg-type]
+    source = HttpSource(HttpSourceSettings(**values), collector)  # type: ignore[arg-type]
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tasks:
             await tasks.start(source.serve)
@@ -232,12 +230,9 @@ async def test_malformed_http_gets_400_and_a_closed_connection() -> None:
 
 async def test_503_with_retry_after_while_busy() -> None:
     busy = [True]
-    received: list[Event] = []
-
-    async def emit(event: Event) -> None:
-        received.append(event)
-
-    source = HttpSource(HttpSourceSettings(port=0), emit, lambda: busy[0])
+    collector = Collector(busy=lambda: busy[0])
+    received = collector.events
+    source = HttpSource(HttpSourceSettings(port=0), collector)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tasks, httpx.AsyncClient() as client:
             await tasks.start(source.serve)
@@ -279,10 +274,7 @@ BODY_PARTS = st.sampled_from(
 def running_source() -> Iterator[int]:
     """One source for all the examples, on a loop in a thread of its own: its port."""
 
-    async def emit(event: Event) -> None:
-        return None
-
-    source = HttpSource(HttpSourceSettings(port=0, max_body_bytes=1000), emit)
+    source = HttpSource(HttpSourceSettings(port=0, max_body_bytes=1000), Collector())
     with anyio.from_thread.start_blocking_portal() as portal:
         future, _ = portal.start_task(source.serve)
         yield source.port
@@ -331,12 +323,13 @@ def test_any_bytes_on_the_socket_get_an_answer_or_a_close(running_source: int, r
 async def test_a_failing_handler_is_a_500_and_the_server_serves_on() -> None:
     calls = [0]
 
-    async def emit(event: Event) -> None:
-        calls[0] += 1
-        if calls[0] == 1:
-            raise KeyError("a bug")
+    class Failing(Collector):
+        async def emit(self, event: Event) -> None:
+            calls[0] += 1
+            if calls[0] == 1:
+                raise KeyError("a bug")
 
-    source = HttpSource(HttpSourceSettings(port=0), emit)
+    source = HttpSource(HttpSourceSettings(port=0), Failing())
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tasks, httpx.AsyncClient() as client:
             await tasks.start(source.serve)
@@ -350,12 +343,9 @@ async def test_a_failing_handler_is_a_500_and_the_server_serves_on() -> None:
 
 
 async def test_a_batch_that_fills_the_queues_is_cut_with_a_503_naming_what_was_taken() -> None:
-    received: list[Event] = []
-
-    async def emit(event: Event) -> None:
-        received.append(event)
-
-    source = HttpSource(HttpSourceSettings(port=0), emit, lambda: len(received) >= 2)
+    collector = Collector(busy=lambda: len(collector.events) >= 2)
+    received = collector.events
+    source = HttpSource(HttpSourceSettings(port=0), collector)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tasks, httpx.AsyncClient() as client:
             await tasks.start(source.serve)
@@ -510,13 +500,10 @@ async def test_over_a_connection_cap_a_503_at_once_and_accept_goes_on(
 ) -> None:
     """Before, accept waited for a free slot: the fourth client was never answered."""
     reports: list[str] = []
-    received: list[Event] = []
-
-    async def emit(event: Event) -> None:
-        received.append(event)
-
+    collector = Collector()
+    received = collector.events
     settings = HttpSourceSettings(port=0, max_connections=total, max_connections_per_peer=per_peer)
-    source = HttpSource(settings, emit, report=reports.append)
+    source = HttpSource(settings, collector, report=reports.append)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tasks, httpx.AsyncClient() as client:
             await tasks.start(source.serve)

@@ -51,7 +51,7 @@ async def following(
     values: dict[str, object] = {"poll_interval": POLL, **settings}
     source = TailSource(
         TailSourceSettings(str(path), **values),  # type: ignore[arg-type]
-        collector.emit,
+        collector,
         errors,
     )
     async with anyio.create_task_group() as tasks:
@@ -275,17 +275,17 @@ async def test_every_saved_position_follows_a_commit_of_what_came_before_it(
     source commits (the pipeline's commit) before it saves a position."""
     log, state = tmp_path / "events.log", tmp_path / "state.json"
     log.write_bytes(lines(range(5)))
-    collector = Collector()
     committed: list[int] = []  # events emitted at each commit
 
-    def commit() -> None:
-        committed.append(len(collector.events))
+    class Committing(Collector):
+        def commit(self) -> None:
+            committed.append(len(self.events))
 
+    collector = Committing()
     source = TailSource(
         TailSourceSettings(str(log), state_file=str(state), poll_interval=POLL),
-        collector.emit,
+        collector,
         io.StringIO(),
-        commit=commit,
     )
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tasks:

@@ -17,7 +17,8 @@ import anyio.abc
 import pytest
 
 from exporter.event import Event
-from exporter.sources.unix import BoundedLines, UnixSource, UnixSourceSettings
+from exporter.sources.lines import LineSplitter
+from exporter.sources.unix import UnixSource, UnixSourceSettings
 from tests.driver_helpers import socket_dir
 from tests.source_helpers import Collector
 
@@ -77,7 +78,7 @@ async def serving(
 ) -> AsyncIterator[tuple[UnixSource, Collector, ErrorLog]]:
     """A source at ``path`` whose events land in a Collector; stopped (cancelled) at the end."""
     collector, errors = Collector(), ErrorLog()
-    source = UnixSource(UnixSourceSettings(path, **settings), collector.emit, errors)
+    source = UnixSource(UnixSourceSettings(path, **settings), collector, errors)
     async with anyio.create_task_group() as tasks:
         await tasks.start(source.serve)
         yield source, collector, errors
@@ -153,13 +154,15 @@ async def test_bad_oversized_and_truncated_lines_are_reported_and_skipped(
 
 
 def test_an_oversized_line_is_counted_not_held() -> None:
-    lines = BoundedLines(max_line_bytes=100)
+    lines = LineSplitter(max_line_bytes=100, sizes=True)
     fed: list[tuple[bytes | None, int]] = []
     for _ in range(50):  # 5000 bytes of one line, never more than 100 held
-        fed += lines.feed(b"y" * 100)
+        assert lines.feed(b"y" * 100) == []
         assert lines.held_bytes <= 100
-    fed += lines.feed(b"z\r\nshort\r\n" + b"x" * 100 + b"\n" + b"x" * 101 + b"\nlast")
+    got = lines.feed(b"z\r\nshort\r\n" + b"x" * 100 + b"\n" + b"x" * 101 + b"\nlast")
+    fed += zip(got, lines.sizes, strict=True)
     assert fed == [(None, 5003), (b"short", 7), (b"x" * 100, 101), (None, 102)]
+    assert lines.oversized == {0: 5002, 3: 101}  # their lengths before the newline
     assert (lines.pending_bytes, lines.pending_oversized) == (4, False)
     lines.feed(b"w" * 97)  # 101 bytes: over the limit while still unfinished
     assert (lines.held_bytes, lines.pending_bytes, lines.pending_oversized) == (0, 101, True)
@@ -183,7 +186,7 @@ async def test_a_socket_someone_listens_on_is_left_alone(sock_path: str) -> None
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
         other.bind(sock_path)
         other.listen()
-        source = UnixSource(UnixSourceSettings(sock_path), Collector().emit, ErrorLog())
+        source = UnixSource(UnixSourceSettings(sock_path), Collector(), ErrorLog())
         with anyio.fail_after(10), pytest.raises(OSError, match="another process listens"):
             await source.serve()
         with socket.socket(socket.AF_UNIX) as probe:  # the path still leads to the other
@@ -209,7 +212,7 @@ def content(path: str) -> bytes:
 @pytest.mark.parametrize("kind", ["file", "directory", "symlink"])
 async def test_something_else_at_the_path_is_refused(sock_path: str, kind: str) -> None:
     occupy(sock_path, kind)
-    source = UnixSource(UnixSourceSettings(sock_path), Collector().emit, ErrorLog())
+    source = UnixSource(UnixSourceSettings(sock_path), Collector(), ErrorLog())
     with anyio.fail_after(10), pytest.raises(FileExistsError) as raised:
         await source.serve()
     assert raised.value.strerror == f"{sock_path} exists and is not a socket: refusing to remove it"
@@ -246,8 +249,8 @@ async def test_a_later_run_s_socket_is_not_removed(sock_path: str) -> None:
 
 
 async def test_at_shutdown_the_rest_of_what_was_read_is_forced_in(sock_path: str) -> None:
-    full, forced, errors = Collector(block_at=3), list[Event](), ErrorLog()
-    source = UnixSource(UnixSourceSettings(sock_path), full.emit, errors, force=forced.append)
+    full, errors = Collector(block_at=3), ErrorLog()
+    source = UnixSource(UnixSourceSettings(sock_path), full, errors)
     sent = b"".join(line("a", n) for n in range(6)) + b"bad\n" + line("a", 6) + line("a", 7)[:9]
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tasks:
@@ -257,7 +260,7 @@ async def test_at_shutdown_the_rest_of_what_was_read_is_forced_in(sock_path: str
                 await full.blocked.wait()  # the 3rd event waits for room; then SIGTERM
                 tasks.cancel_scope.cancel()
     assert seen(full.events, "a") == [0, 1, 2]  # the 3rd queued as emit was cancelled
-    assert seen(forced, "a") == [3, 4, 5, 6]
+    assert seen(full.forced, "a") == [3, 4, 5, 6]
     assert source.counts.events == 7
     assert "connection 1, line 7: " in errors.getvalue()
     assert "truncated" not in errors.getvalue()  # the writer did not die: we stopped

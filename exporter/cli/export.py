@@ -1,10 +1,12 @@
 """``event-exporter export``: read events, keep those the filter matches, write them
 formatted to stdout or ``--output`` (with ``--to DEST``, ship them instead: :mod:`.ship`).
 
-Input is read in chunks of whatever is available (``read1``), so a file is processed in
-large batches while a live pipe is answered line by line without waiting for a full
-buffer. Output is written once per chunk. A line that cannot be read is reported with
-its file and line number and skipped; the others go on.
+Input is read in chunks of whatever is available, so a file is processed in large
+batches while a live pipe is answered line by line without waiting for a full buffer.
+Each line goes the daemon's way (:class:`~exporter.sources.lines.LineFeed`, a one-route
+:class:`~exporter.routing.Pipeline`), to a buffer written once per chunk. A line that
+cannot be read or written is reported with its file and line number and skipped; the
+others go on.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import os
 import stat
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, BinaryIO, TextIO
+
+import anyio
 
 from exporter.cli.common import (
     EXIT_BROKEN_PIPE,
@@ -33,9 +38,18 @@ from exporter.errors import UsageError
 from exporter.files import means_stdout, open_output
 from exporter.filter import Matcher
 from exporter.formats import make_formatter
-from exporter.formats.reader import read_event
 from exporter.formats.spec import Formatter
-from exporter.sources.lines import CHUNK_BYTES, ExportCounts, LineSplitter, reject
+from exporter.routing import Pipeline
+from exporter.sources.lines import LineFeed, feed_streams
+
+
+@dataclass
+class ExportCounts:
+    """What one export did; ``rejected`` lines were reported on the error stream."""
+
+    read: int = 0
+    exported: int = 0
+    rejected: int = 0
 
 
 def add_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -136,52 +150,45 @@ def export_streams(
     progress: Progress | None = None,
 ) -> ExportCounts:
     """Export every line of every source to ``output``; ``format_line`` appends the ``\\n``."""
-    counts = ExportCounts()
+    written = _Output(output)
+    pipeline = Pipeline.one_route(written, format_line, matches)
+    feed = LineFeed(pipeline, errors)
+
+    def chunk_done(size: int) -> None:
+        written.write()
+        if progress is not None:
+            progress.advance(size, feed.counts.read)
+
     try:
-        for label, stream in sources:
-            _export_stream(label, stream, output, format_line, matches, errors, counts, progress)
+        anyio.run(feed_streams, feed, sources, chunk_done)
     finally:
         if progress is not None:
             progress.finish()
-    return counts
+    counts = feed.counts
+    exported = counts.events - pipeline.counts.unmatched  # one route: matched is written
+    return ExportCounts(counts.read, exported, counts.rejected_lines)
 
 
-def _export_stream(
-    label: str,
-    stream: BinaryIO,
-    output: BinaryIO,
-    format_line: Formatter,
-    matches: Matcher | None,
-    errors: TextIO,
-    counts: ExportCounts,
-    progress: Progress | None,
-) -> None:
-    splitter = LineSplitter()
-    lineno = read = exported = 0
-    out = bytearray()
-    while True:
-        chunk = stream.read1(CHUNK_BYTES)  # type: ignore[attr-defined]
-        for line in splitter.feed(chunk):
-            lineno += 1
-            if not line:
-                continue
-            read += 1
-            try:
-                event = read_event(line)
-                if matches is not None and not matches(event):
-                    continue
-                out += format_line(event)
-            except Exception as exc:  # one bad line never takes the others down
-                reject(counts, errors, label, lineno, exc)
-                continue
-            exported += 1
-        if out:
-            output.write(out)
-            output.flush()
-            out.clear()
-        if progress is not None:
-            progress.advance(len(chunk), counts.read + read)
-        if not chunk:
-            break
-    counts.read += read
-    counts.exported += exported
+class _Output:
+    """Where ``export`` writes: the events of one chunk of input are encoded here, then
+    written together (:meth:`write`). It is never full."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._data = bytearray()
+
+    def offer(self, line: bytes) -> bool:
+        self._data += line
+        return True
+
+    async def put(self, line: bytes) -> None:
+        self._data += line
+
+    def force(self, line: bytes) -> None:
+        self._data += line
+
+    def write(self) -> None:
+        if self._data:
+            self._stream.write(self._data)
+            self._stream.flush()
+            self._data.clear()

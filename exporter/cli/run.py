@@ -18,64 +18,24 @@ import functools
 import os
 import sys
 import traceback
-from collections.abc import Callable
 from typing import Any, Final
 
 import anyio
 
 from exporter.cli.common import EXIT_LOSS, EXIT_OK, EXIT_USAGE
 from exporter.cli.malloc import tune_malloc
-from exporter.config import LOG_LEVELS, Config, ConfigError, SourceConfig, load_config
+from exporter.config import Config, ConfigError, SourceConfig, load_config
+from exporter.delivery.exporter import Exporter
 from exporter.delivery.lifecycle import ignore_early_signals, ignore_late_signals, ship
 from exporter.errors import UsageError
-from exporter.observe import prometheus
+from exporter.observe.endpoint import serve_metrics
+from exporter.observe.log import Log
 from exporter.observe.text import printable
 from exporter.routing import Pipeline
-from exporter.sources.http import HttpSource
-from exporter.sources.httpserver import (
-    HttpServer,
-    Refuse,
-    Request,
-    Response,
-    ServerLimits,
-    require_bearer,
-)
-from exporter.sources.stdin import StdinSource
-from exporter.sources.tail import TailSource
-from exporter.sources.unix import UnixSource
+from exporter.sources import Source, make_source
 
 EXIT_SOURCE_FAILED: Final = 1
 """A source stopped by an error; everything accepted was delivered."""
-
-
-class _Log:
-    """The daemon's own messages on stderr, from ``log_level`` up (the final summary and
-    errors that stop it are always written)."""
-
-    def __init__(self) -> None:
-        self.level = LOG_LEVELS.index("info")
-
-    def _write(self, level: str, message: str) -> None:
-        if LOG_LEVELS.index(level) >= self.level:
-            sys.stderr.write(f"event-exporter: {message}\n")
-
-    def debug(self, message: str) -> None:
-        self._write("debug", message)
-
-    def info(self, message: str) -> None:
-        self._write("info", message)
-
-    def warning(self, message: str) -> None:
-        self._write("warning", message)
-
-    def error(self, message: str) -> None:
-        sys.stderr.write(f"event-exporter: {message}\n")
-
-    def exporter_warning(self, name: str, message: str) -> None:
-        self.warning(f"{name}: {message}")
-
-
-log = _Log()
 
 
 def add_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -103,7 +63,7 @@ def run_command(args: argparse.Namespace) -> int:
     except UsageError as exc:
         sys.stderr.write(f"event-exporter: {exc}\n")
         return EXIT_USAGE
-    log.level = LOG_LEVELS.index(config.settings.log_level)
+    log = Log(config.settings.log_level)
     for warning in config.warnings():  # as `check` shows them: a filter that matches nothing
         log.warning(warning)
     try:
@@ -118,9 +78,9 @@ def run_command(args: argparse.Namespace) -> int:
     pipeline.warn = log.warning
     tune_malloc()
     started: list[bool] = []
-    failures = _SourceFailures()
+    failures = _SourceFailures(log)
     try:
-        anyio.run(_main, config, pipeline, started, failures)
+        anyio.run(_main, config, pipeline, log, started, failures)
     except (OSError, BaseExceptionGroup) as exc:  # a source that cannot listen or read
         failure = _os_error(exc)
         if failure is None:
@@ -165,9 +125,10 @@ class _SourceFailures:
     """Sources stopped by an error once they ran. The first one sets ``stop``: a shutdown
     as at SIGTERM (the other sources stop, the exporters drain until the deadline)."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: Log) -> None:
         self.sources: list[str] = []
         self.stop = anyio.Event()
+        self._log = log
 
     def report(self, name: str, group: BaseExceptionGroup[Exception]) -> None:
         self.sources.append(name)
@@ -177,8 +138,8 @@ class _SourceFailures:
             else:
                 frames = "".join(traceback.format_tb(exc.__traceback__))
                 what = f"an internal error (a bug):\n{frames}{printable(repr(exc), 500)}"
-            log.error(f"source {name}: stopped by {what}")
-        log.error(
+            self._log.error(f"source {name}: stopped by {what}")
+        self._log.error(
             f"source {name} stopped: stopping input and delivering what the queues hold "
             "(as at SIGTERM)"
         )
@@ -193,24 +154,28 @@ def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
 
 
 async def _main(
-    config: Config, pipeline: Pipeline, started: list[bool], failures: _SourceFailures
+    config: Config,
+    pipeline: Pipeline[Exporter],
+    log: Log,
+    started: list[bool],
+    failures: _SourceFailures,
 ) -> None:
     """``started`` gets an entry once every source runs: a failure after that is not one
     of starting."""
-    running: dict[str, object] = {}  # the sources, for the metrics endpoint
+    running: dict[str, Source] = {}  # the sources, for the metrics endpoint
 
     async def sources() -> None:
         async with anyio.create_task_group() as tasks:
             for source in config.sources.values():
-                await tasks.start(_run_source, source, pipeline, running, failures)
+                await tasks.start(_run_source, source, pipeline, log, running, failures)
             started.append(True)
 
     try:
         async with anyio.create_task_group() as reporting:
             if config.settings.metrics_listen is not None:
-                await reporting.start(_serve_metrics, config, pipeline, running)
+                await reporting.start(serve_metrics, config.settings, pipeline, running, log)
             if config.settings.summary_interval > 0:
-                reporting.start_soon(_summaries, config.settings.summary_interval, pipeline)
+                reporting.start_soon(_summaries, config.settings.summary_interval, pipeline, log)
             await ship(
                 sources,
                 list(pipeline.exporters.values()),
@@ -222,108 +187,36 @@ async def _main(
         await pipeline.close_drivers()
 
 
-async def _serve_metrics(
-    config: Config,
-    pipeline: Pipeline,
-    sources: dict[str, object],
-    *,
-    task_status: anyio.abc.TaskStatus[None],
-) -> None:
-    """GET /metrics on ``metrics_listen``; with ``metrics_bearer_token``, only for a
-    request carrying it (401 from the head, as the http source)."""
-    settings = config.settings
-    assert settings.metrics_listen is not None
-    host, port = settings.metrics_listen
-
-    async def handle(request: Request) -> Response:
-        if request.path != "/metrics":
-            raise Refuse(404, "GET /metrics")
-        return Response(200, prometheus.render(pipeline, sources).encode(), prometheus.CONTENT_TYPE)
-
-    token = settings.metrics_bearer_token
-    server = HttpServer(
-        host,
-        port,
-        handle,
-        ServerLimits(max_body_bytes=0, methods=("GET",)),
-        check_head=None if token is None else require_bearer(token),
-        name="metrics",
-        report=log.warning,
-    )
-    async with anyio.create_task_group() as tasks:
-        await tasks.start(server.serve)
-        log.info(f"metrics on http://{host}:{server.port}/metrics")
-        task_status.started()
-
-
-async def _summaries(interval: float, pipeline: Pipeline) -> None:
+async def _summaries(interval: float, pipeline: Pipeline[Exporter], log: Log) -> None:
     while True:
         await anyio.sleep(interval)
         log.info(pipeline.summary())
 
 
 async def _run_source(
-    source: SourceConfig,
-    pipeline: Pipeline,
-    running: dict[str, object],
+    block: SourceConfig,
+    pipeline: Pipeline[Exporter],
+    log: Log,
+    running: dict[str, Source],
     failures: _SourceFailures,
     *,
     task_status: anyio.abc.TaskStatus[None],
 ) -> None:
-    """Run one source. An error before it runs is one of starting (raised); after, it
-    is reported and stops the daemon gracefully, so what the queues hold is not lost."""
+    """Make and run one source. An error before it runs is one of starting (raised);
+    after, it is reported and stops the daemon gracefully, so what the queues hold is not
+    lost."""
     running_now = False
-
-    def started() -> None:
-        nonlocal running_now
-        running_now = True
-        task_status.started()
-
     try:
-        await _serve_source(source, pipeline, running, started)
+        source = make_source(block, pipeline, sys.stderr, log.warning)
+        running[block.name] = source
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(source.serve)
+            announced = source.announce()
+            if announced is not None:
+                log.info(f"source {block.name}: {announced}")
+            running_now = True
+            task_status.started()
     except* Exception as group:
         if not running_now:
             raise
-        failures.report(source.name, group)
-
-
-async def _serve_source(
-    source: SourceConfig,
-    pipeline: Pipeline,
-    running: dict[str, object],
-    started: Callable[[], None],
-) -> None:
-    if source.type == "http":
-        assert source.http is not None
-        server = HttpSource(
-            source.http, pipeline.emit, pipeline.busy, pipeline.commit, report=log.warning
-        )
-        running[source.name] = server
-        async with anyio.create_task_group() as tasks:
-            await tasks.start(server.serve)
-            log.info(
-                f"source {source.name}: listening on http://{source.http.host}:{server.port} "
-                "(POST /dovecot, /events, /stalwart)"
-            )
-            started()
-        return
-    follower: UnixSource | TailSource | None = None
-    if source.unix is not None:
-        follower = UnixSource(
-            source.unix, pipeline.emit, sys.stderr, force=pipeline.force, commit=pipeline.commit
-        )
-    elif source.file is not None:
-        follower = TailSource(source.file, pipeline.emit, sys.stderr, commit=pipeline.commit)
-    if follower is not None:
-        running[source.name] = follower
-        async with anyio.create_task_group() as tasks:
-            await tasks.start(follower.serve)
-            log.info(f"source {source.name}: {source.type} {follower.settings.path}")
-            started()
-        return
-    stdin = StdinSource(
-        source.name, pipeline.emit, sys.stderr, force=pipeline.force, commit=pipeline.commit
-    )
-    running[source.name] = stdin
-    started()
-    await stdin.serve()
+        failures.report(block.name, group)

@@ -45,17 +45,12 @@ from exporter.config.settings import (
 from exporter.delivery.deadletter import DeadLetterFile, read_dead_letters
 from exporter.delivery.destinations import Destination, parse_destination
 from exporter.delivery.exporter import DeliverySettings, Exporter
-from exporter.delivery.lifecycle import (
-    Producer,
-    ignore_late_signals,
-    produce_encoded,
-    produce_lines,
-    ship,
-)
+from exporter.delivery.lifecycle import Producer, ignore_late_signals, ship
 from exporter.errors import EventParseError, UsageError
 from exporter.formats import make_formatter
 from exporter.formats.spec import LOG_TRUNCATE_BYTES
-from exporter.sources.lines import ExportCounts
+from exporter.routing import Pipeline
+from exporter.sources.lines import LineFeed, feed_streams
 
 
 def add_delivery_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -92,7 +87,6 @@ def ship_command(args: argparse.Namespace) -> int:
     """``export --to DEST``."""
     if args.output is not None:
         return usage_error("--output and --to exclude each other: events go to DEST")
-    counts = ExportCounts()
     with contextlib.ExitStack() as stack:
         try:
             spec, event_filter = format_and_filter(args)
@@ -109,12 +103,13 @@ def ship_command(args: argparse.Namespace) -> int:
         matches = None if event_filter.match_all else event_filter.matches
 
         exporter = Exporter("export", driver, settings, dead_letters)
+        feed = LineFeed(Pipeline.one_route(exporter, format_line, matches), sys.stderr)
 
         async def producer() -> None:
-            await produce_lines(sources, exporter, format_line, matches, sys.stderr, counts)
+            await feed_streams(feed, sources)
 
         _run(args, exporter, producer)
-    return _report(args, exporter, counts)
+    return _report(args, exporter, feed.counts.read, feed.counts.rejected_lines)
 
 
 def replay_command(args: argparse.Namespace) -> int:
@@ -137,10 +132,14 @@ def replay_command(args: argparse.Namespace) -> int:
     exporter = Exporter("replay", driver, settings, dead_letters)
 
     async def producer() -> None:
-        await produce_encoded(events, exporter)
+        """Already encoded events (without newline): each goes to the queue as it is."""
+        for event in events:
+            line = event + b"\n"
+            if not exporter.offer(line):
+                await exporter.put(line)
 
     _run(args, exporter, producer)
-    return _report(args, exporter, ExportCounts(read=len(events), exported=len(events)))
+    return _report(args, exporter, len(events), rejected=0)
 
 
 def drain_spool(args: argparse.Namespace) -> int:
@@ -160,7 +159,7 @@ def drain_spool(args: argparse.Namespace) -> int:
         return None  # the spool is the input
 
     _run(args, exporter, producer)
-    return _report(args, exporter, ExportCounts(read=held, exported=held))
+    return _report(args, exporter, held, rejected=0)
 
 
 def _dead_letters(args: argparse.Namespace) -> DeadLetterFile:
@@ -207,14 +206,15 @@ def _run(args: argparse.Namespace, exporter: Exporter, producer: Producer) -> No
     ignore_late_signals()
 
 
-def _report(args: argparse.Namespace, exporter: Exporter, counts: ExportCounts) -> int:
+def _report(args: argparse.Namespace, exporter: Exporter, read: int, rejected: int) -> int:
+    """The one summary line; the exit status (input lines ``rejected`` of ``read``)."""
     stats = exporter.stats
     line = f"event-exporter: {exporter.driver.name}: {stats.summary()}"
-    if counts.rejected:
-        line += f"; {counts.rejected} of {counts.read} input lines rejected"
+    if rejected:
+        line += f"; {rejected} of {read} input lines rejected"
     if stats.dead_lettered:
         line += f"; dead letters in {args.dead_letter}"
     sys.stderr.write(line + "\n")
     if stats.dead_lettered or sum(stats.dropped.values()):
         return EXIT_LOSS
-    return EXIT_REJECTED if counts.rejected else EXIT_OK
+    return EXIT_REJECTED if rejected else EXIT_OK

@@ -9,18 +9,12 @@ SIGHUP makes the driver let go of its file or connection (log rotation), nothing
 
 from __future__ import annotations
 
-import os
 import signal
-import stat
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import BinaryIO, TextIO
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import anyio
 
 from exporter.delivery.exporter import Exporter
-from exporter.formats.reader import read_event
-from exporter.formats.spec import Formatter
-from exporter.sources.lines import CHUNK_BYTES, ExportCounts, LineSplitter, Matcher, reject
 
 Producer = Callable[[], Awaitable[None]]
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -118,97 +112,3 @@ def ignore_late_signals() -> None:
     for signum in _HANDLED:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
-
-
-async def read_lines(fd: int) -> AsyncIterator[list[bytes]]:
-    """The lines of ``fd`` until its end, a chunk's worth at a time. Pipes and sockets are
-    read only once readable, so a cancelled reader never abandons a read in progress."""
-    mode = os.fstat(fd).st_mode
-    # Pipes, sockets and terminals are waited for; files and devices such as /dev/null
-    # (which epoll refuses) are read at once.
-    wait = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
-    splitter = LineSplitter()
-    while True:
-        if wait:
-            await anyio.wait_readable(fd)
-        else:  # a file is always readable: let the consumer and signals run per chunk
-            await anyio.lowlevel.checkpoint()
-        chunk = os.read(fd, CHUNK_BYTES)
-        lines = splitter.feed(chunk)
-        if lines:
-            yield lines
-        if not chunk:
-            return
-
-
-async def produce_lines(
-    sources: Iterable[tuple[str, BinaryIO]],
-    exporter: Exporter,
-    format_line: Formatter,
-    matches: Matcher | None,
-    errors: TextIO,
-    counts: ExportCounts,
-) -> None:
-    """Read, filter and encode every line of every source into ``exporter``.
-
-    A line read is a line accepted: when shutdown stops input in the middle of a chunk
-    (or while waiting for room in the queue), the rest of that chunk still goes into the
-    queue, past its bound, so the drain delivers or dead-letters it. Pipes and sockets
-    are read only once readable, so stopping never abandons a read in progress.
-    """
-    encode = (format_line, matches, errors, counts)
-    for label, stream in sources:
-        lineno = 0
-        async for lines in read_lines(stream.fileno()):
-            index = 0
-            waiting: bytes | None = None  # encoded, accepted, not yet in the queue
-            try:
-                while index < len(lines):
-                    index += 1
-                    encoded = _encode(lines[index - 1], lineno + index, label, *encode)
-                    if encoded is not None and not exporter.offer(encoded):
-                        waiting = encoded
-                        await exporter.put(encoded)
-                        waiting = None
-            except anyio.get_cancelled_exc_class():
-                if waiting is not None:
-                    exporter.force(waiting)
-                for offset, line in enumerate(lines[index:], index + 1):
-                    encoded = _encode(line, lineno + offset, label, *encode)
-                    if encoded is not None:
-                        exporter.force(encoded)
-                raise
-            lineno += len(lines)
-
-
-def _encode(
-    line: bytes,
-    lineno: int,
-    label: str,
-    format_line: Formatter,
-    matches: Matcher | None,
-    errors: TextIO,
-    counts: ExportCounts,
-) -> bytes | None:
-    """The encoded line to queue, or None (empty, filtered out, or rejected and reported)."""
-    if not line:
-        return None
-    counts.read += 1
-    try:
-        event = read_event(line)
-        if matches is not None and not matches(event):
-            return None
-        encoded = format_line(event)
-    except Exception as exc:  # one bad line never takes the others down
-        reject(counts, errors, label, lineno, exc)
-        return None
-    counts.exported += 1
-    return encoded
-
-
-async def produce_encoded(events: Iterable[bytes], exporter: Exporter) -> None:
-    """Feed already encoded events (without newline), e.g. from a dead-letter file."""
-    for event in events:
-        line = event + b"\n"
-        if not exporter.offer(line):
-            await exporter.put(line)

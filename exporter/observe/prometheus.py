@@ -47,7 +47,7 @@ _EXPORTER_SERIES: tuple[tuple[str, str, str, ExporterValue], ...] = (
 """One series per exporter each, in this order (drops, by reason, come after received)."""
 
 
-def render(pipeline: Pipeline, sources: Mapping[str, object]) -> str:
+def render(pipeline: Pipeline[Exporter], sources: Mapping[str, object]) -> str:
     """Every series; a source contributes its ``counts`` (events, rejected_lines) and
     ``refused`` (by status) where it has them."""
     out: list[str] = []
@@ -62,7 +62,7 @@ def render(pipeline: Pipeline, sources: Mapping[str, object]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _routing_families(pipeline: Pipeline) -> list[Family]:
+def _routing_families(pipeline: Pipeline[Exporter]) -> list[Family]:
     counts, routes = pipeline.counts, pipeline.routes
     return [
         ("events_submitted_total", "counter", "Events handed to the metrics.",
@@ -76,7 +76,7 @@ def _routing_families(pipeline: Pipeline) -> list[Family]:
     ]  # fmt: skip
 
 
-def _exporter_families(pipeline: Pipeline) -> list[Family]:
+def _exporter_families(pipeline: Pipeline[Exporter]) -> list[Family]:
     exporters = list(pipeline.exporters.items())
     families: list[Family] = [
         (name, kind, help_text, [(_labels(exporter=n), value(e)) for n, e in exporters])

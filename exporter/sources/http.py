@@ -23,7 +23,7 @@ kind ends in an answer or a closed connection, never in a crash.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import anyio
@@ -31,7 +31,6 @@ import anyio.abc
 import anyio.lowlevel
 
 from exporter.errors import EventExporterError
-from exporter.event import Event
 from exporter.formats.reader import read_event
 from exporter.observe.text import printable
 from exporter.secret import Secret
@@ -44,9 +43,9 @@ from exporter.sources.httpserver import (
     ServerLimits,
     require_bearer,
 )
+from exporter.sources.intake import Intake
 from exporter.sources.stalwart import read_webhook, signature_ok
 
-Emit = Callable[[Event], Awaitable[None]]
 _REJECTS_SHOWN = 10
 _LINES_PER_TURN = 100
 """Lines (or webhook events) read between two chances for the other clients to run."""
@@ -82,22 +81,20 @@ class HttpSourceCounts:
 
 class HttpSource:
     """``serve()`` accepts connections until cancelled. ``report`` writes a line about
-    trouble on the listener (connections over a cap), stderr by default."""
+    trouble on the listener (connections over a cap), stderr by default.
+
+    The intake commits before every answer: what a request gave is then on disk (a
+    spool); while it is busy, requests are answered 503."""
 
     def __init__(
         self,
         settings: HttpSourceSettings,
-        emit: Emit,
-        busy: Callable[[], bool] | None = None,
-        commit: Callable[[], None] = lambda: None,
+        intake: Intake,
         *,
         report: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
-        self._emit = emit
-        self._busy = busy
-        self._commit = commit
-        """Called before every answer: what it accepted is then on disk (a spool)."""
+        self._intake = intake
         self.counts = HttpSourceCounts()
         limits = ServerLimits(
             max_body_bytes=settings.max_body_bytes,
@@ -138,6 +135,13 @@ class HttpSource:
     def open_connections(self) -> int:
         return self._server.open_connections
 
+    def announce(self) -> str:
+        """What the daemon's log says once this source runs (the real port, when 0)."""
+        return (
+            f"listening on http://{self.settings.host}:{self.port} "
+            "(POST /dovecot, /events, /stalwart)"
+        )
+
     async def serve(
         self, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
@@ -154,7 +158,7 @@ class HttpSource:
             raise Refuse(404, "endpoints: POST /dovecot, /events, /stalwart")
         if path == "/dovecot" and _content_type(head) not in _DOVECOT_TYPES:
             raise Refuse(415, "Dovecot sends application/json or text/plain")
-        if self._busy is not None and self._busy():
+        if self._intake.busy():
             raise Refuse(503, "queues full: try again later", [("Retry-After", "1")])
 
     async def _handle(self, request: Request) -> Response:
@@ -166,13 +170,14 @@ class HttpSource:
                 return await self._lines(_lines_of(request.body), one_event=False)
             return await self._stalwart(request)
         finally:  # before any answer, 204, 200, 400 or 503 after part of a batch
-            self._commit()
+            self._intake.commit()
 
     async def _lines(self, lines: Iterator[bytes], *, one_event: bool) -> Response:
         """Emit each good line's event; name the first bad ones and count the others
         (a body of a million bad lines keeps ten records, not a million)."""
         accepted = rejected_total = 0
         rejected: list[dict[str, object]] = []
+        emit, busy = self._intake.emit, self._intake.busy
         for number, raw in enumerate(lines, 1):
             if number % _LINES_PER_TURN == 0:
                 await anyio.lowlevel.checkpoint()  # other clients, /metrics: their turn
@@ -186,7 +191,7 @@ class HttpSource:
                 if len(rejected) < _REJECTS_SHOWN:
                     rejected.append({"line": number, "error": _reason(exc)})
                 continue
-            if accepted and self._busy is not None and self._busy():
+            if accepted and busy():
                 self.counts.events += accepted
                 self.counts.rejected_lines += rejected_total
                 raise Refuse(
@@ -195,7 +200,7 @@ class HttpSource:
                     f"accepted; send line {number} and after again later",
                     [("Retry-After", "1")],
                 )
-            await self._emit(event)
+            await emit(event)
             accepted += 1
         self.counts.events += accepted
         self.counts.rejected_lines += rejected_total
@@ -219,14 +224,14 @@ class HttpSource:
         for index, event in enumerate(events):
             if index and index % _LINES_PER_TURN == 0:
                 await anyio.lowlevel.checkpoint()
-            if index and self._busy is not None and self._busy():
+            if index and self._intake.busy():
                 self.counts.events += index
                 raise Refuse(
                     503,
                     f"queues full: events[0:{index}] were accepted; send the rest again later",
                     [("Retry-After", "1")],
                 )
-            await self._emit(event)
+            await self._intake.emit(event)
         self.counts.events += len(events)
         return Response(204)
 

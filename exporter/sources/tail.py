@@ -25,17 +25,17 @@ A bad line, or one longer than ``max_line_bytes`` (never held in memory whole), 
 reported on the error stream with the file and its line number (and byte offset) and
 skipped.
 
-``emit`` must, like :meth:`Pipeline.emit`, have queued its event even when cancelled
-(shutdown): that line counts as taken. The lines after it stay in the file, untaken, and
-the position saved at the stop is just before them.
+An emit cancelled at shutdown has still queued its event (the intake's promise): that
+line counts as taken. The lines after it stay in the file, untaken, and the position
+saved at the stop is just before them.
 """
 
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import stat
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TextIO
 
@@ -44,14 +44,9 @@ import anyio.abc
 import anyio.lowlevel
 import orjson
 
-from exporter.event import Event
 from exporter.files import open_regular, replace_file
-from exporter.formats.reader import read_event
-from exporter.sources.lines import CHUNK_BYTES, why_rejected
-from exporter.sources.unix import BoundedLines
-
-Emit = Callable[[Event], Awaitable[None]]
-_REPORTED_MAX = 100
+from exporter.sources.intake import Intake
+from exporter.sources.lines import CHUNK_BYTES, LineCounts, LineFeed, Lines
 
 
 @dataclass(frozen=True)
@@ -66,10 +61,9 @@ class TailSourceSettings:
 
 
 @dataclass
-class TailSourceCounts:
-    events: int = 0
-    rejected_lines: int = 0
-    """Bad, oversized, or cut short by a rotation (each reported on the error stream)."""
+class TailSourceCounts(LineCounts):
+    """``rejected_lines``: bad, oversized, or cut short by a rotation."""
+
     rotations: int = 0
     truncations: int = 0
 
@@ -85,22 +79,20 @@ class _Position:
 class TailSource:
     """``serve()`` follows the file until cancelled."""
 
-    def __init__(
-        self,
-        settings: TailSourceSettings,
-        emit: Emit,
-        errors: TextIO,
-        *,
-        commit: Callable[[], None] = lambda: None,
-    ) -> None:
+    def __init__(self, settings: TailSourceSettings, intake: Intake, errors: TextIO) -> None:
         self.settings = settings
-        self._emit = emit
-        self._commit = commit
-        """Makes what was emitted durable (a spool); called before a position is saved,
-        so the state file never points past events that could still be lost."""
+        self._intake = intake
         self._errors = errors
         self.counts = TailSourceCounts()
-        self._lines = BoundedLines(settings.max_line_bytes)
+        self._feed = LineFeed(
+            intake,
+            errors,
+            about=f"tail source {settings.path}: ",
+            max_line_bytes=settings.max_line_bytes,
+            counts=self.counts,
+            force_rest=False,
+        )
+        self._lines = self._feed.splitter(sizes=True)
         self._fd: int | None = None
         self._dev = self._inode = 0
         self._read_pos = 0  # where the next read starts
@@ -109,6 +101,10 @@ class TailSource:
         self._resume: _Position | None = None  # from the state file, for the first file
         self._saved: _Position | None = None
         self._save_failed = False
+
+    def announce(self) -> str:
+        """What the daemon's log says once this source runs."""
+        return f"file {self.settings.path}"
 
     async def serve(
         self, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -155,35 +151,30 @@ class TailSource:
         while True:
             chunk = os.read(self._fd, CHUNK_BYTES)
             self._read_pos += len(chunk)
-            for line, size in self._lines.feed(chunk):
-                await self._take(line, size)
+            if chunk:  # an empty one is the end of what is there so far, not of the file
+                lines = self._lines.feed(chunk)
+                if lines:
+                    await self._take(lines)
             self._save_state()
             if len(chunk) < CHUNK_BYTES:
                 return  # at the end (a regular file reads short only there)
             await anyio.lowlevel.checkpoint()
 
-    async def _take(self, line: bytes | None, size: int) -> None:
-        if line is None:
-            limit = self.settings.max_line_bytes
-            self._reject(f"{size - 1} bytes, longer than {limit}")
-        elif line:
-            try:
-                event = read_event(line)
-            except Exception as exc:  # whatever one line raises is that line's rejection
-                self._reject(why_rejected(exc))
-            else:
-                self.counts.events += 1
-                try:
-                    await self._emit(event)
-                except anyio.get_cancelled_exc_class():
-                    self._taken(size)  # cancelled, emit still queued it (Pipeline.emit)
-                    raise
-        self._taken(size)
+    async def _take(self, lines: Lines) -> None:
+        """Emit the events of ``lines``; the position moves past every line taken, the
+        one whose emit was cancelled at shutdown included."""
+        starts = list(itertools.accumulate(self._lines.sizes, initial=self._offset))
+        line = self._line
 
-    def _taken(self, size: int) -> None:
-        self._offset += size
-        if self._line is not None:
-            self._line += 1
+        def where(number: int) -> str:
+            return _where(None if line is None else line + number, starts[number - 1])
+
+        try:
+            await self._feed.take(lines, self._lines, where)
+        finally:
+            self._offset = starts[self._feed.taken]
+            if line is not None:
+                self._line = line + self._feed.taken
 
     def _open(self, *, at_start: bool) -> bool:
         """Open the file the path names, positioned; False while there is none."""
@@ -234,9 +225,10 @@ class TailSource:
         """The old file was read to its end: a partial last line there never ends."""
         assert self._fd is not None
         if self._lines.pending_bytes:
-            self._reject(
+            self._feed.reject(
+                _where(None if self._line is None else self._line + 1, self._offset),
                 f"truncated: the file was replaced {self._lines.pending_bytes} bytes "
-                "into its last line, before its newline"
+                "into its last line, before its newline",
             )
         os.close(self._fd)
         self._fd = None
@@ -274,7 +266,9 @@ class TailSource:
         return "beginning" if self.settings.start_at == "beginning" else "end"
 
     def _save_state(self) -> None:
-        self._commit()
+        """Commit what was emitted (a spool), then save the position: the state file never
+        points past events that could still be lost."""
+        self._intake.commit()
         name = self.settings.state_file
         if name is None or self._fd is None:
             return
@@ -304,19 +298,14 @@ class TailSource:
 
     # -- reports -------------------------------------------------------------------------
 
-    def _reject(self, what: str) -> None:
-        self.counts.rejected_lines += 1
-        rejected = self.counts.rejected_lines
-        where = f"byte {self._offset}"
-        if self._line is not None:
-            where = f"line {self._line + 1} ({where})"
-        if rejected <= _REPORTED_MAX:
-            self._note(f"{where}: {what}")
-        elif rejected == _REPORTED_MAX + 1:
-            self._note("further rejected lines are counted but not shown")
-
     def _note(self, what: str) -> None:
         self._errors.write(f"event-exporter: tail source {self.settings.path}: {what}\n")
+
+
+def _where(line: int | None, byte: int) -> str:
+    """Where a line of the file is: its number, when known (not after ``start_at = end``),
+    and its byte offset."""
+    return f"byte {byte}" if line is None else f"line {line} (byte {byte})"
 
 
 def _last_line_start(fd: int, size: int, max_line_bytes: int) -> int:

@@ -24,25 +24,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import socket
 import stat
 import tempfile
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TextIO
 
 import anyio
 import anyio.abc
 
-from exporter.event import Event
-from exporter.formats.reader import read_event
 from exporter.sources.connections import ConnectionCaps, Throttle, ensure_descriptors
-from exporter.sources.lines import why_rejected
+from exporter.sources.intake import Intake
+from exporter.sources.lines import LineCounts, LineFeed, LineSplitter
 
-Emit = Callable[[Event], Awaitable[None]]
 _READ_BYTES = 1 << 16
-_REPORTED_MAX = 100
 _ACCEPT_PAUSE = 0.1
 _SUN_PATH_MAX = 107
 _PLACE = "s"
@@ -60,102 +57,32 @@ class UnixSourceSettings:
 
 
 @dataclass
-class UnixSourceCounts:
+class UnixSourceCounts(LineCounts):
     connections: int = 0
-    events: int = 0
-    rejected_lines: int = 0
-    """Bad, oversized or truncated lines (each reported on the error stream)."""
     refused_connections: int = 0
     """Connections closed at once, over ``max_connections``."""
-
-
-class BoundedLines:
-    """Chunks of bytes to whole lines, holding at most ``max_line_bytes`` of one line.
-
-    :meth:`feed` gives ``(line, size)`` per completed line: ``line`` without its newline
-    (and without a CR before it), or None when it was longer than ``max_line_bytes``;
-    ``size`` the bytes it took in the input, newline included.
-    """
-
-    def __init__(self, max_line_bytes: int) -> None:
-        self.max_line_bytes = max_line_bytes
-        self._pending = bytearray()
-        self._skipped: int | None = None  # bytes of an oversized line dropped so far
-
-    @property
-    def pending_bytes(self) -> int:
-        """Bytes fed since the last complete line."""
-        return len(self._pending) if self._skipped is None else self._skipped
-
-    @property
-    def held_bytes(self) -> int:
-        """Bytes held in memory (at most ``max_line_bytes``)."""
-        return len(self._pending)
-
-    @property
-    def pending_oversized(self) -> bool:
-        return self._skipped is not None
-
-    def reset(self) -> None:
-        self._pending.clear()
-        self._skipped = None
-
-    def feed(self, chunk: bytes) -> list[tuple[bytes | None, int]]:
-        limit = self.max_line_bytes
-        parts = chunk.split(b"\n")
-        rest = parts.pop()
-        out: list[tuple[bytes | None, int]] = []
-        for part in parts:
-            if self._skipped is not None:
-                out.append((None, self._skipped + len(part) + 1))
-                self._skipped = None
-                continue
-            if self._pending:
-                self._pending += part
-                line = bytes(self._pending)
-                self._pending.clear()
-            else:
-                line = part
-            size = len(line) + 1
-            if size - 1 > limit:
-                out.append((None, size))
-            else:
-                out.append((line[:-1] if line[-1:] == b"\r" else line, size))
-        if self._skipped is not None:
-            self._skipped += len(rest)
-        elif len(self._pending) + len(rest) > limit:
-            self._skipped = len(self._pending) + len(rest)
-            self._pending.clear()
-        else:
-            self._pending += rest
-        return out
 
 
 class UnixSource:
     """``serve()`` listens until cancelled; every connection is read in its own task.
 
-    ``emit`` must, like :meth:`Pipeline.emit`, have queued its event even when cancelled
-    (shutdown); ``force`` (like :meth:`Pipeline.force`) then takes the other lines of the
-    chunk already read, so no line taken from a connection is lost. Without ``force``
-    they are dropped. What the kernel still holds for a connection is not read.
+    At shutdown the lines of a chunk already read but not yet emitted are forced into
+    ``intake``, so no line taken from a connection is lost (:class:`LineFeed`). What the
+    kernel still holds for a connection is not read.
     """
 
-    def __init__(
-        self,
-        settings: UnixSourceSettings,
-        emit: Emit,
-        errors: TextIO,
-        *,
-        force: Callable[[Event], None] | None = None,
-        commit: Callable[[], None] = lambda: None,
-    ) -> None:
+    def __init__(self, settings: UnixSourceSettings, intake: Intake, errors: TextIO) -> None:
         self.settings = settings
-        self._emit = emit
-        self._force_event = force
-        self._commit = commit
-        """Makes what was emitted durable (a spool), after each read's lines."""
+        self._intake = intake
         self._errors = errors
         self.counts = UnixSourceCounts()
+        self._feed = LineFeed(
+            intake,
+            errors,
+            about=f"unix source {settings.path}: ",
+            max_line_bytes=settings.max_line_bytes,
+            counts=self.counts,
+        )
         self._caps = ConnectionCaps(settings.max_connections)
         self._over_cap = Throttle(self._report)
         self._accept_failed = Throttle(self._report)
@@ -163,6 +90,10 @@ class UnixSource:
     @property
     def open_connections(self) -> int:
         return self._caps.open
+
+    def announce(self) -> str:
+        """What the daemon's log says once this source runs."""
+        return f"unix {self.settings.path}"
 
     def _report(self, message: str) -> None:
         self._errors.write(f"event-exporter: unix source {self.settings.path}: {message}\n")
@@ -210,7 +141,7 @@ class UnixSource:
             tasks.start_soon(self._connection, conn, self.counts.connections)
 
     async def _connection(self, conn: socket.socket, number: int) -> None:
-        lines = BoundedLines(self.settings.max_line_bytes)
+        lines = self._feed.splitter()
         try:
             with conn:
                 await self._read(conn, number, lines)
@@ -218,8 +149,9 @@ class UnixSource:
             lines.reset()  # what a connection held goes with it
             self._caps.release()
 
-    async def _read(self, conn: socket.socket, number: int, lines: BoundedLines) -> None:
-        lineno = 0
+    async def _read(self, conn: socket.socket, number: int, splitter: LineSplitter) -> None:
+        where = functools.partial("connection {}, line {}".format, number)
+        before = 0
         while True:
             await anyio.wait_readable(conn)
             try:
@@ -230,73 +162,16 @@ class UnixSource:
                 break  # a reset is an end: what came before it is kept
             if not chunk:
                 break
-            items = lines.feed(chunk)
-            index = 0
-            try:
-                while index < len(items):
-                    index += 1
-                    await self._take(number, lineno + index, *items[index - 1])
-            except anyio.get_cancelled_exc_class():
-                self._force(number, lineno + index, items[index:])
-                raise
-            self._commit()
-            lineno += len(items)
-        if lines.pending_bytes:
-            what = "longer than the limit and " if lines.pending_oversized else ""
-            self._reject(
-                number,
-                lineno + 1,
-                f"{what}truncated: the connection ended {lines.pending_bytes} bytes "
+            lines = splitter.feed(chunk)
+            await self._feed.take(lines, splitter, where, before)
+            self._intake.commit()
+            before += len(lines)
+        if splitter.pending_bytes:
+            what = "longer than the limit and " if splitter.pending_oversized else ""
+            self._feed.reject(
+                where(before + 1),
+                f"{what}truncated: the connection ended {splitter.pending_bytes} bytes "
                 "into the line, before its newline",
-            )
-
-    async def _take(self, number: int, lineno: int, line: bytes | None, size: int) -> None:
-        event = self._event(number, lineno, line, size)
-        if event is None:
-            return
-        try:
-            await self._emit(event)
-        except anyio.get_cancelled_exc_class():
-            self.counts.events += 1  # cancelled, emit still queued it (Pipeline.emit)
-            raise
-        self.counts.events += 1
-
-    def _force(self, number: int, lineno: int, items: list[tuple[bytes | None, int]]) -> None:
-        """Shutdown: the lines read but not yet emitted go in past the queues' bounds."""
-        if self._force_event is None:
-            return
-        for offset, (line, size) in enumerate(items, 1):
-            event = self._event(number, lineno + offset, line, size)
-            if event is not None:
-                self._force_event(event)
-                self.counts.events += 1
-
-    def _event(self, number: int, lineno: int, line: bytes | None, size: int) -> Event | None:
-        """The event of one line, or None (empty, or rejected and reported)."""
-        if line is None:
-            limit = self.settings.max_line_bytes
-            self._reject(number, lineno, f"{size - 1} bytes, longer than {limit}")
-            return None
-        if not line:
-            return None
-        try:
-            return read_event(line)
-        except Exception as exc:  # whatever one line raises is that line's rejection
-            self._reject(number, lineno, why_rejected(exc))
-            return None
-
-    def _reject(self, number: int, lineno: int, what: str) -> None:
-        self.counts.rejected_lines += 1
-        rejected = self.counts.rejected_lines
-        if rejected <= _REPORTED_MAX:
-            self._errors.write(
-                f"event-exporter: unix source {self.settings.path}: "
-                f"connection {number}, line {lineno}: {what}\n"
-            )
-        elif rejected == _REPORTED_MAX + 1:
-            self._errors.write(
-                f"event-exporter: unix source {self.settings.path}: "
-                "further rejected lines are counted but not shown\n"
             )
 
 

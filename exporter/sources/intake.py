@@ -1,0 +1,41 @@
+"""What every source hands its events to: one intake object.
+
+The daemon's and the Python API's intake is :class:`exporter.routing.Pipeline` (every
+metric feeding its exporter); ``export`` and ``export --to`` use a one-route Pipeline;
+tests use a collector. A source never sees queues, routes or exporters.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from exporter.event import Event
+
+
+class Intake(Protocol):
+    async def emit(self, event: Event) -> None:
+        """Queue ``event``, waiting for room where a queue is full under ``block``.
+
+        Cancelled while it waits (shutdown), it has still queued the event, past the
+        bounds: an event a source emitted is taken, delivered or dead-lettered."""
+
+    def force(self, event: Event) -> None:
+        """Queue ``event`` past every bound (shutdown: the input was already read)."""
+
+    def commit(self) -> None:
+        """Make what was emitted durable (a spool) before the source answers its sender or
+        records how far it read."""
+
+    def busy(self) -> bool:
+        """Whether a queue that drops when full is full: a source that can tell its sender
+        to come back later (HTTP 503) should, rather than have its events dropped."""
+
+
+class RejectedEvent(Exception):
+    """Raised by :meth:`Intake.emit` or :meth:`Intake.force` for an event it cannot take at
+    all (``export``'s one route cannot write it); nothing of it was queued. The source
+    reports it as its line's rejection, with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
