@@ -646,3 +646,39 @@ async def test_a_head_over_64_kib_is_a_431_and_the_connection_closed() -> None:
     assert b"request head larger than 65536 bytes" in answer
     assert _header(answer, b"connection") == b"close"
     assert received == []
+
+
+async def test_an_accepted_connection_buffers_nothing_until_it_is_read() -> None:
+    """anyio's asyncio backend leaves an accepted transport reading: before its task
+    asked for a byte, a client's whole body was read into the process (60 clients sending
+    10 MiB each grew the daemon by 80 MiB under load). Now what is read is what we ask for."""
+    from exporter.sources.httpserver import _hold_reads
+
+    total = 32 << 20
+    sent: list[int] = []
+
+    def client(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.settimeout(1.5)  # the kernel's buffers full and nobody taking more
+            view, done = memoryview(b"x" * total), 0
+            try:
+                while done < total:
+                    done += sock.send(view[done : done + (1 << 20)])
+            except TimeoutError:
+                pass
+            sent.append(done)
+
+    with anyio.fail_after(30):
+        multi = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        async with multi:
+            listener = multi.listeners[0]
+            assert isinstance(listener, anyio.abc.SocketListener)
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(anyio.to_thread.run_sync, client, port)
+                stream = await listener.accept()
+                _hold_reads(stream)
+            buffered = sum(len(chunk) for chunk in stream._protocol.read_queue)  # type: ignore[attr-defined]
+            await stream.aclose()
+    assert sent[0] < total  # the client was made to wait
+    assert buffered <= 1 << 20, f"{buffered} bytes read that nobody asked for"

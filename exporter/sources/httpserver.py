@@ -201,6 +201,7 @@ class HttpServer:
                 self._accept_failed(f"cannot accept a connection: {exc.strerror or exc}")
                 await anyio.sleep(_ACCEPT_PAUSE)
                 continue
+            _hold_reads(stream)
             peer = _peer(stream)
             refusal = self._caps.admit(peer)
             if refusal is None:
@@ -403,6 +404,20 @@ def _peer(stream: anyio.abc.ByteStream) -> str:
 
 def _to_stderr(message: str) -> None:
     sys.stderr.write(f"event-exporter: {message}\n")
+
+
+def _hold_reads(stream: anyio.abc.ByteStream) -> None:
+    """Stop an accepted connection's transport from reading until we ask for bytes.
+
+    anyio's asyncio backend pauses a connection it opens, but leaves one it accepts
+    reading: until the connection's task first calls ``receive``, every byte the client
+    sends is read into the process, without bound (60 clients sending 10 MiB bodies at once
+    then cost 80 MiB before a head was parsed). ``receive`` resumes reading while it waits,
+    then pauses again, so what is buffered stays what we asked for."""
+    transport = getattr(stream, "_transport", None)  # the asyncio backend's SocketStream
+    pause = getattr(transport, "pause_reading", None)
+    if callable(pause):
+        pause()
 
 
 def _error(message: str) -> dict[str, str]:
