@@ -14,7 +14,6 @@ for a configuration that does not check.
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 import traceback
@@ -63,7 +62,7 @@ def run_command(args: argparse.Namespace) -> int:
     except UsageError as exc:
         sys.stderr.write(f"event-exporter: {exc}\n")
         return EXIT_USAGE
-    log = Log(config.settings.log_level)
+    log = Log(level=config.settings.log_level)
     for warning in config.warnings():  # as `check` shows them: a filter that matches nothing
         log.warning(warning)
     try:
@@ -74,13 +73,16 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     ignore_early_signals()
     for exporter in pipeline.exporters.values():
-        exporter.warn = functools.partial(log.exporter_warning, exporter.name)
+        exporter.warn = log.bind(exporter=exporter.name).warning
     pipeline.warn = log.warning
     tune_malloc()
     started: list[bool] = []
     failures = _SourceFailures(log)
     try:
-        anyio.run(_main, config, pipeline, log, started, failures)
+        try:
+            anyio.run(_main, config, pipeline, log, started, failures)
+        finally:
+            log.close()  # what the daemon said comes before its summary
     except (OSError, BaseExceptionGroup) as exc:  # a source that cannot listen or read
         failure = _os_error(exc)
         if failure is None:
@@ -138,10 +140,11 @@ class _SourceFailures:
             else:
                 frames = "".join(traceback.format_tb(exc.__traceback__))
                 what = f"an internal error (a bug):\n{frames}{printable(repr(exc), 500)}"
-            self._log.error(f"source {name}: stopped by {what}")
+            self._log.error(f"stopped by {what}", source=name)
         self._log.error(
-            f"source {name} stopped: stopping input and delivering what the queues hold "
-            "(as at SIGTERM)"
+            "this source stopped: stopping input and delivering what the queues hold "
+            "(as at SIGTERM)",
+            source=name,
         )
         self.stop.set()
 

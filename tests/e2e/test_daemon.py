@@ -143,7 +143,7 @@ def test_metrics_endpoint_and_periodic_summaries(tmp_path: Path) -> None:
             lambda: out.exists() and out.read_bytes().count(b"\n") == matched, timeout=10
         )
         answer = httpx.get(f"http://127.0.0.1:{scrape}/metrics", timeout=10)
-        summaries = re.compile(rb"event-exporter: submitted \d+")
+        summaries = re.compile(rb"\.\d{3}Z info: submitted \d+")  # a log line, with its time
         assert wait_until(lambda: len(summaries.findall(bytes(child.stderr))) >= 2, timeout=10)
         child.proc.send_signal(signal.SIGTERM)
         assert child.wait(timeout=10) == 0

@@ -594,7 +594,7 @@ exporter = "out"
     with bounded(60):
         assert main(["run", str(config)]) == status
     stderr = capsys.readouterr().err
-    assert "event-exporter: source tailed: stopped by an internal error (a bug):" in stderr
+    assert " error source=tailed: stopped by an internal error (a bug):" in stderr
     assert "RuntimeError('injected: a bug in the source')" in stderr
     assert "stopping input and delivering what the queues hold" in stderr
     if destination == "file":
