@@ -425,9 +425,11 @@ class Child:
 
 
 @contextmanager
-def exporter_child(*args: str, cwd: Path = REPO) -> Iterator[Child]:
-    """Start ``python -m exporter ARGS`` in ``cwd``; it is killed by its PID when the block
-    ends."""
+def exporter_child(
+    *args: str, cwd: Path = REPO, env: dict[str, str] | None = None
+) -> Iterator[Child]:
+    """Start ``python -m exporter ARGS`` in ``cwd`` (with ``env`` added to the
+    environment); it is killed by its PID when the block ends."""
     stdin_r, stdin_w = os.pipe()
     proc = subprocess.Popen(
         [sys.executable, "-m", "exporter", *args],
@@ -435,6 +437,7 @@ def exporter_child(*args: str, cwd: Path = REPO) -> Iterator[Child]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
     )
     child = Child(proc, stdin_r, stdin_w)
     reader = threading.Thread(target=child._collect_stderr, name="stderr", daemon=True)

@@ -73,6 +73,16 @@ def test_a_file_name_with_bad_bytes_is_escaped_not_printed_as_surrogates(
     assert not re.search("[\udc80-\udcff\x1b]", err)
 
 
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_a_config_path_with_control_characters_is_escaped(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "/nonexistent/\x1b[2J\x9bc.toml"]) == 2
+    err = capsys.readouterr().err
+    assert "/nonexistent/\\x1b[2J\\x9bc.toml" in err
+    assert not re.search("[\x1b\x9b]", err)
+
+
 def test_a_catalog_pattern_that_matches_nothing_says_so(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
