@@ -4,18 +4,15 @@ in one line with a hint, messages that escape what they quote, and the misuses o
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from exporter.cli import main
 from exporter.delivery.spool import SpoolQueue
-from tests.support import REPO
+from tests.support.processes import into_closed_pipe
 from tests.support.samples import EVENTS_FILE
 
 EXIT_STATUSES = {
@@ -96,30 +93,6 @@ def test_a_catalog_pattern_that_matches_nothing_says_so(
     assert "among the stalwart events" in capsys.readouterr().err
 
 
-def _closed_early(*args: str) -> tuple[int, bytes]:
-    """Run ``python -m exporter ARGS`` and close its stdout after 10 bytes (``| head``)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-    )
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    try:
-        proc.stdout.read(10)
-        proc.stdout.close()
-        status = proc.wait(timeout=60)
-        return status, proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        with contextlib.suppress(OSError):
-            proc.stderr.close()
-
-
 def test_spool_export_into_a_closed_pipe_ends_quietly_like_export(tmp_path: Path) -> None:
     path = tmp_path / "spool.db"
     spool = SpoolQueue(
@@ -129,9 +102,9 @@ def test_spool_export_into_a_closed_pipe_ends_quietly_like_export(tmp_path: Path
         spool.offer(b'{"event":"e","fields":{"n":%d}}\n' % n)
     spool.commit()
     spool.shut()
-    status, err = _closed_early("spool", "export", str(path))
+    status, err = into_closed_pipe("spool", "export", str(path))
     assert (status, err) == (141, b"")
-    status, err = _closed_early("catalog", "--fields")  # 200 kB: more than a pipe holds
+    status, err = into_closed_pipe("catalog", "--fields")  # 200 kB: more than a pipe holds
     assert (status, err) == (141, b"")
 
 

@@ -18,6 +18,7 @@ from exporter.event import Event
 from exporter.observe.health import Readiness
 from exporter.routing import Pipeline
 from tests.support.logs import CapturedLog
+from tests.support.processes import until
 
 pytestmark = pytest.mark.anyio
 
@@ -62,15 +63,6 @@ def _lines(path: Path) -> list[tuple[str, int]]:
 
 def _event(name: str, n: int) -> Event:
     return Event(name, fields={"n": n})
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Poll a count nothing notifies about (retries): at most 5 s, 10 ms apart."""
-    for _ in range(500):
-        if condition():
-            return
-        await anyio.sleep(0.01)
-    raise AssertionError("not reached in 5 s")
 
 
 async def _daemon(
@@ -204,7 +196,7 @@ async def test_an_exporter_whose_destination_changed_carries_its_queue_there(
         exporter = running.pipeline.exporters["a"]
         for n in range(5):
             await running.pipeline.emit(_event("x", n))
-        await _until(lambda: exporter.stats.retried >= 2)  # the first batch retries
+        await until(lambda: exporter.stats.retried >= 2)  # the first batch retries
         text = path.read_text().replace(nobody, f"file:{a}").replace("events = 2", "events = 3")
         path.write_text(text.replace("retry_max_delay = 0.02", "retry_max_delay = 0.03"))
         await reload(running)
@@ -248,7 +240,7 @@ async def test_an_event_waiting_for_room_in_a_removed_exporter_goes_in_at_once(
         pipeline = running.pipeline
         stuck = pipeline.exporters["stuck"]
         await pipeline.emit(_event("x", 0))  # the batch in flight
-        await _until(lambda: stuck.stats.retried > 0)
+        await until(lambda: stuck.stats.retried > 0)
         await pipeline.emit(_event("x", 1))  # the queue is full now
         waiting = anyio.Event()
 
