@@ -29,6 +29,7 @@ Destinations are reopened at every SIGHUP, reload or not (log rotation).
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
@@ -162,8 +163,13 @@ async def reload(running: Running) -> None:
             log.error(f"reload failed: {exc}; still running the configuration in effect")
         else:
             if not running.fleet.stopping:  # shutdown began while the file was read
-                _apply(running, config)
+                try:
+                    _apply(running, config)
+                except Exception as exc:  # a bug: said, and the daemon goes on delivering
+                    frames = "".join(traceback.format_tb(exc.__traceback__))
+                    log.error(f"reload failed: an internal error (a bug):\n{frames}{exc!r}")
         await _reopen(running.pipeline.every_exporter)
+        log.debug(f"destinations reopened ({len(running.pipeline.every_exporter)})")
     finally:
         systemd.notify(systemd.READY)
 
@@ -175,15 +181,20 @@ async def _reopen(exporters: Iterable[Exporter]) -> None:
 
 
 def _apply(running: Running, new: Config) -> None:
-    """Make what is new, then switch to it without awaiting in between (no event sees
-    half of it); an exporter that cannot be made (its spool held by another process)
-    fails the whole reload."""
+    """Make what is new (exporters added, drivers for changed destinations), then switch
+    to it without awaiting in between (no event sees half of it). What cannot be made (a
+    spool another process holds, a driver refusing its settings) fails the whole reload
+    before anything changed."""
     log, pipeline, old = running.log, running.pipeline, running.config
+    kept = {name: e for name, e in pipeline.exporters.items() if name in new.exporters}
     added: list[Exporter] = []
+    drivers: dict[str, Driver] = {}
     try:
         for name, settings in new.exporters.items():
             if name not in pipeline.exporters:
                 added.append(make_exporter(settings, pipeline.dead_letters, retargetable))
+            elif _moved(old.exporters[name], settings):
+                drivers[name] = settings.destination.open(settings.driver_settings)
     except (UsageError, ValueError, OSError) as exc:
         for exporter in added:
             if isinstance(exporter.queue, SpoolQueue):
@@ -192,8 +203,11 @@ def _apply(running: Running, new: Config) -> None:
         return
     for warning in new.warnings():
         log.warning(warning, **warning.context)
-    kept = {name: e for name, e in pipeline.exporters.items() if name in new.exporters}
-    changed = [name for name, e in kept.items() if _change(running, old.exporters[name], new, e)]
+    changed = [
+        name
+        for name, exporter in kept.items()
+        if _change(running, old.exporters[name], new.exporters[name], exporter, drivers.get(name))
+    ]
     for exporter in added:
         running.attach(exporter)
         running.fleet.add(exporter)
@@ -220,17 +234,26 @@ def _apply(running: Running, new: Config) -> None:
     )
 
 
-def _change(running: Running, old: ExporterConfig, new: Config, exporter: Exporter) -> bool:
-    """Apply to a kept ``exporter`` what changed: a new driver, new retries; warn of what
-    applies at the next start. Whether anything changed."""
-    settings = new.exporters[exporter.name]
+def _moved(old: ExporterConfig, new: ExporterConfig) -> bool:
+    """Whether an exporter needs a new driver: its destination or driver settings changed."""
+    return (old.destination, old.driver_settings) != (new.destination, new.driver_settings)
+
+
+def _change(
+    running: Running,
+    old: ExporterConfig,
+    settings: ExporterConfig,
+    exporter: Exporter,
+    replacement: Driver | None,
+) -> bool:
+    """Apply to a kept ``exporter`` what changed: its new driver (``replacement``), new
+    retries; warn of what applies at the next start. Whether anything changed."""
     if old == settings:
         return False
     log = running.log.bind(exporter=exporter.name)
-    if (old.destination, old.driver_settings) != (settings.destination, settings.driver_settings):
+    if replacement is not None:
         driver = exporter.driver
         assert isinstance(driver, Retargetable)  # every exporter of run has one
-        replacement = settings.destination.open(settings.driver_settings)
         driver.retarget(replacement)
         running.attach(exporter)  # its lines name the new destination
         running.tasks.start_soon(driver.close_old)

@@ -264,3 +264,30 @@ async def test_an_event_waiting_for_room_in_a_removed_exporter_goes_in_at_once(
     assert (stuck.name, stuck.stats.received, stuck.stats.dead_lettered) == ("stuck", 3, 3)
     dead = [orjson.loads(line) for line in (tmp_path / "dead.ndjson").read_bytes().splitlines()]
     assert [record["exporter"] for record in dead] == ["stuck"] * 3
+
+
+async def test_a_driver_that_refuses_its_settings_fails_the_reload_before_any_change(
+    tmp_path: Path,
+) -> None:
+    a, b = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
+    path = _write(tmp_path, _exporter("a", f"file:{a}"), _metric("xs", "event=x", "a"))
+    too_long = "unix:/tmp/" + "s" * 120  # past sun_path: the unix driver refuses it
+
+    async def scenario(running: Running) -> None:
+        routes, exporter = running.pipeline.routes, running.pipeline.exporters["a"]
+        await running.pipeline.emit(_event("x", 0))
+        text = path.read_text().replace(f"file:{a}", too_long)
+        path.write_text(text + _exporter("b", f"file:{b}") + _metric("ys", "event=x", "b"))
+        await reload(running)
+        assert running.pipeline.routes is routes
+        assert list(running.pipeline.exporters) == ["a"]
+        assert exporter.driver.name == f"file:{a}"
+        await running.pipeline.emit(_event("x", 1))
+
+    _, log = await _daemon(path, scenario)
+    assert _lines(a) == [("x", 0), ("x", 1)]
+    assert not b.exists()
+    failed = log.messages("error")
+    assert len(failed) == 1
+    assert failed[0].startswith("reload failed: ")
+    assert failed[0].endswith("; still running the configuration in effect")
