@@ -196,7 +196,7 @@ class _Shipment:
         if self.log is not None:
             queued = sum(len(exporter.queue) for exporter in self.fleet.exporters)
             until = f" for up to {self.shutdown_timeout:g} s" if deadline else ""
-            self.log.info(f"{why}: delivering what the queues hold ({queued} events){until}")
+            self.log.info(f"{why}; delivering what the queues hold ({queued} events){until}")
 
     async def _deadline_after_shutdown(self) -> None:
         await self.shutdown.wait()

@@ -167,7 +167,7 @@ def test_a_reload_applies_a_new_filter_while_events_flow_losing_none(tmp_path: P
     assert "no exporter named 'nowhere'" in str(problem[0]["message"])
     failed = "reload failed (1 problem): still running the configuration in effect"
     assert by_message[failed]["level"] == "error"
-    assert any(str(r["message"]).startswith("SIGTERM: input stopped: delivering") for r in records)
+    assert any(str(r["message"]).startswith("SIGTERM: input stopped; delivering") for r in records)
     assert str(records[-1]["message"]).startswith("submitted ")
 
 
