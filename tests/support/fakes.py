@@ -30,6 +30,8 @@ class ScriptedDriver:
     def concurrency(self) -> int:
         return 1
 
+    connections = 0
+
     async def send(self, batch: Batch) -> None:
         if self.closed:
             raise DriverClosedError("scripted: send after close")
