@@ -16,6 +16,7 @@ from exporter.delivery.queue import Overflow
 from exporter.delivery.retry import RetryPolicy
 from exporter.errors import PermanentDeliveryError, RetryableDeliveryError
 from tests.support.fakes import ScriptedDriver, lines
+from tests.support.logs import CapturedLog
 
 pytestmark = pytest.mark.anyio
 FAST = RetryPolicy(initial_delay=0.001, max_delay=0.002)
@@ -186,16 +187,14 @@ class _FailingHousekeeping(ScriptedDriver):
 
 async def test_failed_flush_reopen_and_close_are_warnings_not_crashes(tmp_path: Path) -> None:
     driver = _FailingHousekeeping()
-    warnings: list[str] = []
-    exporter = Exporter(
-        "test", driver, DeliverySettings(batch_max_age=0.0), None, warn=warnings.append
-    )
+    log = CapturedLog()
+    exporter = Exporter("test", driver, DeliverySettings(batch_max_age=0.0), None, log=log.log)
     await _run(exporter, lines(3))
     await exporter.reopen()
     await exporter.close_driver()
     assert driver.lines == [item[:-1] for item in lines(3)]
     assert exporter.stats.exported == 3
-    assert warnings == [
+    assert log.messages("warning") == [
         "flush failed: scripted: fsync failed (ENOSPC)",
         "reopen failed: scripted: close failed (EIO)",
         "close failed: scripted: close failed (EIO)",
@@ -263,17 +262,18 @@ async def test_a_dead_letter_file_that_cannot_be_written_counts_the_events_as_dr
     tmp_path: Path,
 ) -> None:
     driver = ScriptedDriver([PermanentDeliveryError("dest: 400")])
-    warnings: list[str] = []
+    log = CapturedLog()
     exporter = Exporter(
         "test",
         driver,
         DeliverySettings(batch_max_age=0.0, batch_max_events=2),
         DeadLetterFile(tmp_path / "missing" / "dead.ndjson"),
-        warn=warnings.append,
+        log=log.log,
     )
     await _run(exporter, lines(2))
     assert dict(exporter.stats.dropped) == {"dead-letter write failed": 2}
-    (warning,) = warnings
+    failed, warning = log.messages("warning")
+    assert failed == "delivery failed (attempt 1): dest: 400; given up"
     assert warning.startswith("2 undeliverable events dropped (dead-letter write failed): ")
     assert f"dead-letter file {tmp_path / 'missing' / 'dead.ndjson'} could not" in warning
     assert "No such file or directory; dest: 400" in warning

@@ -395,7 +395,20 @@ def test_export_to_http_delivers_every_event_as_export_prints_it(
             code = main([*argv, *retry, *options, str(EVENTS_FILE)])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert err == summary_line(receiver.url, CAPTURE_EVENTS, CAPTURE_EVENTS, 1, 0) + "\n"
+    *logged, summary = err.splitlines()
+    assert summary == summary_line(receiver.url, CAPTURE_EVENTS, CAPTURE_EVENTS, 1, 0)
+    failed, works = logged  # the failure at once, the recovery
+    context = f"exporter=export destination={receiver.url}"
+    assert re.fullmatch(
+        rf"\S+ warning {context}: delivery failed \(attempt 1\): {receiver.url}: HTTP 503 "
+        r'Service Unavailable: \{"status":503\}; next try in [0-9.e-]+ s',
+        failed,
+    ), failed
+    assert re.fullmatch(
+        rf"\S+ info {context}: delivery works again after failing for [0-9.e-]+ s \(1 failed "
+        r"attempt; the last: .*HTTP 503 .*\); \d+ events? delayed",
+        works,
+    ), works
     requests = receiver.requests
     single = "single" in options
     assert [r.status for r in requests] == [503] + [200] * (CAPTURE_EVENTS if single else 1)
@@ -423,7 +436,15 @@ def test_export_to_http_dead_letters_what_the_server_refuses(
     err = capsys.readouterr().err
     assert code == 3, err
     summary = summary_line(receiver.url, CAPTURE_EVENTS, 0, 0, CAPTURE_EVENTS)
-    assert err == summary + f"; dead letters in {dead}\n"
+    failed, dead_lettered, last = err.splitlines()
+    assert last == summary + f"; dead letters in {dead}"
+    refused = f'{receiver.url}: HTTP 400 Bad Request: {{"status":400}}'
+    context = f"warning exporter=export destination={receiver.url}"
+    assert failed.endswith(f"{context}: delivery failed (attempt 1): {refused}; given up")
+    assert dead_lettered.endswith(
+        f"{context}: {CAPTURE_EVENTS} events dead-lettered to {dead}: {refused} "
+        "(further such warnings: at most one per 30 s)"
+    )
     assert [r.status for r in receiver.requests] == [400]
     assert receiver.received == []
     events, records = dead_letter_events(dead)
