@@ -6,16 +6,28 @@ Events are appended, already encoded, in one transaction per :meth:`SpoolQueue.c
 batches and deletes a batch's rows only once it was delivered or dead-lettered (with the
 next commit, or within 50 ms). A restart sends again whatever was not deleted: the
 batches in flight at a crash, and those delivered in the 50 ms before it, may arrive
-twice; nothing committed is lost. Events keep their
-encoded bytes, so a change of format applies to new events only.
+twice; nothing committed is lost. Events keep their encoded bytes, so a change of format
+applies to new events only. Each row keeps when its first event was accepted, for the
+exporter's latency histograms (across a restart too).
 
 Sync modes: ``normal`` (``synchronous=NORMAL``): a process crash loses nothing committed;
-a power failure may lose the last transactions before it. ``full`` (``synchronous=FULL``):
-every commit is on disk when it returns (slower).
+a power failure may lose the last transactions before it. ``full``: every commit is also
+on disk before :meth:`SpoolQueue.wait_committed` returns; the WAL's fsync runs in a worker
+thread, never on the event loop (see :class:`_WalSync` for the figures).
+
+A write that fails (a full disk, EIO) is not fatal and loses nothing silently: the events
+of a failed commit stay in memory, counted in the bounds; ``commit`` returns False and
+``commit_failing`` says so, so sources hold back (an http source answers 503, the others
+stop reading) until a commit works; writes are tried again from 50 ms up to 2 s apart;
+each failure is counted (``write_failures``) and logged as an error, rate-limited, and
+the end of a run of failures as info. Under a drop policy a full spool then drops new
+events as ``spool write failed``; under ``block`` producers wait. What is still unwritten
+at shutdown is returned by :meth:`SpoolQueue.shut` for the dead-letter file.
 
 Start-up never wedges: a spool that cannot be opened or fails SQLite's ``quick_check`` is
-renamed aside (``PATH.corrupt-<time>``, with its -wal and -shm), reported, and a fresh one
-is started; nothing is deleted.
+renamed aside (``PATH.corrupt-<time>``, with its -wal and -shm) and a fresh one is
+started; nothing is deleted; ``moved_aside`` says where it went (the exporter logs it as
+an error, and the daemon is not ready until restarted).
 
 The files are ours or refused (:func:`claim_spool_files`): SQLite opens them itself, so
 before it does, the database is opened (created 0600) through :mod:`exporter.files` (a
@@ -59,8 +71,8 @@ RETRY_FIRST = 0.05
 RETRY_MAX = 2.0
 """Seconds between two tries of a write that failed: doubling from the first to the most."""
 SPOOL_WRITE_FAILED = "spool write failed"
-"""The drop reason of events a spool could not write: taken while its writes failed and
-it was full, or still in memory at shutdown without a dead-letter file to take them."""
+"""The drop reason of events a full spool under a drop policy did not take while its
+writes failed (and the dead-letter reason of those still unwritten at shutdown)."""
 
 
 class SpoolQueue(BoundedIntake):
@@ -312,8 +324,8 @@ class SpoolQueue(BoundedIntake):
             held = "delivered rows stay until a write works (a restart would send them again)"
         if report.first:
             self.log.error(
-                f"spool {self.path}: {what} failed: {error}; {held}; tried again every "
-                f"{seconds(RETRY_MAX)} at most"
+                f"spool {self.path}: {what} failed: {error}; {held}; trying again every "
+                f"{seconds(RETRY_FIRST)} to {seconds(RETRY_MAX)}"
             )
         else:
             self.log.error(
@@ -387,7 +399,10 @@ class SpoolQueue(BoundedIntake):
         commit left to sync when no source waits for it."""
         while True:
             await anyio.sleep(DELETE_DELAY)
-            self.commit()
+            if self.commit_failing:
+                self.commit()
+            else:
+                self.flush_deletes()
             if self._wal_sync is not None and self._wal_sync.pending:
                 await self._sync_wal()
 

@@ -1,9 +1,15 @@
 """A daemon configuration for the spool crash tests: one source, a spooled exporter posting
-to a (flaky) receiver, quick retries."""
+to a (flaky) receiver, quick retries; a small real filesystem to fill."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 FLAKY = ["500", "ok", "503:retry-after=0", "ok", "ok", "429", "ok"] * 30
 """A receiver script: errors, a pause, a refusal, between successes."""
@@ -36,3 +42,36 @@ exporter = "out"
 """
     )
     return config
+
+
+@contextmanager
+def small_disk(where: Path, size: str = "3m") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``where`` (a real filesystem that fills up: ENOSPC,
+    SQLite's "database or disk is full"), unmounted after. Skipped, saying why, where
+    mount is not allowed (not root, no CAP_SYS_ADMIN)."""
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(
+            "NOT RUN: a full-disk test needs 'mount -t tmpfs' (root or CAP_SYS_ADMIN): "
+            + (mounted.stderr.strip() or f"exit {mounted.returncode}")
+        )
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10, check=False)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A file taking all of ``disk`` but ``leave`` bytes (remove it to make room)."""
+    filler = disk / "filler"
+    free = os.statvfs(disk)
+    room = free.f_bavail * free.f_frsize - leave
+    with filler.open("wb") as file:
+        file.write(b"\0" * max(0, room))
+    return filler

@@ -3,25 +3,31 @@ bounds and overflow as in memory; a broken spool is moved aside, never wedging a
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import signal
 import sqlite3
+import threading
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
 
 import anyio
 import httpx
+import orjson
 import pytest
 
 from drivers.base import Batch
 from exporter.cli import main
+from exporter.delivery.deadletter import DeadLetterFile
+from exporter.delivery.exporter import DeliverySettings, Exporter
 from exporter.delivery.spool import SpoolQueue
+from tests.support.fakes import ScriptedDriver
 from tests.support.http_receiver import Receiver
 from tests.support.logs import CapturedLog
 from tests.support.processes import exporter_child, wait_until
-from tests.support.spool import FLAKY, spooled_daemon_config
+from tests.support.spool import FLAKY, fill, small_disk, spooled_daemon_config
 
 pytestmark = pytest.mark.anyio
 
@@ -343,3 +349,192 @@ def test_spool_commands_say_what_is_wrong(
     assert "no spool at" in capsys.readouterr().err
     assert main(["spool", "drain", str(tmp_path / "absent.db")]) == 2
     assert "needs --to" in capsys.readouterr().err
+
+
+# -- writes that fail (review 12, finding 1) -------------------------------------------------
+
+LINE_2K = b'{"event":"e","pad":"' + b"x" * 2000 + b'"}\n'
+
+
+class _BrokenDisk:
+    """Stands in for the spool's connection: while ``broken``, its writes raise what SQLite
+    raises on EIO (an injected sqlite3.OperationalError); reads work."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.broken = True
+        self.refused = 0
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.db.__enter__()
+
+    def __exit__(self, *exc: object) -> bool:
+        return bool(self.db.__exit__(*exc))  # type: ignore[arg-type]
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        self._check(sql)
+        return self.db.execute(sql, *args)  # type: ignore[arg-type]
+
+    def executemany(self, sql: str, rows: object) -> sqlite3.Cursor:
+        self._check(sql)
+        return self.db.executemany(sql, rows)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _check(self, sql: str) -> None:
+        if self.broken and sql.startswith(("INSERT", "DELETE")):
+            self.refused += 1
+            raise sqlite3.OperationalError("disk I/O error")
+
+
+def _break(spool: SpoolQueue) -> _BrokenDisk:
+    broken = _BrokenDisk(spool._db)
+    spool._db = broken  # type: ignore[assignment]
+    return broken
+
+
+async def test_a_full_disk_holds_the_events_in_memory_and_writes_them_once_there_is_room(
+    tmp_path: Path,
+) -> None:
+    """A real full filesystem (tmpfs): a commit that cannot be written was a traceback
+    that stopped the source and lost the events taken. Now they stay in memory (counted
+    in the bounds), commit_failing says so, one error is logged; with room again the next
+    try writes them all, as rows of at most a batch."""
+    log = CapturedLog()
+    with small_disk(tmp_path / "disk", "16m") as disk:  # room for 4 MB, WAL and database
+        path = disk / "q.db"
+        spool = SpoolQueue(
+            str(path),
+            10_000,
+            64 << 20,
+            "block",
+            lambda r, n: None,
+            batch_max_events=100,
+            log=log.log,
+        )
+        filler = fill(disk, leave=256 << 10)
+        for _ in range(20):  # 4 MB, more than is left
+            for _ in range(100):
+                assert spool.offer(LINE_2K)
+            spool.commit()
+        assert spool.commit_failing
+        assert len(spool) == 2000
+        assert spool.write_failures >= 1
+        assert spool.on_disk < 2000
+        filler.unlink()
+        with anyio.fail_after(10):
+            await spool.wait_committed()
+        assert not spool.commit_failing
+        assert len(_row_ids(path)) == 20  # what was held, cut into rows of a batch
+        sizes = []
+        with anyio.fail_after(10):
+            while sum(sizes) < 2000:
+                batch = await _batch(spool)
+                spool.batch_done(batch)
+                sizes.append(len(batch))
+        assert sizes == [100] * 20
+        spool.shut()
+    (error,) = log.messages("error")  # at once, then at most one per 30 s
+    assert error.startswith(f"spool {path}: commit failed: database or disk is full; ")
+    assert "events taken but not written are held in memory (sources hold back" in error
+    (info,) = log.messages("info")
+    assert re.fullmatch(
+        rf"spool {path}: writes work again after failing for \S+ s \(\d+ failed writes?\)", info
+    )
+
+
+async def test_a_write_error_is_retried_and_what_is_unwritten_at_shutdown_is_dead_lettered(
+    tmp_path: Path,
+) -> None:
+    """The review's shutdown path (close, shut: tracebacks, events neither delivered,
+    dead-lettered nor counted): the events that never reached the disk go to the
+    dead-letter file with the reason, and the summary accounts for every one."""
+    log = CapturedLog()
+    driver = ScriptedDriver()
+    settings = DeliverySettings(spool=str(tmp_path / "q.db"), batch_max_age=0.0)
+    dead = tmp_path / "dead.ndjson"
+    exporter = Exporter("spooled", driver, settings, DeadLetterFile(dead), log=log.log)
+    broken = _break(exporter.queue)  # type: ignore[arg-type]
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(exporter.run)
+            for line in _lines(0, 25):
+                assert exporter.offer(line)
+            assert not exporter.queue.commit()
+            assert exporter.commit_failing
+            for _ in range(500):  # tried again, by itself, while nothing else comes
+                if broken.refused >= 3:
+                    break
+                await anyio.sleep(0.01)
+            assert broken.refused >= 3
+            exporter.queue.close()
+        await exporter.close_driver()
+    assert driver.lines == []
+    stats = exporter.stats
+    assert (stats.received, stats.exported, stats.dead_lettered) == (25, 0, 25)
+    assert not stats.dropped
+    records = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert [r["event"].encode() + b"\n" for r in records] == _lines(0, 25)
+    assert {r["reason"] for r in records} == {"spool write failed: commit: disk I/O error"}
+    (error,) = log.messages("error")
+    assert error.startswith(f"spool {tmp_path / 'q.db'}: commit failed: disk I/O error; 25 events")
+    assert exporter.queue.write_failures == broken.refused  # type: ignore[union-attr]
+
+
+async def test_a_dropping_spool_that_cannot_write_drops_with_its_own_reason(tmp_path: Path) -> None:
+    drops: Counter[str] = Counter()
+    spool = _spool(tmp_path / "q.db", drops, max_events=10, overflow="drop_newest")
+    broken = _break(spool)
+    assert all(spool.offer(line) for line in _lines(0, 15))
+    assert drops == {"spool write failed": 5}  # not "spool full": it was the disk
+    assert len(spool) == 10  # the bound holds
+    broken.broken = False
+    with anyio.fail_after(5):
+        await spool.wait_committed()
+    spool.close()
+    assert list((await _batch(spool)).lines()) == [line[:-1] for line in _lines(0, 10)]
+    spool.shut()
+
+
+async def test_a_blocking_spool_that_cannot_write_holds_no_more_than_its_bound(
+    tmp_path: Path,
+) -> None:
+    spool = _spool(tmp_path / "q.db", max_events=10)
+    _break(spool)
+    assert all(spool.offer(line) for line in _lines(0, 10))
+    assert not spool.offer(b'{"n":10}\n')  # full: the producer waits (put), nothing dropped
+    with anyio.move_on_after(0.2):
+        await spool.put(b'{"n":10}\n')
+        raise AssertionError("put returned while nothing could be written")
+    assert len(spool) == 10
+    assert spool.shut() == [line[:-1] for line in _lines(0, 10)]  # for the dead letters
+
+
+async def test_full_sync_fsyncs_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 12, finding 13: with spool_sync = "full" SQLite fsynced every commit on the
+    event loop's thread. The connection now runs NORMAL; the WAL's fsync runs in a worker
+    thread, and wait_committed() returns once it is done."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(threading.current_thread().name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    path = tmp_path / "q.db"
+    spool = SpoolQueue(str(path), 1000, 1 << 20, "block", lambda r, n: None, sync="full")
+    assert spool._db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL, not FULL
+    for line in _lines(0, 5):
+        spool.offer(line)
+        assert not spool.commit()  # written, not yet on disk
+        with anyio.fail_after(5):
+            await spool.wait_committed()
+        assert spool.commit()
+    assert len(synced) == 5
+    assert threading.main_thread().name not in synced
+    spool.shut()
+    assert _recovered(path) == 5
