@@ -151,7 +151,12 @@ def test_undeliverable_events_are_dead_lettered_and_replayed_byte_for_byte(
         )
     err = capsys.readouterr().err
     assert code == 3, err
-    assert err == summary_line(dest, total, 0, retried, total) + f"; dead letters in {dead}\n"
+    failed, dead_lettered, summary = err.splitlines()  # what went wrong comes at once
+    assert summary == summary_line(dest, total, 0, retried, total) + f"; dead letters in {dead}"
+    context = f" warning exporter=export destination={dest}: "
+    assert context + "delivery failed (attempt 1): " in failed
+    assert re.search(r"; next try in [0-9.e-]+ s$" if retried else "; given up$", failed), failed
+    assert context + f"{total} events dead-lettered to {dead}: " in dead_lettered
 
     events, records = dead_letter_events(dead)
     assert len(records) == total

@@ -205,6 +205,26 @@ async def test_each_fault_is_classified_and_the_next_attempt_delivers(
 
 
 @pytest.mark.anyio
+async def test_the_driver_counts_the_connections_it_opens() -> None:
+    """For the exporter's debug lines on reconnects: keep-alive reuses one; a reset
+    connection is replaced."""
+    batch = batch_of([json_event(0)])
+    with Receiver(["ok", "ok", "reset"]) as receiver:
+        driver = http_driver(receiver)
+        try:
+            with anyio.fail_after(10):
+                await driver.send(batch)
+                await driver.send(batch)
+                assert driver.connections == 1
+                with pytest.raises(RetryableDeliveryError):
+                    await driver.send(batch)
+                await driver.send(batch)
+        finally:
+            await driver.aclose()
+    assert driver.connections == 2
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("compression", ["none", "gzip"])
 @pytest.mark.parametrize("body", ["ndjson", "json-array", "single"])
 async def test_bodies_arrive_as_each_body_setting_says(body: str, compression: str) -> None:
