@@ -18,7 +18,7 @@ from drivers.drop import DropDriver
 from drivers.file import FileDriver
 from exporter.delivery.deadletter import DeadLetterFile
 from exporter.delivery.exporter import DeliverySettings, Exporter
-from exporter.delivery.health import Failing, counted
+from exporter.delivery.health import Failing, Report, counted
 from exporter.delivery.queue import Overflow
 from exporter.delivery.retry import RetryPolicy
 from exporter.errors import RetryableDeliveryError
@@ -74,12 +74,12 @@ async def test_a_run_of_failures_is_said_at_once_then_every_30_s_then_its_end() 
     seen: list[tuple[float | None, str | None]] = []
     real_fail = exporter.health.fail
 
-    def watch(error: str) -> object:
+    def watch(error: str) -> Report | None:
         report = real_fail(error)
         seen.append((exporter.health.failing_since, exporter.health.last_error))
         return report
 
-    exporter.health.fail = watch  # type: ignore[method-assign]
+    exporter.health.fail = watch  # type: ignore[method-assign]  # it watches what /ready reads
     await _run(exporter, [b"a\n"])
     assert driver.lines == [b"a"]
     records = log.records()
