@@ -21,32 +21,11 @@ from tests.support import REPO
 from tests.support.drivers import socket_dir
 from tests.support.http_receiver import Receiver
 from tests.support.processes import exporter_child, wait_until
-from tests.support.spool import fill, small_disk
+from tests.support.spool import fill, small_disk, spooled_daemon_config
 
 LISTENING = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
 METRICS = re.compile(rb"metrics on (http://127\.0\.0\.1:\d+/metrics)")
 RECEIVED = re.compile(rb'^event_exporter_exporter_received_total\{exporter="out"\} (\d+)$', re.M)
-
-
-def _config(tmp_path: Path, source: str, exporter: str) -> Path:
-    config = tmp_path / "c.toml"
-    config.write_text(
-        f"""
-[global]
-dead_letter = "{tmp_path / "dead.ndjson"}"
-summary_interval = 0
-shutdown_timeout = 1.0
-metrics_listen = "127.0.0.1:0"
-[source.in]
-{source}
-[exporter.out]
-{exporter}
-[metric.all]
-filter = "event=e"
-exporter = "out"
-"""
-    )
-    return config
 
 
 def _body(first: int, count: int) -> bytes:
@@ -61,12 +40,8 @@ def test_posts_that_do_not_divide_the_batch_are_delivered_without_waiting_for_th
     at once. Counted, not timed: the 9 batches (of whole rows, each as large as the rows
     allow) arrive while the daemon runs; with the stall, none did before the hour."""
     with Receiver() as receiver:
-        config = _config(
-            tmp_path,
-            'type = "http"\nlisten = "127.0.0.1:0"',
-            f'destination = "{receiver.url}"\nspool = "{tmp_path / "spool.db"}"\n'
-            "batch_max_age = 3600",
-        )
+        source = 'type = "http"\nlisten = "127.0.0.1:0"'
+        config = spooled_daemon_config(tmp_path, receiver.url, source, batch_max_age=3600)
         with exporter_child("run", str(config)) as daemon:
             assert wait_until(
                 lambda: LISTENING.search(bytes(daemon.stderr)) is not None, timeout=15
@@ -104,11 +79,12 @@ def test_a_full_disk_under_the_spool_is_no_traceback_and_loses_nothing_silently(
     total = 2000  # 4 MB
     with socket_dir() as directory, small_disk(tmp_path / "disk") as disk:
         source = f"{directory}/in.sock"
-        config = _config(
+        config = spooled_daemon_config(
             tmp_path,
+            f"unix:{directory}/nobody.sock",
             f'type = "unix"\npath = "{source}"',
-            f'destination = "unix:{directory}/nobody.sock"\nspool = "{disk / "q.db"}"\n'
-            "retry_initial_delay = 0.05\nretry_max_delay = 0.1",
+            spool=disk / "q.db",
+            shutdown_timeout=1.0,
         )
         with exporter_child("run", str(config)) as daemon:
             assert wait_until(lambda: b"source in: unix" in bytes(daemon.stderr), timeout=15)

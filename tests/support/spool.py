@@ -15,24 +15,33 @@ FLAKY = ["500", "ok", "503:retry-after=0", "ok", "ok", "429", "ok"] * 30
 """A receiver script: errors, a pause, a refusal, between successes."""
 
 
-def spooled_daemon_config(tmp_path: Path, url: str, source: str, exporter: str = "") -> Path:
+def spooled_daemon_config(
+    tmp_path: Path,
+    url: str,
+    source: str,
+    exporter: str = "",
+    *,
+    spool: Path | None = None,
+    batch_max_age: float = 0.02,
+    shutdown_timeout: float = 5.0,
+) -> Path:
     """``c.toml`` in ``tmp_path``: the ``[source.in]`` body ``source``, an exporter
-    spooling to ``spool.db`` and posting to ``url`` (plus ``exporter`` settings), self-metrics
-    on a free port."""
+    spooling to ``spool`` (``spool.db`` there) and posting to ``url`` (plus ``exporter``
+    settings), self-metrics on a free port."""
     config = tmp_path / "c.toml"
     config.write_text(
         f"""
 [global]
 dead_letter = "{tmp_path / "dead.ndjson"}"
 summary_interval = 0
-shutdown_timeout = 5.0
+shutdown_timeout = {shutdown_timeout}
 metrics_listen = "127.0.0.1:0"
 [source.in]
 {source}
 [exporter.out]
 destination = "{url}"
-spool = "{tmp_path / "spool.db"}"
-batch_max_age = 0.02
+spool = "{spool or tmp_path / "spool.db"}"
+batch_max_age = {batch_max_age}
 retry_initial_delay = 0.01
 retry_max_delay = 0.05
 {exporter}

@@ -31,7 +31,7 @@ from exporter.delivery.retry import RetryPolicy
 from exporter.errors import PermanentDeliveryError
 from exporter.observe.prometheus import render
 from exporter.routing import Pipeline
-from tests.support.fakes import ScriptedDriver, lines
+from tests.support.fakes import ScriptedDriver, lines, run_exporter
 from tests.support.logs import CapturedLog
 from tests.support.samples import EVENTS_FILE
 
@@ -73,16 +73,6 @@ def _exporter(
         rng=random.Random(1),
         log=(log or CapturedLog()).log,
     )
-
-
-async def _run(exporter: Exporter, items: list[bytes]) -> None:
-    with anyio.fail_after(20):
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(exporter.run)
-            for item in items:
-                if not exporter.offer(item):
-                    await exporter.put(item)
-            exporter.queue.close()
 
 
 class _HeldFsync:
@@ -128,7 +118,7 @@ async def test_a_slow_dead_letter_write_leaves_the_event_loop_running(
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(meanwhile)
-            await _run(exporter, lines(2))
+            await run_exporter(exporter, lines(2))
     assert ran_meanwhile == [True], "the event loop stood still during the dead-letter write"
     assert exporter.stats.dead_lettered == 2
 
@@ -140,7 +130,7 @@ async def test_concurrent_failures_are_dead_lettered_each_event_once(tmp_path: P
         DeadLetterFile(dead),
         batch_max_events=10,
     )
-    await _run(exporter, lines(300))
+    await run_exporter(exporter, lines(300))
     events = [event for _, event in read_dead_letters(dead)]
     assert Counter(events) == Counter(item[:-1] for item in lines(300))
     records = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
@@ -204,7 +194,7 @@ async def test_past_dead_letter_max_bytes_events_are_dropped_counted_and_warned(
     log = CapturedLog()
     dead_letters = DeadLetterFile(dead, max_bytes=3 * record + record // 2)
     exporter = _exporter(_Refusing(), dead_letters, log, batch_max_events=2)
-    await _run(exporter, lines(10))  # 5 batches of 2: the first, and one of the second, fit
+    await run_exporter(exporter, lines(10))  # 5 batches of 2: the first, and one of the second, fit
     assert exporter.stats.dead_lettered == 3
     assert dict(exporter.stats.dropped) == {DEAD_LETTER_FULL: 7}
     assert dead.stat().st_size == 3 * record
@@ -215,7 +205,7 @@ async def test_past_dead_letter_max_bytes_events_are_dropped_counted_and_warned(
     assert "at most one per 30 s" in warning
     assert exporter.stats.summary().endswith(f"dropped 7 ({DEAD_LETTER_FULL}: 7), dead-lettered 3")
     dead.rename(tmp_path / "dead.1")  # rotated away: there is room again
-    await _run(_exporter(_Refusing(), dead_letters), lines(1))
+    await run_exporter(_exporter(_Refusing(), dead_letters), lines(1))
     assert len(read_dead_letters_list(dead)) == 1
 
 
@@ -293,9 +283,9 @@ async def test_drop_reasons_are_fixed_whatever_the_receiver_says(tmp_path: Path)
     log = CapturedLog()
     unwritable = DeadLetterFile(tmp_path / "missing" / "dead")
     failing = _exporter(_Refusing(hostile), unwritable, log, batch_max_events=1)
-    await _run(failing, lines(5))
+    await run_exporter(failing, lines(5))
     without = _exporter(_Refusing(hostile), None, log, batch_max_events=1)
-    await _run(without, lines(3))
+    await run_exporter(without, lines(3))
     assert dict(failing.stats.dropped) == {DEAD_LETTER_FAILED: 5}
     assert dict(without.stats.dropped) == {NO_DEAD_LETTER_FILE: 3}
     pipeline = Pipeline[Exporter]({"failing": failing, "without": without}, [])
@@ -318,7 +308,7 @@ async def test_drop_reasons_are_fixed_whatever_the_receiver_says(tmp_path: Path)
 async def test_dead_letter_reasons_are_escaped_and_capped(tmp_path: Path) -> None:
     dead = tmp_path / "dead"
     exporter = _exporter(_Refusing("\x1b[31m" + "x" * 5000 + "\n"), DeadLetterFile(dead))
-    await _run(exporter, lines(1))
+    await run_exporter(exporter, lines(1))
     (record,) = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
     assert record["reason"].startswith("\\x1b[31mxxx")
     assert record["reason"].endswith("x...")

@@ -19,10 +19,9 @@ from drivers.file import FileDriver
 from exporter.delivery.deadletter import DeadLetterFile
 from exporter.delivery.exporter import DeliverySettings, Exporter
 from exporter.delivery.health import Failing, Report, counted
-from exporter.delivery.queue import Overflow
 from exporter.delivery.retry import RetryPolicy
 from exporter.errors import RetryableDeliveryError
-from tests.support.fakes import ScriptedDriver, lines
+from tests.support.fakes import ScriptedDriver, lines, run_exporter
 from tests.support.logs import CapturedLog
 
 pytestmark = pytest.mark.anyio
@@ -56,16 +55,6 @@ def _exporter(
     )
 
 
-async def _run(exporter: Exporter, items: list[bytes]) -> None:
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(exporter.run)
-            for item in items:
-                if not exporter.offer(item):
-                    await exporter.put(item)
-            exporter.queue.close()
-
-
 async def test_a_run_of_failures_is_said_at_once_then_every_30_s_then_its_end() -> None:
     """Issue 14, item 1: the daemon was silent while deliveries failed."""
     driver = _Clocked(failures=5)  # failures at 10, 20, 30, 40, 50 s; delivered at 60 s
@@ -80,7 +69,7 @@ async def test_a_run_of_failures_is_said_at_once_then_every_30_s_then_its_end() 
         return report
 
     exporter.health.fail = watch  # type: ignore[method-assign]  # it watches what /ready reads
-    await _run(exporter, [b"a\n"])
+    await run_exporter(exporter, [b"a\n"])
     assert driver.lines == [b"a"]
     records = log.records()
     assert [r["level"] for r in records] == ["warning", "warning", "info"]
@@ -134,36 +123,9 @@ async def test_gave_up_after_1_attempt(tmp_path: Path) -> None:
         dead,
         log=log.log,
     )
-    await _run(exporter, [b"a\n"])
+    await run_exporter(exporter, [b"a\n"])
     (reason,) = tmp_path.joinpath("dead").read_text().splitlines()
     assert '"reason":"gave up after 1 attempt: down"' in reason
-
-
-async def test_dropped_events_are_said_rate_limited_with_the_queue_and_its_bounds() -> None:
-    driver = ScriptedDriver()
-    driver.gate = anyio.Event()  # the destination takes nothing until released
-    log = CapturedLog()
-    exporter = _exporter(
-        driver, log, queue_max_events=5, overflow=Overflow.DROP_NEWEST, batch_max_events=5
-    )
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(exporter.run)
-            await anyio.wait_all_tasks_blocked()
-            for item in lines(5):
-                assert exporter.offer(item)
-            await anyio.wait_all_tasks_blocked()  # in flight
-            for item in lines(10, b"late"):  # 5 fit, 5 dropped
-                assert exporter.offer(item)
-            driver.gate.set()
-            exporter.queue.close()
-    assert exporter.stats.dropped == {"queue full (drop_newest)": 5}
-    (warning,) = log.messages("warning")  # one for the five: the others held back
-    assert warning == (
-        "1 event dropped (queue full (drop_newest)): the queue holds 5 events, 30 bytes "
-        f"(queue_max_events 5, queue_max_bytes {64 << 20}) (further such warnings: at most one "
-        "per 30 s)"
-    )
 
 
 class _Told(FileDriver):
@@ -234,7 +196,7 @@ async def test_latency_and_queue_age_are_timed_per_batch_from_its_first_event() 
 async def test_the_drop_driver_counts_discarded_not_exported() -> None:
     """Issue 14, item 9: --to drop said "exported 3"."""
     exporter = Exporter("x", DropDriver(), DeliverySettings(batch_max_age=0.0), None)
-    await _run(exporter, lines(3))
+    await run_exporter(exporter, lines(3))
     await exporter.close_driver()
     assert (exporter.stats.exported, exporter.stats.discarded) == (0, 3)
     assert exporter.stats.summary() == (
@@ -250,7 +212,7 @@ async def test_a_spool_moved_aside_is_exposed_and_logged_as_an_error(tmp_path: P
     aside = exporter.spool_moved_aside
     assert aside is not None
     assert aside.startswith(f"{path}.corrupt-")
-    await _run(exporter, lines(1))
+    await run_exporter(exporter, lines(1))
     await exporter.close_driver()
     (error,) = log.messages("error")
     assert error == (

@@ -28,6 +28,7 @@ from exporter.delivery.deadletter import DeadLetterFile
 from exporter.delivery.exporter import DeliverySettings, Exporter
 from exporter.delivery.retry import RetryPolicy
 from exporter.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
+from tests.support import fakes
 from tests.support.http_receiver import Receiver
 from tests.support.processes import (
     bounded,
@@ -74,12 +75,7 @@ async def run_exporter(exporter: Exporter, lines: list[bytes]) -> None:
     """Offer every line, end the input, deliver everything; the driver is closed after
     (also when the caller's deadline cancelled the rest)."""
     try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(exporter.run)
-            for line in lines:
-                if not exporter.offer(line):
-                    await exporter.put(line)
-            exporter.queue.close()
+        await fakes.run_exporter(exporter, lines)
     finally:
         with anyio.CancelScope(shield=True), anyio.fail_after(10):
             await exporter.close_driver()
