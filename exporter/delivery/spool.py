@@ -12,8 +12,9 @@ exporter's latency histograms (across a restart too).
 
 Sync modes: ``normal`` (``synchronous=NORMAL``): a process crash loses nothing committed;
 a power failure may lose the last transactions before it. ``full``: every commit is also
-on disk before :meth:`SpoolQueue.wait_committed` returns; the WAL's fsync runs in a worker
-thread, never on the event loop (see :class:`_WalSync` for the figures).
+on disk when :meth:`SpoolQueue.commit` returns (the WAL fsynced on the caller's thread),
+or when :meth:`SpoolQueue.wait_committed` returns (fsynced in a worker thread, the event
+loop free meanwhile: see :class:`_WalSync` for the figures).
 
 A write that fails (a full disk, EIO) is not fatal and loses nothing silently: the events
 of a failed commit stay in memory, counted in the bounds; ``commit`` returns False and
@@ -180,13 +181,13 @@ class SpoolQueue(BoundedIntake):
     def force(self, item: bytes) -> None:
         """Take ``item`` (ending with ``\\n``) past the bounds (shutdown: already read)."""
         if self._ends and len(self._data) + len(item) > self.batch_max_bytes:
-            self.commit()
+            self._write()
         if not self._ends:
             self._first_at = time.time()
         self._data += item
         self._ends.append(len(self._data))
         if len(self._ends) >= self.batch_max_events:
-            self.commit()
+            self._write()
         elif len(self._ends) == 1:
             self._recap()
 
@@ -201,7 +202,7 @@ class SpoolQueue(BoundedIntake):
 
     async def wait_for_space(self, size: int = 0) -> None:
         while not self._closed and self._full(size):
-            self.commit()
+            self._write()
             with anyio.move_on_after(self._retry_wait() if self.writes.failing else None):
                 await self._space.wait()
 
@@ -211,26 +212,38 @@ class SpoolQueue(BoundedIntake):
         return self.writes.failing and bool(self._ends)
 
     def commit(self) -> bool:
-        """Write what was taken since the last commit, as one row (several after failed
-        commits), in one transaction that also deletes the rows delivered since the last
-        one. True once all of it is durable; False when it is not yet: with ``full`` sync
-        until its fsync is done (in a thread, :meth:`wait_committed`), and when the write
-        failed (a full disk, EIO), the events then held in memory, counted in the bounds,
-        until a later commit writes them (tried again from 50 ms up to 2 s apart)."""
+        """Write what was taken since the last commit (:meth:`_write`) and, with ``full``
+        sync, fsync it here, on the caller's thread: True once all of it is durable.
+        False when the write failed (a full disk, EIO): the events are then held in
+        memory, counted in the bounds, until a later commit writes them (tried again
+        from 50 ms up to 2 s apart). A source that can wait calls :meth:`wait_committed`
+        instead: the same, with the fsync in a worker thread."""
+        self._write()
+        if self._ends:
+            return False
+        if self._wal_sync is not None and self._wal_sync.pending:
+            self._report_sync(self._wal_sync.sync_now())
+        return True
+
+    async def wait_committed(self) -> None:
+        """:meth:`commit`, then wait until it is durable without holding the event loop:
+        a failed write tried again until one works (or the spool is closed), a ``full``
+        fsync run in a worker thread."""
+        self._write()
+        while self.commit_failing and not self._closed:
+            await anyio.sleep(self._retry_wait())
+            self._write()
+        if self._wal_sync is not None and self._wal_sync.pending:
+            self._report_sync(await self._wal_sync.sync())
+
+    def _write(self) -> None:
+        """Write what was taken, as one row (several after failed commits), in one
+        transaction that also deletes the rows delivered since the last one; with nothing
+        taken, delete those alone. Not while writes fail, until the next try is due."""
         if not self._ends:
             self.flush_deletes()
         elif self._may_write():
             self._write_taken()
-        return not self._ends and (self._wal_sync is None or not self._wal_sync.pending)
-
-    async def wait_committed(self) -> None:
-        """Return once what was taken is durable: a failed write tried again until one
-        works (or the spool is closed), a ``full`` fsync waited for (off the event loop)."""
-        while self.commit_failing and not self._closed:
-            await anyio.sleep(self._retry_wait())
-            self.commit()
-        if self._wal_sync is not None and self._wal_sync.pending:
-            await self._sync_wal()
 
     def close(self) -> None:
         if self._ends:
@@ -241,7 +254,7 @@ class SpoolQueue(BoundedIntake):
 
     def take_all(self) -> list[bytes]:
         """Nothing: what is spooled stays for the next start (the exporter reports it)."""
-        self.commit()
+        self._write()
         return []
 
     def _write_taken(self) -> bool:
@@ -370,7 +383,7 @@ class SpoolQueue(BoundedIntake):
                 return self._batch(rows)
             if not rows and self._ends and now >= deadline:
                 # taken, not committed: a producer that has not committed yet
-                self.commit()
+                self._write()
                 if not self.commit_failing:
                     continue
                 deadline = now + self._retry_wait()
@@ -400,11 +413,11 @@ class SpoolQueue(BoundedIntake):
         while True:
             await anyio.sleep(DELETE_DELAY)
             if self.commit_failing:
-                self.commit()
+                self._write()
             else:
                 self.flush_deletes()
             if self._wal_sync is not None and self._wal_sync.pending:
-                await self._sync_wal()
+                self._report_sync(await self._wal_sync.sync())
 
     def flush_deletes(self) -> None:
         """Delete the delivered rows now, in a transaction of their own."""
@@ -479,7 +492,7 @@ class SpoolQueue(BoundedIntake):
     def _drop_oldest(self, size: int) -> int:
         """Delete the oldest rows not in flight until one more event of ``size`` fits (or a
         write fails: then the caller drops the new event instead)."""
-        self.commit()
+        self._write()
         self.flush_deletes()
         dropped = 0
         while self._full(size) and not self.writes.failing:
@@ -506,9 +519,7 @@ class SpoolQueue(BoundedIntake):
         """Events committed and not yet delivered (in flight included)."""
         return self._stored_events
 
-    async def _sync_wal(self) -> None:
-        assert self._wal_sync is not None
-        error = await self._wal_sync.sync()
+    def _report_sync(self, error: OSError | None) -> None:
         if error is not None:
             self._write_failed("fsync", sqlite3.OperationalError(error.strerror or str(error)))
 
@@ -527,7 +538,8 @@ class SpoolQueue(BoundedIntake):
                 self._data = bytearray()
                 self._ends = []
             if self._wal_sync is not None:
-                self._wal_sync.sync_now()
+                self._report_sync(self._wal_sync.sync_now())
+                self._wal_sync.close()
         finally:
             self._checkpointer.stop()
             with contextlib.suppress(sqlite3.Error):
@@ -554,10 +566,11 @@ def _events(data: bytes | bytearray, ends: Iterable[int]) -> list[bytes]:
 
 
 class _WalSync:
-    """``full`` sync: the WAL fsynced after commits, in a worker thread, so the event loop
-    never waits for the disk. Measured here while another process wrote 3 GB with fsync:
-    an inline FULL commit held the loop p90 4 ms, p99 46 ms, at most 94 ms; the commit
-    without its fsync, p99 12 ms. Commits made while one fsync runs share the next one.
+    """``full`` sync: the WAL fsynced after commits, in a worker thread for a source that
+    waits for it (:meth:`SpoolQueue.wait_committed`), so the event loop never waits for
+    the disk. Measured here while another process wrote 3 GB with fsync: an inline FULL
+    commit held the loop p90 4 ms, p99 46 ms, at most 94 ms; the commit without its fsync,
+    p99 12 ms. Commits made while one fsync runs share the next one.
 
     The connection itself runs ``synchronous=NORMAL`` (which syncs the WAL before each
     checkpoint and the database after it): with the WAL fsynced after each commit that is
@@ -571,6 +584,7 @@ class _WalSync:
         """Commits covered by a finished fsync."""
         self._running: anyio.Event | None = None
         self._fd: int | None = None
+        self._opening = threading.Lock()  # a worker's fsync and an inline one
 
     @property
     def pending(self) -> bool:
@@ -598,19 +612,26 @@ class _WalSync:
                 running.set()
         return error
 
-    def sync_now(self) -> None:
-        """Blocking (shutdown, once nothing else runs)."""
-        if self.pending:
-            self._fsync()
-            self.synced = self.wanted
+    def sync_now(self) -> OSError | None:
+        """:meth:`sync`, blocking (a caller that cannot wait: the commit of a source that
+        does not use wait_committed; the shutdown)."""
+        if not self.pending:
+            return None
+        goal = self.wanted
+        error = self._fsync()
+        self.synced = max(self.synced, goal)
+        return error
+
+    def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
     def _fsync(self) -> OSError | None:
         try:
-            if self._fd is None:
-                self._fd = open_regular(self._path, os.O_RDONLY)
+            with self._opening:
+                if self._fd is None:
+                    self._fd = open_regular(self._path, os.O_RDONLY)
             os.fsync(self._fd)
         except OSError as exc:
             return exc

@@ -138,8 +138,7 @@ STRACED = textwrap.dedent(
         os.sched_yield()  # marks in the trace: the commits are between them
         for n in range({COMMITS}):
             spool.offer(b'{{"n":%d}}\\n' % n)
-            spool.commit()
-            await spool.wait_committed()
+            await spool.wait_committed()  # as a source that can wait does
         os.sched_yield()
         spool.shut()
         print(os.getpid())
@@ -153,7 +152,8 @@ STRACED = textwrap.dedent(
 def test_full_sync_does_not_fsync_each_commit_on_the_event_loop_thread(tmp_path: Path) -> None:
     """Review 12, finding 13: 12 fsyncs on the main thread for 5 events (SQLite's FULL:
     one per commit, and more). Counted by strace, per thread, while 50 commits are made
-    and waited for: each commit's fsync is in a worker thread; what the loop's thread
+    and waited for (wait_committed, what a source that can wait calls): each commit's
+    fsync is in a worker thread; what the loop's thread
     still does is SQLite's own sync of the WAL's header when it starts the WAL again after
     a checkpoint (normal sync does it too): at most one per checkpoint, every 50 ms."""
     trace = tmp_path / "trace"

@@ -540,12 +540,13 @@ async def test_a_blocking_spool_that_cannot_write_holds_no_more_than_its_bound(
     assert spool.shut() == [line[:-1] for line in _lines(0, 10)]  # for the dead letters
 
 
-async def test_full_sync_fsyncs_off_the_event_loop(
+async def test_full_sync_fsyncs_off_the_event_loop_for_who_waits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Review 12, finding 13: with spool_sync = "full" SQLite fsynced every commit on the
-    event loop's thread. The connection now runs NORMAL; the WAL's fsync runs in a worker
-    thread, and wait_committed() returns once it is done."""
+    event loop's thread. The connection now runs NORMAL and the spool fsyncs the WAL
+    itself: in a worker thread for a source that awaits wait_committed(), on its own
+    thread for one that calls commit() (durable when it returns, as before)."""
     synced: list[str] = []
     real_fsync = os.fsync
 
@@ -559,11 +560,12 @@ async def test_full_sync_fsyncs_off_the_event_loop(
     assert spool._db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL, not FULL
     for line in _lines(0, 5):
         spool.offer(line)
-        assert not spool.commit()  # written, not yet on disk
         with anyio.fail_after(5):
             await spool.wait_committed()
-        assert spool.commit()
     assert len(synced) == 5
     assert threading.main_thread().name not in synced
+    spool.offer(b'{"n":5}\n')
+    assert spool.commit()  # on disk when it returns
+    assert synced[5:] == [threading.main_thread().name]
     spool.shut()
-    assert _recovered(path) == 5
+    assert _recovered(path) == 6
