@@ -327,6 +327,7 @@ class Exporter:
         run = self.health.succeed()
         if run is not None:
             delayed, self._delayed = self._delayed + len(self.queue), 0
+        if run is not None and run.reported:
             self._log.info(
                 f"delivery works again after failing for {seconds(run.seconds)} "
                 f"({counted(run.failures, 'failed attempt')}; the last: {run.last_error}); "
@@ -354,7 +355,14 @@ class Exporter:
             return
         then = "given up" if retry_in is None else f"next try in {seconds(retry_in)}"
         if report.first:
-            self._log.warning(f"delivery failed (attempt {attempt}): {error}; {then}")
+            earlier = report.failures - 1  # of runs of failures since ended, not reported
+            since = (
+                f" ({counted(earlier, 'more failed attempt')} since the last report: at most "
+                "one line per 30 s)"
+                if earlier
+                else ""
+            )
+            self._log.warning(f"delivery failed (attempt {attempt}): {error}; {then}{since}")
             return
         self._log.warning(
             f"delivery still failing after {seconds(self.health.elapsed())}: "

@@ -2,9 +2,11 @@
 
 A run starts with a failure and ends with the next success. :class:`Failing` keeps since
 when it has lasted (``failing_since``, monotonic), how many failures it holds and the last
-error, and decides which failures to report: the first of a run at once, then at most one
-per ``interval`` seconds (:class:`~exporter.observe.log.RateLimit`), each saying how many
-came since the last one shown. An exporter's deliveries and a spool's writes each have one.
+error, and decides which failures to report: the first at once, then at most one per
+``interval`` seconds (:class:`~exporter.observe.log.RateLimit`), each saying how many came
+since the last one shown, across runs too, so that a destination failing every other
+time (a flapping link) is not a line per failure. The end of a run is worth a line only
+if one of its failures was. An exporter's deliveries and a spool's writes each have one.
 """
 
 from __future__ import annotations
@@ -40,11 +42,13 @@ class Report:
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """A run of failures that ended: how long it lasted and how many failures it held."""
+    """A run of failures that ended: how long it lasted, how many failures it held, the
+    last one, and whether any of them was reported (else its end is not worth a line)."""
 
     seconds: float
     failures: int
     last_error: str
+    reported: bool
 
 
 class Failing:
@@ -62,6 +66,7 @@ class Failing:
         self.failures = 0
         """Failures in the current run."""
         self._limit = RateLimit(interval, clock=clock)
+        self._reported = False  # a failure of the current run was reported
 
     @property
     def failing(self) -> bool:
@@ -77,18 +82,21 @@ class Failing:
         if self.failing_since is None:
             self.failing_since = self._clock()
             self.failures = 0
-            self._limit = RateLimit(self.interval, clock=self._clock)  # a new run: at once
+            self._reported = False
         self.failures += 1
         held = self._limit.allow()
         if held is None:
             return None
+        self._reported = True
         return Report(held + 1, self.failures == 1)
 
     def succeed(self) -> Run | None:
         """A success: the run that it ends, or None if there was none."""
         if self.failing_since is None:
             return None
-        run = Run(self._clock() - self.failing_since, self.failures, self.last_error or "")
+        run = Run(
+            self._clock() - self.failing_since, self.failures, self.last_error or "", self._reported
+        )
         self.failing_since = None
         self.failures = 0
         return run

@@ -353,7 +353,7 @@ class SpoolQueue(BoundedIntake):
             return
         run = self.writes.succeed()
         self._retry_delay = 0.0
-        if run is not None:
+        if run is not None and run.reported:
             self.log.info(
                 f"spool {self.path}: writes work again after failing for {seconds(run.seconds)}"
                 f" ({counted(run.failures, 'failed write')})"

@@ -91,20 +91,38 @@ async def test_a_run_of_failures_is_said_at_once_then_every_30_s_then_its_end() 
     assert exporter.health.last_error == error
 
 
-def test_a_new_run_of_failures_is_said_at_once_again() -> None:
+async def test_a_flapping_destination_is_two_lines_not_two_per_failure() -> None:
+    driver = ScriptedDriver([RetryableDeliveryError("dest: 500"), None] * 10)
+    log = CapturedLog()
+    exporter = _exporter(driver, log, batch_max_events=1)
+    await run_exporter(exporter, lines(10))  # each batch fails once, then is delivered
+    assert driver.lines == [line[:-1] for line in lines(10)]
+    assert exporter.stats.retried == 10
+    (failed,) = log.messages("warning")
+    assert failed.startswith("delivery failed (attempt 1): dest: 500; next try in ")
+    (works,) = log.messages("info")  # the run that was said; the 9 others were not
+    assert works.startswith("delivery works again after failing for ")
+
+
+def test_a_destination_failing_every_other_time_is_not_a_line_per_failure() -> None:
+    """The limit holds across runs of failures (a flapping link); the end of a run no
+    failure of which was said is not said either."""
     now = [0.0]
     failing = Failing(clock=lambda: now[0])
-    assert failing.fail("down") is not None  # the first, at once
+    assert failing.fail("down") == Report(1, first=True)  # the first, at once
     now[0] = 5.0
     assert failing.fail("down") is None
     run = failing.succeed()
     assert run is not None
-    assert (run.seconds, run.failures) == (5.0, 2)
-    now[0] = 6.0  # within 30 s of the last report, but a new run
-    report = failing.fail("down again")
-    assert report is not None
-    assert report.first
+    assert (run.seconds, run.failures, run.reported) == (5.0, 2, True)
+    now[0] = 6.0  # a new run within 30 s of the last report: held
+    assert failing.fail("down again") is None
     assert failing.failing_since == 6.0
+    run = failing.succeed()
+    assert run is not None
+    assert not run.reported
+    now[0] = 31.0
+    assert failing.fail("down once more") == Report(3, first=True)  # 2 held since
 
 
 def test_counted_says_1_attempt() -> None:
