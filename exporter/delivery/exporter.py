@@ -228,17 +228,17 @@ class Exporter:
     def _drop(self, reason: str, count: int) -> None:
         """The queue dropped ``count`` events under its overflow policy (or a spool that
         cannot write): counted, and said (rate-limited)."""
-        if not count:
-            return
+        if count:
+            self._lose(reason, count, lambda: self._why_dropped(reason), undeliverable=False)
+
+    def _why_dropped(self, reason: str) -> str:
         queue = self.queue
-        if reason == SPOOL_WRITE_FAILED:
-            detail = f"the spool cannot be written ({queue.writes.last_error})"  # type: ignore[union-attr]
-        else:
-            detail = (
-                f"the queue holds {len(queue)} events, {queue.queued_bytes} bytes "
-                f"(queue_max_events {queue.max_events}, queue_max_bytes {queue.max_bytes})"
-            )
-        self._lose(reason, count, detail, undeliverable=False)
+        if isinstance(queue, SpoolQueue) and reason == SPOOL_WRITE_FAILED:
+            return f"the spool cannot be written ({queue.writes.last_error})"
+        return (
+            f"the queue holds {len(queue)} events, {queue.queued_bytes} bytes "
+            f"(queue_max_events {queue.max_events}, queue_max_bytes {queue.max_bytes})"
+        )
 
     # -- the consumer ------------------------------------------------------------------
 
@@ -476,10 +476,19 @@ class Exporter:
                 f"dead-letter file {path} could not be written: {detail}; {why}",
             )
 
-    def _lose(self, label: str, count: int, detail: str, *, undeliverable: bool = True) -> None:
+    def _lose(
+        self, label: str, count: int, detail: str | Callable[[], str], *, undeliverable: bool = True
+    ) -> None:
+        """Count ``count`` events dropped for ``label`` and say so, rate-limited (the
+        detail, when it costs, is made only for a line that is written)."""
         self.stats.dropped[label] += count
         what = "undeliverable event" if undeliverable else "event"
-        self._report(label, count, lambda n: f"{counted(n, what)} dropped ({label}): {detail}")
+
+        def message(n: int) -> str:
+            why = detail if isinstance(detail, str) else detail()
+            return f"{counted(n, what)} dropped ({label}): {why}"
+
+        self._report(label, count, message)
 
     def _report(self, key: str, count: int, message: Callable[[int], str]) -> None:
         """A warning about ``count`` events (dead-lettered, or dropped for the reason
