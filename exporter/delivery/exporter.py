@@ -16,8 +16,9 @@ failures, and the three below for events that could not be dead-lettered.
 What the log says (``Exporter.log``, every line with ``exporter=NAME destination=...``):
 the first failed delivery of a run of failures at once (warning: the error, the attempt,
 the next try), then at most one line per 30 s while it keeps failing (how many attempts
-failed since, the last error), and a line when delivery works again (info: how long it
-failed, how many events were delayed); dead-lettered and dropped events (warning,
+failed since, the last error; the limit holds across runs, for a destination that fails
+every other time), and a line when delivery works again (info: how long it failed, how
+many events were delayed); dead-lettered and dropped events (warning,
 rate-limited per reason, each line counting the events since the last); a spool moved
 aside at start (error); at ``debug``, each batch sent and each new connection.
 """
