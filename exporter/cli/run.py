@@ -73,7 +73,7 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     ignore_early_signals()
     for exporter in pipeline.exporters.values():
-        exporter.warn = log.bind(exporter=exporter.name).warning
+        exporter.log = log  # bound with exporter=NAME destination=DRIVER
     pipeline.warn = log.warning
     tune_malloc()
     started: list[bool] = []
