@@ -26,11 +26,14 @@ class Batch:
     ``ends[i]`` is the offset just past event ``i``'s newline, so a driver that needs
     the events one by one (datagrams, one request per event) can slice them out.
     ``key`` names the batch, the same on every retry (an HTTP idempotency key).
+    ``accepted_at``: when its queue accepted its first event (``time.time()``; None: not
+    known), for the exporter's latency histograms.
     """
 
     data: bytearray = field(default_factory=bytearray)
     ends: list[int] = field(default_factory=list)
     key: str = field(default_factory=new_batch_key, compare=False)
+    accepted_at: float | None = field(default=None, compare=False)
 
     def append(self, encoded_line: bytes) -> None:
         """Add one event; ``encoded_line`` already ends with ``\\n``."""
@@ -60,6 +63,12 @@ class Driver(Protocol):
     @property
     def concurrency(self) -> int:
         """How many batches may be in ``send`` at once (1: strictly one after another)."""
+        ...
+
+    @property
+    def connections(self) -> int:
+        """Connections (a file: opens) made so far; the exporter logs new ones at debug
+        level (reconnects). 0 for a destination that has none."""
         ...
 
     async def send(self, batch: Batch) -> None:

@@ -1,4 +1,6 @@
-"""The ``drop`` driver: events are encoded, then discarded (benchmarks and dry runs)."""
+"""The ``drop`` driver: events are encoded, then discarded (benchmarks and dry runs).
+
+The exporter counts what it takes as discarded, not exported (:attr:`DropDriver.discards`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,10 @@ from exporter.errors import DriverClosedError
 
 class DropDriver:
     """Accepts every batch and keeps nothing but counts."""
+
+    discards = True
+    """What it is sent is thrown away: the exporter's summary says "discarded"."""
+    connections = 0
 
     def __init__(self) -> None:
         self.events = 0

@@ -114,6 +114,8 @@ class FileDriver:
         self._unsynced = False
         self._closed = False
         self._lock = anyio.Lock()
+        self.connections = 0
+        """Opens of the file so far (the first, then each after a rotation or failure)."""
 
     @property
     def name(self) -> str:
@@ -208,6 +210,7 @@ class FileDriver:
             os.close(fd)
             raise
         self._fd = fd
+        self.connections += 1
         self._identity = (st.st_dev, st.st_ino)
         self._next_check = now + self._check_interval
         self._synced_at = now

@@ -7,7 +7,8 @@ the engine's one retry loop does the rest, so nothing accepted is lost silently.
 
 Bodies (``HttpSettings.body``):
 
-* ``ndjson`` (default): the batch as it is, one event per line, ``application/x-ndjson``;
+* ``ndjson`` (default): the batch as it is, one event per line, ``application/x-ndjson``
+  (json events) or ``text/plain`` (tab-text lines are not JSON);
 * ``json-array``: ``[e1,e2,...]``, ``application/json`` (json events only);
 * ``single``: one event per request, Dovecot's http-post body byte for byte (the event,
   no newline) with its Content-Type: ``application/json`` for json, ``text/plain`` for
@@ -101,6 +102,9 @@ _HOST = re.compile(r"[A-Za-z0-9._:-]+")  # a name, IPv4, or IPv6 (httpx drops th
 # more than gzip level 1 of a few KiB.
 _GZIP_IN_THREAD_BYTES = 64 << 10
 _USER_AGENT = f"event-exporter/{__version__}"
+_CONNECTED = frozenset(
+    {"connection.connect_tcp.complete", "connection.connect_unix_socket.complete"}
+)
 
 
 @dataclass(frozen=True, repr=False)
@@ -257,11 +261,11 @@ class HttpSettings:
 
     @property
     def content_type(self) -> str:
-        if self.body == "ndjson":
-            return "application/x-ndjson"
-        if self.body == "json-array" or self.event_format == "json":
-            return "application/json"
-        return "text/plain"
+        """ndjson of json events: application/x-ndjson; tab-text lines are not JSON, so a
+        batch of them (or one) is text/plain; a json-array or one json event is JSON."""
+        if self.event_format != "json":
+            return "text/plain"
+        return "application/x-ndjson" if self.body == "ndjson" else "application/json"
 
 
 def printable_url(text: str) -> str:
@@ -485,6 +489,8 @@ class HttpDriver:
         )
         self._resume: tuple[Batch, int] | None = None  # single body: batch, events sent
         self._closed = False
+        self.connections = 0
+        """Connections opened so far (told by httpcore's ``trace`` extension)."""
 
     @property
     def name(self) -> str:
@@ -548,7 +554,9 @@ class HttpDriver:
         deadline = anyio.current_time() + settings.request_timeout  # hops included
         for hops in range(MAX_REDIRECTS + 1):
             assert url is not None
-            request = self._client.build_request("POST", url, content=data, headers=headers)
+            request = self._client.build_request(
+                "POST", url, content=data, headers=headers, extensions={"trace": self._trace}
+            )
             try:
                 with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
                     response = await self._client.send(request, stream=True)  # to its status
@@ -563,6 +571,11 @@ class HttpDriver:
             if url is None:
                 return
         raise AssertionError("unreachable: _redirect refuses the hop after MAX_REDIRECTS")
+
+    async def _trace(self, event: str, info: Mapping[str, object]) -> None:
+        """httpcore's steps of a request: counts the connections it opens."""
+        if event in _CONNECTED:
+            self.connections += 1
 
     def _where(self, url: httpx.URL) -> str:
         """The destination, for a message: its name, and where a redirect took it."""

@@ -39,6 +39,8 @@ class LogDriver:
     def concurrency(self) -> int:
         return 1
 
+    connections = 0
+
     async def send(self, batch: Batch) -> None:
         if self._closed:
             raise DriverClosedError(f"{self.name}: send after close")

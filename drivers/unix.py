@@ -77,6 +77,8 @@ class UnixDriver:
         self._socket: socket.socket | None = None  # datagram mode
         self._resume: tuple[Batch, bytes, int] | None = None  # batch, its bytes, datagrams sent
         self._closed = False
+        self.connections = 0
+        """Connections made so far (the first, then each after a failure or reopen)."""
 
     @property
     def name(self) -> str:
@@ -130,7 +132,9 @@ class UnixDriver:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
             await anyio.to_thread.run_sync(sock.connect, self._path)
             sock.setblocking(False)
-            return await anyio.abc.UNIXSocketStream.from_socket(sock)
+            stream = await anyio.abc.UNIXSocketStream.from_socket(sock)
+            self.connections += 1
+            return stream
         except BaseException:
             sock.close()
             raise
@@ -180,6 +184,7 @@ class UnixDriver:
             sock.close()
             raise self._error("connect", exc) from None
         self._socket = sock
+        self.connections += 1
         return sock
 
     def _close_socket(self, sock: socket.socket) -> None:

@@ -113,11 +113,9 @@ def _load(path: str, log: Log) -> Config | None:
 
 
 def attach_log(exporter: Exporter, log: Log) -> None:
-    """The exporter reports through the daemon's log, its lines carrying its name."""
-    if isinstance(getattr(type(exporter), "log", None), property):  # Exporter.log (i14-delivery)
-        setattr(exporter, "log", log)  # noqa: B010 - the attribute, once both branches met
-    else:
-        setattr(exporter, "warn", log.bind(exporter=exporter.name).warning)  # noqa: B010
+    """The exporter reports through the daemon's log (bound there with exporter=NAME
+    destination=DRIVER: again after a reload retargeted it)."""
+    exporter.log = log
 
 
 class _Daemon:

@@ -1,24 +1,31 @@
-"""An exporter at run time: its queue, its one consumer, retries, dead-letters, counters.
+"""An exporter at run time: its queue, its one consumer, retries, dead-letters, counters,
+its health and its log.
 
 Events reach an exporter already encoded (a line ending with ``\\n``). The consumer
 takes batches from the queue and hands each to the one retry loop; a batch that cannot
 be delivered goes to the dead-letter file, one record per event. At shutdown the queue
 is closed and drained until a deadline; whatever is still undelivered then (the batch in
-flight included, which may thereby exist twice) is dead-lettered, so every accepted
-event ends up delivered, dead-lettered, or counted as dropped with its reason.
+flight included, which may thereby exist twice) is dead-lettered with the shutdown's
+reason and the last delivery error beside it, so every accepted event ends up
+delivered, dead-lettered, or counted as dropped with its reason.
 
 Drop reasons are a fixed vocabulary (they become ``/metrics`` labels, so no outside text
-may grow their number): the queue's and the spool's overflow policies, and the three
-below for events that could not be dead-lettered. What went wrong in detail (a
-receiver's error, an errno) goes to a warning, rate-limited: the first at once, then at
-most one per ``WARNING_INTERVAL`` seconds per reason, each saying how many events it
-covers.
+may grow their number): the queue's and the spool's overflow policies, the spool's write
+failures, and the three below for events that could not be dead-lettered.
+
+What the log says (``Exporter.log``, every line with ``exporter=NAME destination=...``):
+the first failed delivery of a run of failures at once (warning: the error, the attempt,
+the next try), then at most one line per 30 s while it keeps failing (how many attempts
+failed since, the last error; the limit holds across runs, for a destination that fails
+every other time), and a line when delivery works again (info: how long it failed, how
+many events were delayed); dead-lettered and dropped events (warning,
+rate-limited per reason, each line counting the events since the last); a spool moved
+aside at start (error); at ``debug``, each batch sent and each new connection.
 """
 
 from __future__ import annotations
 
 import random
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -28,18 +35,22 @@ from typing import Any
 import anyio
 
 from drivers.base import Batch, Driver
+from drivers.drop import DropDriver
 from exporter.delivery.deadletter import DeadLetterFile, DeadLetterResult
+from exporter.delivery.health import Failing, counted, seconds
 from exporter.delivery.queue import EventQueue, Overflow
 from exporter.delivery.retry import DeliveryCounters, Outcome, PauseGate, RetryPolicy, deliver
-from exporter.delivery.spool import SpoolQueue
+from exporter.delivery.spool import SPOOL_WRITE_FAILED, SpoolQueue
 from exporter.errors import DeliveryError, UsageError
+from exporter.observe.histogram import Histogram
+from exporter.observe.log import Log, RateLimit
 from exporter.observe.text import printable
 
 NO_DEAD_LETTER_FILE = "undeliverable (no dead-letter file)"
 DEAD_LETTER_FAILED = "dead-letter write failed"
 DEAD_LETTER_FULL = "dead-letter file full"
 WARNING_INTERVAL = 30.0
-"""Seconds between two warnings about events lost for the same reason."""
+"""Seconds between two warnings about events lost (or dead-lettered) for one reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,20 +80,30 @@ class ExporterStats:
     """What happened to the events an exporter accepted."""
 
     exported: int = 0
+    discarded: int = 0
+    """Taken by the ``drop`` driver, which throws them away: not exported."""
     dead_lettered: int = 0
     batches: int = 0
     left_in_spool: int = 0
     """Events a spool kept at shutdown, sent at the next start."""
+    recovered: int = 0
+    """Events found in the spool at start (part of ``received``)."""
     delivery_seconds: float = 0.0
     """Summed over batches: from taking a batch to its delivery or dead-lettering."""
     dropped: Counter[str] = field(default_factory=Counter)
     delivery: DeliveryCounters = field(default_factory=DeliveryCounters)
+    latency: Histogram = field(default_factory=Histogram)
+    """Per delivered batch: seconds from its oldest event's acceptance by the queue to
+    its delivery."""
+    queue_age: Histogram = field(default_factory=Histogram)
+    """Per batch: the age in seconds of its oldest event when it leaves the queue."""
     accepted: Callable[[], int] = field(default=lambda: 0, repr=False)
     """Where ``received`` comes from (the queue counts what it accepted)."""
 
     @property
     def received(self) -> int:
-        """Events offered and accepted (dropped ones included)."""
+        """Events offered and accepted (dropped ones included), and those a spool held at
+        start."""
         return self.accepted()
 
     @property
@@ -92,11 +113,15 @@ class ExporterStats:
     def summary(self) -> str:
         dropped = sum(self.dropped.values())
         reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.dropped.items()))
+        extra = [
+            f"discarded {self.discarded}" if self.discarded else "",
+            f"left in spool {self.left_in_spool}" if self.left_in_spool else "",
+            f"{self.recovered} of them found in the spool at start" if self.recovered else "",
+        ]
         return (
             f"received {self.received}, exported {self.exported}, retried {self.retried}, "
             f"dropped {dropped}{f' ({reasons})' if reasons else ''}, "
-            f"dead-lettered {self.dead_lettered}"
-            + (f", left in spool {self.left_in_spool}" if self.left_in_spool else "")
+            f"dead-lettered {self.dead_lettered}" + "".join(f", {part}" for part in extra if part)
         )
 
 
@@ -111,13 +136,15 @@ class Exporter:
         dead_letters: DeadLetterFile | None,
         *,
         rng: random.Random | None = None,
-        warn: Callable[[str], None] | None = None,
+        log: Log | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` paces the rate-limited log lines and times runs of failures."""
         self.name = name
         self.driver = driver
         self.settings = settings
-        self.warn = warn or _warn_on_stderr(name)
-        """Where problems that lose no event go (a failed fsync at close, a failed reopen)."""
+        self._owns_log = log is None
+        self._log = self._bound(log or Log())
         self.queue: EventQueue | SpoolQueue
         if settings.spool is None:
             self.queue = EventQueue(
@@ -140,34 +167,91 @@ class Exporter:
                 batch_max_bytes=settings.batch_max_bytes,
                 batch_max_age=settings.batch_max_age,
                 sync=settings.spool_sync,  # type: ignore[arg-type]
-                warn=lambda message: self.warn(message),
+                log=self._log,
             )
         self.stats = ExporterStats(accepted=lambda: self.queue.accepted)
+        if isinstance(self.queue, SpoolQueue):
+            self.stats.recovered = self.queue.recovered
         # The producers' entry points are the queue's own (one call per event, no wrapper):
         self.offer: Callable[[bytes], bool] = self.queue.offer
         """Queue one encoded event; False when full under ``block`` (then ``put`` it)."""
         self.put: Callable[[bytes], Awaitable[None]] = self.queue.put
         """Queue one encoded event, waiting for room under ``block``."""
         self.gate = PauseGate()
+        self.health = Failing(clock=clock)
+        """The current run of failed deliveries: ``failing_since`` (monotonic; None once a
+        delivery works), ``last_error`` (what /ready and /metrics show)."""
         self._dead_letters = dead_letters
         self._rng = rng or random.Random()
         # by id() (batches compare by content): each with the attempts made so far
         self._in_flight: dict[int, tuple[Batch, Outcome]] = {}
         self.finished = anyio.Event()
-        self.losses = LossWarnings(lambda message: self.warn(message))
+        self._reports = RateLimit(WARNING_INTERVAL, clock=clock)
+        self._unreported: Counter[str] = Counter()  # events since the last report, by reason
+        self._reported: set[str] = set()
+        self._delayed = 0  # events of the batches that failed in the current run
+        self._connections = 0  # the driver's, when last looked at
+        self._discards = isinstance(driver, DropDriver)
+
+    @property
+    def log(self) -> Log:
+        """The exporter's log, its lines carrying ``exporter=NAME destination=DRIVER``
+        (a ``Log()`` on stderr unless set: ``run`` sets the daemon's)."""
+        return self._log
+
+    @log.setter
+    def log(self, log: Log) -> None:
+        self._log = self._bound(log)
+        self._owns_log = False
+        if isinstance(self.queue, SpoolQueue):
+            self.queue.log = self._log
+
+    def _bound(self, log: Log) -> Log:
+        return log.bind(exporter=self.name, destination=self.driver.name)
+
+    @property
+    def commit_failing(self) -> bool:
+        """Whether events taken are held in memory because the spool cannot write them
+        (a full disk): sources hold back (an http source answers 503, the others stop
+        reading) until a commit works (``await queue.wait_committed()``)."""
+        return self.queue.commit_failing
+
+    @property
+    def spool_moved_aside(self) -> str | None:
+        """Where a spool found unreadable at start was moved (a new one was started); the
+        daemon is not ready until restarted."""
+        return self.queue.moved_aside if isinstance(self.queue, SpoolQueue) else None
 
     def force(self, line: bytes) -> None:
         """Queue one encoded event past the queue's bounds (shutdown: a line already read)."""
         self.queue.force(line)
 
     def _drop(self, reason: str, count: int) -> None:
-        self.stats.dropped[reason] += count
+        """The queue dropped ``count`` events under its overflow policy (or a spool that
+        cannot write): counted, and said (rate-limited)."""
+        if count:
+            self._lose(reason, count, lambda: self._why_dropped(reason), undeliverable=False)
+
+    def _why_dropped(self, reason: str) -> str:
+        queue = self.queue
+        if isinstance(queue, SpoolQueue) and reason == SPOOL_WRITE_FAILED:
+            return f"the spool cannot be written ({queue.writes.last_error})"
+        return (
+            f"the queue holds {len(queue)} events, {queue.queued_bytes} bytes "
+            f"(queue_max_events {queue.max_events}, queue_max_bytes {queue.max_bytes})"
+        )
 
     # -- the consumer ------------------------------------------------------------------
 
     async def run(self) -> None:
         """Deliver batches until the queue is closed and empty (beside a spool's
         :meth:`~exporter.delivery.spool.SpoolQueue.tidy`), then flush the driver."""
+        if isinstance(self.queue, SpoolQueue) and self.queue.moved_aside is not None:
+            self._log.error(
+                f"spool {self.queue.path} was unreadable ({self.queue.moved_aside_why}): "
+                f"moved aside to {self.queue.moved_aside}, a new one started; what it held "
+                "is there (spool export reads it), not sent"
+            )
         try:
             async with anyio.create_task_group() as housekeeping:
                 if isinstance(self.queue, SpoolQueue):
@@ -184,12 +268,15 @@ class Exporter:
         bounds plus that many batches bound the memory."""
         concurrency = max(1, self.driver.concurrency)
         slots = anyio.Semaphore(concurrency)
+        queue_age = self.stats.queue_age
         async with anyio.create_task_group() as deliveries:
             while True:
                 await slots.acquire()
                 batch = await self.queue.next_batch()
                 if batch is None:
                     break
+                if batch.accepted_at is not None:
+                    queue_age.observe(max(0.0, time.time() - batch.accepted_at))
                 outcome = Outcome(0)  # in flight from here: abandon() sees it
                 self._in_flight[id(batch)] = batch, outcome
                 if concurrency == 1:  # inline: no task hop between batches
@@ -208,6 +295,7 @@ class Exporter:
                 self.stats.delivery,
                 rng=self._rng,
                 outcome=outcome,
+                failed=self._failed_attempt,
             )
             if outcome.failure is not None:
                 # Still in flight (and holding its slot: batches waiting for a slow disk do
@@ -221,37 +309,104 @@ class Exporter:
         del self._in_flight[id(batch)]
         self.queue.batch_done(batch)
         self.stats.batches += 1
-        self.stats.delivery_seconds += anyio.current_time() - started
+        took = anyio.current_time() - started
+        self.stats.delivery_seconds += took
         if outcome.failure is None:
+            self._delivered(batch, outcome.attempts, took)
+
+    def _delivered(self, batch: Batch, attempts: int, took: float) -> None:
+        """Count a delivered batch, and say what changed: the end of a run of failures,
+        and at debug level the batch and any new connection."""
+        if self._discards:
+            self.stats.discarded += len(batch)
+        else:
             self.stats.exported += len(batch)
+        if self.health.failing or attempts > 1:
+            self._delayed += len(batch)
+        if batch.accepted_at is not None:
+            self.stats.latency.observe(max(0.0, time.time() - batch.accepted_at))
+        run = self.health.succeed()
+        if run is not None:
+            delayed, self._delayed = self._delayed + len(self.queue), 0
+        if run is not None and run.reported:
+            self._log.info(
+                f"delivery works again after failing for {seconds(run.seconds)} "
+                f"({counted(run.failures, 'failed attempt')}; the last: {run.last_error}); "
+                f"{counted(delayed, 'event')} delayed"
+            )
+        if self._log.enabled("debug"):
+            connections = self.driver.connections
+            if connections > self._connections:
+                self._log.debug(
+                    f"connected: {counted(connections - self._connections, 'new connection')}"
+                    f" ({connections} since start)"
+                )
+            self._connections = connections
+            self._log.debug(
+                f"batch sent: {counted(len(batch), 'event')}, {len(batch.data)} bytes, in "
+                f"{took:.3f} s"
+            )
+
+    def _failed_attempt(self, attempt: int, error: str, retry_in: float | None) -> None:
+        """The retry loop's report of a failed attempt: the health counts it, the log says
+        the first of a run at once and then at most one line per 30 s."""
+        error = printable(error)  # outside text (a receiver's): escaped where it is shown
+        report = self.health.fail(error)
+        if report is None:
+            return
+        then = "given up" if retry_in is None else f"next try in {seconds(retry_in)}"
+        if report.first:
+            earlier = report.failures - 1  # of runs of failures since ended, not reported
+            since = (
+                f" ({counted(earlier, 'more failed attempt')} since the last report: at most "
+                "one line per 30 s)"
+                if earlier
+                else ""
+            )
+            self._log.warning(f"delivery failed (attempt {attempt}): {error}; {then}{since}")
+            return
+        self._log.warning(
+            f"delivery still failing after {seconds(self.health.elapsed())}: "
+            f"{counted(report.failures, 'failed attempt')} since the last report; the last "
+            f"(attempt {attempt}): {error}; {then}"
+        )
 
     def abandon(self, reason: str) -> None:
         """Dead-letter the batches in flight and everything queued (shutdown deadline); a
         spool keeps them instead, for the next start. A batch that had failed already
-        keeps its own reason.
+        keeps its own reason; the others get ``reason`` with the last delivery error.
 
         Called once the consumers stopped, it writes at once (nothing else is left to
         run, and the dead-letter file is a regular file or refused, so this cannot hang
         on a FIFO)."""
         if self.queue.durable:
-            self.stats.left_in_spool = len(self.queue)
             self._in_flight.clear()
             return
         for batch, outcome in self._in_flight.values():
-            self._dead_letter_now(batch.lines(), outcome.failure or reason, outcome.attempts)
+            why = outcome.failure or _with_last_error(reason, outcome.last_error)
+            self._dead_letter_now(batch.lines(), why, outcome.attempts)
         self._in_flight.clear()
-        self._dead_letter_now((item[:-1] for item in self.queue.take_all()), reason, 0)
+        last = self.health.last_error if self.health.failing else None
+        queued = (item[:-1] for item in self.queue.take_all())
+        self._dead_letter_now(queued, _with_last_error(reason, last), 0)
 
     async def reopen(self) -> None:
         """SIGHUP: the driver lets go of its file or connection; the next batch reopens it."""
         await self._driver_step("reopen", self.driver.reopen)
 
     async def close_driver(self) -> None:
-        """Release the driver (and a spool's database); a failure there (a last fsync) is
-        reported, not raised."""
+        """Release the driver (and a spool's database: what it could not write goes to
+        the dead-letter file, what it keeps is counted); a failure there (a last fsync)
+        is reported, not raised. A log the exporter made itself is closed last."""
         await self._driver_step("close", self.driver.aclose)
         if isinstance(self.queue, SpoolQueue):
-            self.queue.shut()
+            unwritten = self.queue.shut()
+            self.stats.left_in_spool = self.queue.on_disk
+            if unwritten:
+                why = f"{SPOOL_WRITE_FAILED}: {self.queue.writes.last_error}"
+                await self.dead_letter(unwritten, why, 0)
+        if self._owns_log:
+            self._log.close()
 
     async def _driver_step(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
         """Run a driver call that delivers nothing itself: its events were already
@@ -259,7 +414,7 @@ class Exporter:
         try:
             await step()
         except DeliveryError as exc:
-            self.warn(f"{what} failed: {exc}")
+            self._log.warning(f"{what} failed: {exc}")
 
     async def dead_letter(self, events: Iterable[bytes], reason: str, attempts: int) -> None:
         """Write ``events`` to the dead-letter file in a worker thread (the event loop goes
@@ -288,8 +443,9 @@ class Exporter:
         }
 
     def _settle(self, events: list[bytes], reason: str, result: DeadLetterResult | None) -> None:
-        """Count what a dead-letter write did: written, or dropped with a fixed reason and
-        a rate-limited warning giving the detail (``reason`` is outside text: escaped)."""
+        """Count what a dead-letter write did: written (and said, rate-limited), or
+        dropped with a fixed reason and a rate-limited warning giving the detail
+        (``reason`` is outside text: escaped)."""
         if not events:
             return
         why = printable(reason)
@@ -299,6 +455,12 @@ class Exporter:
         self.stats.dead_lettered += result.written
         assert self._dead_letters is not None
         path = self._dead_letters.path
+        if result.written:
+            self._report(
+                "dead-lettered",
+                result.written,
+                lambda count: f"{counted(count, 'event')} dead-lettered to {path}: {why}",
+            )
         if result.full:
             self._lose(
                 DEAD_LETTER_FULL,
@@ -315,43 +477,34 @@ class Exporter:
                 f"dead-letter file {path} could not be written: {detail}; {why}",
             )
 
-    def _lose(self, label: str, count: int, detail: str) -> None:
-        self.stats.dropped[label] += count
-        self.losses.lost(label, count, detail)
-
-
-class LossWarnings:
-    """Warnings about undeliverable events that were dropped, rate-limited per reason: the
-    first at once, then at most one per ``interval`` seconds, each counting the events
-    lost since the last one (every one of them is counted in ``stats.dropped`` anyway)."""
-
-    def __init__(
-        self,
-        warn: Callable[[str], None],
-        *,
-        interval: float = WARNING_INTERVAL,
-        clock: Callable[[], float] = time.monotonic,
+    def _lose(
+        self, label: str, count: int, detail: str | Callable[[], str], *, undeliverable: bool = True
     ) -> None:
-        self._warn = warn
-        self._interval = interval
-        self._clock = clock
-        self._next: dict[str, float] = {}
-        self._unreported: Counter[str] = Counter()
+        """Count ``count`` events dropped for ``label`` and say so, rate-limited (the
+        detail, when it costs, is made only for a line that is written)."""
+        self.stats.dropped[label] += count
+        what = "undeliverable event" if undeliverable else "event"
 
-    def lost(self, label: str, count: int, detail: str) -> None:
-        self._unreported[label] += count
-        now = self._clock()
-        if now < self._next.get(label, now):
+        def message(n: int) -> str:
+            why = detail if isinstance(detail, str) else detail()
+            return f"{counted(n, what)} dropped ({label}): {why}"
+
+        self._report(label, count, message)
+
+    def _report(self, key: str, count: int, message: Callable[[int], str]) -> None:
+        """A warning about ``count`` events (dead-lettered, or dropped for the reason
+        ``key``): the first at once, then at most one per WARNING_INTERVAL seconds per
+        key, each counting the events since the last one shown."""
+        self._unreported[key] += count
+        if self._reports.allow(key) is None:
             return
-        first = label not in self._next
-        self._next[label] = now + self._interval
-        lost, self._unreported[label] = self._unreported[label], 0
-        later = f" (further such warnings: at most one per {self._interval:g} s)" if first else ""
-        self._warn(f"{lost} undeliverable events dropped ({label}): {detail}{later}")
+        events = self._unreported.pop(key)
+        first = key not in self._reported
+        self._reported.add(key)
+        later = f" (further such warnings: at most one per {WARNING_INTERVAL:g} s)"
+        self._log.warning(message(events) + (later if first else ""))
 
 
-def _warn_on_stderr(name: str) -> Callable[[str], None]:
-    def warn(message: str) -> None:
-        sys.stderr.write(f"event-exporter: {name}: {message}\n")
-
-    return warn
+def _with_last_error(reason: str, error: str | None) -> str:
+    """A shutdown's reason with the delivery error that kept the batch back, if any."""
+    return reason if error is None else f"{reason}; last error: {error}"

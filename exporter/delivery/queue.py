@@ -13,11 +13,16 @@ then it is sealed and a new one opened. The exporter's one consumer takes batche
 :meth:`EventQueue.next_batch`: a sealed batch at once; otherwise the open one
 ``batch_max_age`` seconds after the consumer saw its first event; after :meth:`close`,
 what is left comes out without waiting. The queue bounds count every batch.
+
+Each batch carries when its first event was accepted (``Batch.accepted_at``, wall-clock
+seconds), for the exporter's latency and queue-age histograms: taken once per batch (the
+first event of an open batch goes the slow path), never per event.
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -83,6 +88,7 @@ class BoundedIntake:
         self._cap_events = 0
         self._cap_bytes = 0
         self._closed = False
+        self._first_at = 0.0  # when the first event in the buffer was accepted (time.time)
 
     def __len__(self) -> int:
         return self._stored_events + len(self._ends)
@@ -99,6 +105,22 @@ class BoundedIntake:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def commit_failing(self) -> bool:
+        """Whether events taken are held in memory because writing them failed (a spool
+        on a full disk): sources hold back until a commit works (see
+        :meth:`wait_committed`). Memory holds what it takes: never."""
+        return False
+
+    def commit(self) -> bool:
+        """Make what was taken durable (a spool writes it); True once it is. Memory holds
+        what was offered: nothing to do."""
+        return True
+
+    async def wait_committed(self) -> None:
+        """Return once everything taken so far is durable (after :meth:`commit` said it
+        is not yet). Memory: at once."""
 
     def offer(self, item: bytes) -> bool:
         """Queue ``item``, or drop per policy. False only under ``block`` when full.
@@ -206,6 +228,8 @@ class EventQueue(BoundedIntake):
             self._seal()
             data = self._data
             ends = self._ends
+        if not ends:
+            self._first_at = time.time()
         data += item
         ends.append(len(data))
         if len(ends) >= self.batch_max_events or len(data) >= self.batch_max_bytes:
@@ -244,7 +268,7 @@ class EventQueue(BoundedIntake):
 
     def _seal(self) -> None:
         ends = self._ends
-        self._sealed.append(Batch(self._data, ends))
+        self._sealed.append(Batch(self._data, ends, accepted_at=self._first_at))
         self._stored_events += len(ends)
         self._stored_bytes += len(self._data)
         self._accepted += len(ends)
@@ -256,8 +280,9 @@ class EventQueue(BoundedIntake):
 
     def _recap(self) -> None:
         """Recompute the caps the hot path of :meth:`offer` checks (open batch after the
-        append: fewer events than ``batch_max_events``, within both queue bounds)."""
-        if self._idle:
+        append: fewer events than ``batch_max_events``, within both queue bounds; an empty
+        open batch: none, so that its first event goes the slow path and is timed)."""
+        if self._idle or not self._ends:
             self._cap_events = 0
         else:
             self._cap_events = min(self.batch_max_events - 1, self.max_events - self._stored_events)
@@ -279,9 +304,6 @@ class EventQueue(BoundedIntake):
     durable = False
     """Whether what is queued outlives the process (a spool) rather than being
     dead-lettered at a shutdown deadline."""
-
-    def commit(self) -> None:
-        """Nothing to do: memory holds what was offered (a spool writes it here)."""
 
     def batch_done(self, batch: Batch) -> None:
         """Nothing to do: a batch left the queue when taken (a spool deletes it here)."""
@@ -332,7 +354,7 @@ class EventQueue(BoundedIntake):
                         with anyio.move_on_after(deadline - now):
                             await self._wait(idle=False)
                         continue
-                batch = Batch(self._data, self._ends)
+                batch = Batch(self._data, self._ends, accepted_at=self._first_at)
                 self._accepted += len(self._ends)
                 self._data = bytearray()
                 self._ends = []

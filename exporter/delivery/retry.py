@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import anyio
 
 from drivers.base import Batch, Driver
+from exporter.delivery.health import counted
 from exporter.errors import (
     DeliveryError,
     PermanentDeliveryError,
@@ -91,6 +92,13 @@ class Outcome:
 
     attempts: int
     failure: str | None = None
+    last_error: str | None = None
+    """The error of the last failed attempt (a batch abandoned at shutdown keeps it)."""
+
+
+FailedAttempt = Callable[[int, str, float | None], None]
+"""Told of each failed attempt: its number, its error, and the seconds until the next
+try (None: none, the batch is given up)."""
 
 
 @dataclass(slots=True)
@@ -111,12 +119,22 @@ async def deliver(
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     clock: Callable[[], float] = anyio.current_time,
     outcome: Outcome | None = None,
+    failed: FailedAttempt | None = None,
 ) -> Outcome:
     """Send ``batch`` until delivered or the policy gives up. ``outcome``, when given, is
     the one returned, its ``attempts`` counted as they start (so whoever abandons the
-    batch mid-way knows how many were made)."""
+    batch mid-way knows how many were made); ``failed`` is told of every failed attempt
+    (the exporter's log and health)."""
     started = clock()
     outcome = Outcome(0) if outcome is None else outcome
+
+    def give_up(failure: str, error: str) -> Outcome:
+        outcome.failure = failure
+        outcome.last_error = error
+        if failed is not None:
+            failed(outcome.attempts, error, None)
+        return outcome
+
     while True:
         while (wait := gate.remaining()) > 0:
             until = gate.until
@@ -129,22 +147,26 @@ async def deliver(
             await driver.send(batch)
             return outcome
         except RetryableDeliveryError as exc:
+            error = str(exc)
             if policy.gives_up(attempts, clock() - started):
-                outcome.failure = f"gave up after {attempts} attempts: {exc}"
-                return outcome
+                return give_up(f"gave up after {counted(attempts, 'attempt')}: {error}", error)
             counters.retries += 1
+            outcome.last_error = error
             if exc.retry_after is not None:
                 counters.retry_after_pauses += 1
                 # Never faster than the backoff: "Retry-After: 0" must not spin.
                 gate.pause(max(policy.retry_after(exc.retry_after), policy.backoff(attempts, rng)))
+                wait = gate.remaining()
             else:
-                await sleep(policy.backoff(attempts, rng))
+                wait = policy.backoff(attempts, rng)
+            if failed is not None:
+                failed(attempts, error, max(wait, gate.remaining()))
+            if exc.retry_after is None:
+                await sleep(wait)
         except PermanentDeliveryError as exc:
-            outcome.failure = str(exc)
-            return outcome
+            return give_up(str(exc), str(exc))
         except DeliveryError as exc:  # an unclassified DeliveryError: never retry blindly
-            outcome.failure = f"{type(exc).__name__}: {exc}"
-            return outcome
+            return give_up(f"{type(exc).__name__}: {exc}", f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a driver bug must not lose the batch silently
-            outcome.failure = f"driver error {type(exc).__name__}: {exc}"
-            return outcome
+            failure = f"driver error {type(exc).__name__}: {exc}"
+            return give_up(failure, failure)

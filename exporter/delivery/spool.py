@@ -6,16 +6,29 @@ Events are appended, already encoded, in one transaction per :meth:`SpoolQueue.c
 batches and deletes a batch's rows only once it was delivered or dead-lettered (with the
 next commit, or within 50 ms). A restart sends again whatever was not deleted: the
 batches in flight at a crash, and those delivered in the 50 ms before it, may arrive
-twice; nothing committed is lost. Events keep their
-encoded bytes, so a change of format applies to new events only.
+twice; nothing committed is lost. Events keep their encoded bytes, so a change of format
+applies to new events only. Each row keeps when its first event was accepted, for the
+exporter's latency histograms (across a restart too).
 
 Sync modes: ``normal`` (``synchronous=NORMAL``): a process crash loses nothing committed;
-a power failure may lose the last transactions before it. ``full`` (``synchronous=FULL``):
-every commit is on disk when it returns (slower).
+a power failure may lose the last transactions before it. ``full``: every commit is also
+on disk when :meth:`SpoolQueue.commit` returns (the WAL fsynced on the caller's thread),
+or when :meth:`SpoolQueue.wait_committed` returns (fsynced in a worker thread, the event
+loop free meanwhile: see :class:`_WalSync` for the figures).
+
+A write that fails (a full disk, EIO) is not fatal and loses nothing silently: the events
+of a failed commit stay in memory, counted in the bounds; ``commit`` returns False and
+``commit_failing`` says so, so sources hold back (an http source answers 503, the others
+stop reading) until a commit works; writes are tried again from 50 ms up to 2 s apart;
+each failure is counted (``write_failures``) and logged as an error, rate-limited, and
+the end of a run of failures as info. Under a drop policy a full spool then drops new
+events as ``spool write failed``; under ``block`` producers wait. What is still unwritten
+at shutdown is returned by :meth:`SpoolQueue.shut` for the dead-letter file.
 
 Start-up never wedges: a spool that cannot be opened or fails SQLite's ``quick_check`` is
-renamed aside (``PATH.corrupt-<time>``, with its -wal and -shm), reported, and a fresh one
-is started; nothing is deleted.
+renamed aside (``PATH.corrupt-<time>``, with its -wal and -shm) and a fresh one is
+started; nothing is deleted; ``moved_aside`` says where it went (the exporter logs it as
+an error, and the daemon is not ready until restarted).
 
 The files are ours or refused (:func:`claim_spool_files`): SQLite opens them itself, so
 before it does, the database is opened (created 0600) through :mod:`exporter.files` (a
@@ -37,30 +50,45 @@ import sqlite3
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
 import anyio
+import anyio.to_thread
 
 from drivers.base import Batch
+from exporter.delivery.health import Failing, counted, seconds
 from exporter.delivery.queue import BoundedIntake, Overflow
 from exporter.errors import UsageError
 from exporter.files import check_regular, open_regular
+from exporter.observe.log import Log
 from exporter.observe.text import printable
 
 SyncMode = Literal["normal", "full"]
 SYNC_MODES: tuple[SyncMode, ...] = ("normal", "full")
 DELETE_DELAY = 0.05
 """Seconds a delivered batch's rows wait for a commit to delete them along with it."""
+RETRY_FIRST = 0.05
+RETRY_MAX = 2.0
+"""Seconds between two tries of a write that failed: doubling from the first to the most."""
+SPOOL_WRITE_FAILED = "spool write failed"
+"""The drop reason of events a full spool under a drop policy did not take while its
+writes failed (and the dead-letter reason of those still unwritten at shutdown)."""
 
 
 class SpoolQueue(BoundedIntake):
     """The exporter-facing interface of :class:`~exporter.delivery.queue.EventQueue`, on disk.
 
     Storage is by chunk, not by event: a commit writes the events taken since the last
-    one as one row (their bytes, and where each ends), at most a batch's worth per row,
-    so the database does a few operations per thousand events. A batch is one or more
-    whole rows; ``drop_oldest`` drops whole rows.
+    one as one row (their bytes, where each ends, when the first was accepted), at most a
+    batch's worth per row, so the database does a few operations per thousand events. A
+    batch is one or more whole rows; one that the next row would take past a batch limit
+    is full (it cannot grow, so it goes at once rather than at its age). ``drop_oldest``
+    drops whole rows.
+
+    A write that fails (a full disk, EIO) is never fatal (see the module): ``commit``
+    says False, the events stay in memory within the bounds, ``commit_failing`` tells
+    the sources to hold back, and the write is tried again.
     """
 
     durable = True
@@ -77,7 +105,7 @@ class SpoolQueue(BoundedIntake):
         batch_max_bytes: int = 1 << 20,
         batch_max_age: float = 1.0,
         sync: SyncMode = "normal",
-        warn: Callable[[str], None] = lambda message: None,
+        log: Log | None = None,
     ) -> None:
         if sync not in SYNC_MODES:
             raise UsageError(f"unknown spool sync {sync!r} (allowed: normal, full)")
@@ -91,18 +119,24 @@ class SpoolQueue(BoundedIntake):
             batch_max_age=batch_max_age,
         )
         self.path = path
+        self.log = log or Log()
+        """Where write failures are reported (the exporter sets its own)."""
         self._lock = SpoolLock(path)
         try:
-            self._db = _open(path, sync, warn)
+            self._db, aside = _open(path)
         except BaseException:
             self._lock.release()
             raise
+        self.moved_aside: str | None = aside[0] if aside else None
+        """Where a spool found unreadable at start was moved (``PATH.corrupt-<time>``)."""
+        self.moved_aside_why: str | None = aside[1] if aside else None
         count, size, last = self._db.execute(
             "SELECT coalesce(sum(count), 0), coalesce(sum(length(data)), 0), "
             "coalesce(max(id), 0) FROM chunks"
         ).fetchone()
         self.recovered = int(count)
-        """Events found in the spool at start (sent again first)."""
+        """Events found in the spool at start (sent again first; counted as received)."""
+        self._accepted = self.recovered
         self._stored_events = int(count)  # committed, in flight included
         self._stored_bytes = int(size)
         self._next_id = int(last) + 1  # ids only grow, so the cursor below stays valid
@@ -111,58 +145,137 @@ class SpoolQueue(BoundedIntake):
         self._done: list[tuple[int, int]] = []  # delivered rows whose delete is pending
         self._new_rows = anyio.Event()
         self._space = anyio.Event()
+        self.writes = Failing()
+        """The current run of failed writes (commits, deletes, reads) of this spool."""
+        self.write_failures = 0
+        """Failed writes since start (for /metrics)."""
+        self._retry_at = 0.0  # monotonic: no write is tried before, while failing
+        self._retry_delay = 0.0
         self._recap()
-        self._checkpointer = _Checkpointer(path, sync)
+        self._checkpointer = _Checkpointer(path)
+        self._wal_sync = _WalSync(path) if sync == "full" else None
 
     # -- producers ---------------------------------------------------------------------
 
     def _offer_slow(self, item: bytes) -> bool:
-        if self._full(len(item)):
+        size = len(item)
+        if self._full(size):
             if self.overflow is Overflow.BLOCK:
                 return False
-            if self.overflow is Overflow.DROP_NEWEST:
+            reason: str | None = None
+            if self.writes.failing:  # what is held cannot be written: nothing more is taken
+                reason = SPOOL_WRITE_FAILED
+            elif self.overflow is Overflow.DROP_NEWEST:
+                reason = "spool full (drop_newest)"
+            else:
+                self._on_drop("spool full (drop_oldest)", self._drop_oldest(size))
+                if self.writes.failing:  # a delete failed: the new event cannot fit
+                    reason = SPOOL_WRITE_FAILED
+            if reason is not None:
                 self._accepted += 1
-                self._on_drop("spool full (drop_newest)", 1)
+                self._on_drop(reason, 1)
                 return True
-            self._on_drop("spool full (drop_oldest)", self._drop_oldest(len(item)))
         self.force(item)
         return True
 
     def force(self, item: bytes) -> None:
         """Take ``item`` (ending with ``\\n``) past the bounds (shutdown: already read)."""
         if self._ends and len(self._data) + len(item) > self.batch_max_bytes:
-            self.commit()
+            self._write()
+        if not self._ends:
+            self._first_at = time.time()
         self._data += item
         self._ends.append(len(self._data))
         if len(self._ends) >= self.batch_max_events:
-            self.commit()
+            self._write()
+        elif len(self._ends) == 1:
+            self._recap()
 
     def _recap(self) -> None:
-        """The caps :meth:`offer` checks: below a full chunk and within both bounds."""
-        self._cap_events = min(self.batch_max_events - 1, self.max_events - self._stored_events)
+        """The caps :meth:`offer` checks: below a full chunk and within both bounds; none
+        for the first event of a chunk (the slow path notes when it was accepted)."""
+        if not self._ends:
+            self._cap_events = 0
+        else:
+            self._cap_events = min(self.batch_max_events - 1, self.max_events - self._stored_events)
         self._cap_bytes = min(self.batch_max_bytes, self.max_bytes - self._stored_bytes)
 
     async def wait_for_space(self, size: int = 0) -> None:
         while not self._closed and self._full(size):
-            self.commit()
-            await self._space.wait()
+            self._write()
+            with anyio.move_on_after(self._retry_wait() if self.writes.failing else None):
+                await self._space.wait()
 
-    def commit(self) -> None:
-        """Write what was taken since the last commit, as one row, in one transaction
-        (which also deletes the rows delivered since the last one)."""
+    @property
+    def commit_failing(self) -> bool:
+        """Events were taken that a failed write left in memory (see :meth:`commit`)."""
+        return self.writes.failing and bool(self._ends)
+
+    def commit(self) -> bool:
+        """Write what was taken since the last commit (:meth:`_write`) and, with ``full``
+        sync, fsync it here, on the caller's thread: True once all of it is durable.
+        False when the write failed (a full disk, EIO): the events are then held in
+        memory, counted in the bounds, until a later commit writes them (tried again
+        from 50 ms up to 2 s apart). A source that can wait calls :meth:`wait_committed`
+        instead: the same, with the fsync in a worker thread."""
+        self._write()
+        if self._ends:
+            return False
+        if self._wal_sync is not None and self._wal_sync.pending:
+            self._report_sync(self._wal_sync.sync_now())
+        return True
+
+    async def wait_committed(self) -> None:
+        """:meth:`commit`, then wait until it is durable without holding the event loop:
+        a failed write tried again until one works (or the spool is closed), a ``full``
+        fsync run in a worker thread."""
+        self._write()
+        while self.commit_failing and not self._closed:
+            await anyio.sleep(self._retry_wait())
+            self._write()
+        if self._wal_sync is not None and self._wal_sync.pending:
+            self._report_sync(await self._wal_sync.sync())
+
+    def _write(self) -> None:
+        """Write what was taken, as one row (several after failed commits), in one
+        transaction that also deletes the rows delivered since the last one; with nothing
+        taken, delete those alone. Not while writes fail, until the next try is due."""
         if not self._ends:
             self.flush_deletes()
-            return
-        ends = array("Q", self._ends).tobytes()
-        with self._db:
-            self._delete_done()
-            self._db.execute(
-                "INSERT INTO chunks (id, count, data, ends) VALUES (?, ?, ?, ?)",
-                (self._next_id, len(self._ends), self._data, ends),  # SQLite copies
-            )
-        self._done.clear()
-        self._next_id += 1
+        elif self._may_write():
+            self._write_taken()
+
+    def close(self) -> None:
+        if self._ends:
+            self._write_taken()  # one more try, whatever the pause between tries
+        self._closed = True
+        self._new_rows.set()
+        self._space.set()
+
+    def take_all(self) -> list[bytes]:
+        """Nothing: what is spooled stays for the next start (the exporter reports it)."""
+        self._write()
+        return []
+
+    def _write_taken(self) -> bool:
+        """One transaction: the delivered rows deleted, the events taken inserted."""
+        rows = self._rows()
+        try:
+            with self._db:
+                self._delete_done()
+                self._db.executemany(
+                    "INSERT INTO chunks (id, count, data, ends, accepted) VALUES (?, ?, ?, ?, ?)",
+                    rows,  # SQLite copies the bytes
+                )
+        except sqlite3.Error as exc:
+            self._write_failed("commit", exc)
+            return False
+        self._wrote()
         self._checkpointer.wrote()
+        if self._wal_sync is not None:
+            self._wal_sync.want()
+        self._done.clear()
+        self._next_id += len(rows)
         self._accepted += len(self._ends)
         self._stored_events += len(self._ends)
         self._stored_bytes += len(self._data)
@@ -170,44 +283,112 @@ class SpoolQueue(BoundedIntake):
         self._ends = []
         self._recap()
         self._new_rows.set()
+        return True
 
-    def close(self) -> None:
-        self.commit()
-        self._closed = True
-        self._new_rows.set()
+    def _rows(self) -> list[NewRow]:
+        """The events taken as rows: one, or, after failed commits held more than a batch,
+        as many as keep each within the batch limits."""
+        ends, data, at = self._ends, self._data, self._first_at
+        if len(ends) <= self.batch_max_events and len(data) <= self.batch_max_bytes:
+            return [(self._next_id, len(ends), data, array("Q", ends).tobytes(), at)]
+        rows: list[NewRow] = []
+        first = start = 0
+        while first < len(ends):
+            stop = first + 1
+            while (
+                stop < len(ends)
+                and stop - first < self.batch_max_events
+                and ends[stop] - start <= self.batch_max_bytes
+            ):
+                stop += 1
+            chunk_ends = array("Q", (end - start for end in ends[first:stop])).tobytes()
+            row_id = self._next_id + len(rows)
+            rows.append((row_id, stop - first, bytes(data[start : ends[stop - 1]]), chunk_ends, at))
+            first, start = stop, ends[stop - 1]
+        return rows
+
+    # -- failures ------------------------------------------------------------------------
+
+    def _may_write(self) -> bool:
+        """Not while failing, until the next try is due (a disk that is full stays so for
+        a while: no transaction per event meanwhile)."""
+        return not self.writes.failing or time.monotonic() >= self._retry_at
+
+    def _retry_wait(self) -> float:
+        """Seconds until the next write may be tried (never 0: nothing spins on it)."""
+        return max(RETRY_FIRST / 5, self._retry_at - time.monotonic())
+
+    def _write_failed(self, what: str, exc: sqlite3.Error) -> None:
+        """Count and report a failed write, and put off the next try (doubling from
+        RETRY_FIRST up to RETRY_MAX seconds)."""
+        self.write_failures += 1
+        self._retry_delay = min(RETRY_MAX, max(RETRY_FIRST, self._retry_delay * 2))
+        self._retry_at = time.monotonic() + self._retry_delay
+        error = printable(str(exc) or type(exc).__name__)
+        report = self.writes.fail(f"{what}: {error}")
+        if report is None:
+            return
+        if self._ends:
+            held = (
+                f"{counted(len(self._ends), 'event')} taken but not written are held in memory "
+                "(sources hold back until a write works)"
+            )
+        else:
+            held = "delivered rows stay until a write works (a restart would send them again)"
+        if report.first:
+            self.log.error(
+                f"spool {self.path}: {what} failed: {error}; {held}; trying again every "
+                f"{seconds(RETRY_FIRST)} to {seconds(RETRY_MAX)}"
+            )
+        else:
+            self.log.error(
+                f"spool {self.path}: writes still failing after {seconds(self.writes.elapsed())}"
+                f" ({counted(report.failures, 'failed write')} since the last report); the "
+                f"last, {what}: {error}; {held}"
+            )
+
+    def _wrote(self) -> None:
+        """A write worked: the end of a run of failures, if one was going on."""
+        if not self.writes.failing:
+            return
+        run = self.writes.succeed()
+        self._retry_delay = 0.0
+        if run is not None and run.reported:
+            self.log.info(
+                f"spool {self.path}: writes work again after failing for {seconds(run.seconds)}"
+                f" ({counted(run.failures, 'failed write')})"
+            )
         self._space.set()
-
-    def take_all(self) -> list[bytes]:
-        """Nothing: what is spooled stays for the next start (the exporter reports it)."""
-        self.commit()
-        return []
+        self._space = anyio.Event()
 
     # -- the consumer ------------------------------------------------------------------
 
     async def next_batch(self) -> Batch | None:
         """The next committed rows after those handed out, or None once closed and all
-        handed out. A short batch waits up to ``batch_max_age`` for more."""
+        handed out. A batch that can still grow waits up to ``batch_max_age`` for more."""
         deadline: float | None = None
         while True:
-            rows = self._read()
-            events = sum(count for _, count, _, _ in rows)
-            full = events >= self.batch_max_events or (
-                sum(len(data) for _, _, data, _ in rows) >= self.batch_max_bytes
-            )
+            found = self._read()
+            if found is None:  # the disk failed us: reported, tried again
+                await anyio.sleep(self._retry_wait())
+                continue
+            rows, full = found
             if rows and (full or self._closed):
                 return self._batch(rows)
             if not rows and self._closed:
                 return None
             now = anyio.current_time()
-            if rows:
-                deadline = now + self.batch_max_age if deadline is None else deadline
-                if now >= deadline:
-                    return self._batch(rows)
-            elif self._ends:  # taken, not committed: a producer that has not committed yet
-                deadline = now + self.batch_max_age if deadline is None else deadline
-                if now >= deadline:
-                    self.commit()
+            deadline = now + self.batch_max_age if deadline is None else deadline
+            if rows and now >= deadline:
+                return self._batch(rows)
+            if not rows and self._ends and now >= deadline:
+                # taken, not committed: a producer that has not committed yet
+                self._write()
+                if not self.commit_failing:
                     continue
+                deadline = now + self._retry_wait()
+            elif not rows and not self._ends:
+                deadline = None  # nothing at all: wait for the first event
             self._new_rows = anyio.Event()
             with anyio.move_on_after(None if deadline is None else deadline - now):
                 await self._new_rows.wait()
@@ -225,18 +406,29 @@ class SpoolQueue(BoundedIntake):
         self._space = anyio.Event()
 
     async def tidy(self) -> None:
-        """Delete what no commit took along, every ``DELETE_DELAY`` (a catch-up with no new
-        events, a delivery paused by Retry-After); runs beside the consumer until
-        cancelled."""
+        """Beside the consumer until cancelled, every ``DELETE_DELAY``: delete what no
+        commit took along (a catch-up with no new events, a delivery paused by
+        Retry-After), write what a failed commit left in memory, fsync what a ``full``
+        commit left to sync when no source waits for it."""
         while True:
             await anyio.sleep(DELETE_DELAY)
-            self.flush_deletes()
+            if self.commit_failing:
+                self._write()
+            else:
+                self.flush_deletes()
+            if self._wal_sync is not None and self._wal_sync.pending:
+                self._report_sync(await self._wal_sync.sync())
 
     def flush_deletes(self) -> None:
         """Delete the delivered rows now, in a transaction of their own."""
-        if self._done:
-            with self._db:
-                self._delete_done()
+        if self._done and self._may_write():
+            try:
+                with self._db:
+                    self._delete_done()
+            except sqlite3.Error as exc:
+                self._write_failed("delete", exc)
+                return
+            self._wrote()
             self._done.clear()
             self._checkpointer.wrote()
 
@@ -246,33 +438,46 @@ class SpoolQueue(BoundedIntake):
         if self._done:
             self._db.executemany("DELETE FROM chunks WHERE id BETWEEN ? AND ?", self._done)
 
-    def _read(self) -> list[tuple[int, int, bytes, bytes]]:
-        """Rows after the cursor making at most one batch (at least one row)."""
-        rows: list[tuple[int, int, bytes, bytes]] = []
+    def _read(self) -> tuple[list[Row], bool] | None:
+        """Rows after the cursor making at most one batch (at least one row), and whether
+        that batch is full: at a limit, or the next row (or the events taken and not yet
+        committed, which will be one) would take it past one. None: the read failed."""
+        rows: list[Row] = []
         events = size = 0
-        cursor = self._db.execute(
-            "SELECT id, count, data, ends FROM chunks WHERE id > ? ORDER BY id",
-            (self._cursor,),
+        try:
+            cursor = self._db.execute(
+                "SELECT id, count, data, ends, accepted FROM chunks WHERE id > ? ORDER BY id",
+                (self._cursor,),
+            )
+            try:
+                for row in cursor:
+                    if rows and (
+                        events + row[1] > self.batch_max_events
+                        or size + len(row[2]) > self.batch_max_bytes
+                    ):
+                        return rows, True
+                    rows.append(row)
+                    events += row[1]
+                    size += len(row[2])
+            finally:
+                cursor.close()
+        except sqlite3.Error as exc:  # an I/O error reading: reported, tried again
+            self._write_failed("read", exc)
+            return None
+        pending = bool(self._ends) and (
+            events + len(self._ends) > self.batch_max_events
+            or size + len(self._data) > self.batch_max_bytes
         )
-        for row in cursor:
-            if rows and (
-                events + row[1] > self.batch_max_events or size + len(row[2]) > self.batch_max_bytes
-            ):
-                break
-            rows.append(row)
-            events += row[1]
-            size += len(row[2])
-        cursor.close()
-        return rows
+        return rows, events >= self.batch_max_events or size >= self.batch_max_bytes or pending
 
-    def _batch(self, rows: list[tuple[int, int, bytes, bytes]]) -> Batch:
+    def _batch(self, rows: list[Row]) -> Batch:
         data = bytearray(rows[0][2])
         ends = array("Q", rows[0][3]).tolist()
-        for _, _, chunk, chunk_ends in rows[1:]:
+        for _, _, chunk, chunk_ends, _ in rows[1:]:
             base = len(data)
             data += chunk
             ends.extend([base + end for end in array("Q", chunk_ends)])
-        batch = Batch(data, ends)
+        batch = Batch(data, ends, accepted_at=rows[0][4])
         self._cursor = rows[-1][0]
         self._in_flight[id(batch)] = (rows[0][0], rows[-1][0])
         return batch
@@ -285,34 +490,152 @@ class SpoolQueue(BoundedIntake):
         return events >= self.max_events or too_big
 
     def _drop_oldest(self, size: int) -> int:
-        """Delete the oldest rows not in flight until one more event of ``size`` fits."""
-        self.commit()
+        """Delete the oldest rows not in flight until one more event of ``size`` fits (or a
+        write fails: then the caller drops the new event instead)."""
+        self._write()
         self.flush_deletes()
         dropped = 0
-        while self._full(size):
-            row = self._db.execute(
-                "SELECT id, count, length(data) FROM chunks WHERE id > ? ORDER BY id LIMIT 1",
-                (self._cursor,),
-            ).fetchone()
-            if row is None:
-                break  # all in flight: take it past the bound rather than lose more
-            with self._db:
-                self._db.execute("DELETE FROM chunks WHERE id = ?", (row[0],))
+        while self._full(size) and not self.writes.failing:
+            try:
+                row = self._db.execute(
+                    "SELECT id, count, length(data) FROM chunks WHERE id > ? ORDER BY id LIMIT 1",
+                    (self._cursor,),
+                ).fetchone()
+                if row is None:
+                    break  # all in flight: take it past the bound rather than lose more
+                with self._db:
+                    self._db.execute("DELETE FROM chunks WHERE id = ?", (row[0],))
+            except sqlite3.Error as exc:
+                self._write_failed("delete", exc)
+                break
             self._stored_events -= int(row[1])
             self._stored_bytes -= int(row[2])
             dropped += int(row[1])
         self._recap()
         return dropped
 
-    def shut(self) -> None:
-        """Commit and close the database (after the exporter stopped)."""
+    @property
+    def on_disk(self) -> int:
+        """Events committed and not yet delivered (in flight included)."""
+        return self._stored_events
+
+    def _report_sync(self, error: OSError | None) -> None:
+        if error is not None:
+            self._write_failed("fsync", sqlite3.OperationalError(error.strerror or str(error)))
+
+    def shut(self) -> list[bytes]:
+        """Commit (one last try) and close the database (after the exporter stopped). What
+        could not be written is returned, for the dead-letter file: it is no longer here."""
+        unwritten: list[bytes] = []
         try:
-            self.commit()
+            if self._ends:
+                self._write_taken()
+            self._retry_at = 0.0
             self.flush_deletes()
+            if self._ends:
+                unwritten = _events(self._data, self._ends)
+                self._accepted += len(self._ends)
+                self._data = bytearray()
+                self._ends = []
+            if self._wal_sync is not None:
+                self._report_sync(self._wal_sync.sync_now())
+                self._wal_sync.close()
         finally:
             self._checkpointer.stop()
-            self._db.close()
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
             self._lock.release()
+        return unwritten
+
+
+NewRow = tuple[int, int, bytes | bytearray, bytes, float]
+"""A chunk to insert: id, event count, bytes, where each event ends, when accepted."""
+Row = tuple[int, int, bytes, bytes, float | None]
+"""A stored chunk: id, event count, bytes, where each event ends, when the first was
+accepted (None in a spool written by an older version)."""
+
+
+def _events(data: bytes | bytearray, ends: Iterable[int]) -> list[bytes]:
+    """The events of a chunk, each without its newline."""
+    events = []
+    start = 0
+    for end in ends:
+        events.append(bytes(data[start : end - 1]))
+        start = end
+    return events
+
+
+class _WalSync:
+    """``full`` sync: the WAL fsynced after commits, in a worker thread for a source that
+    waits for it (:meth:`SpoolQueue.wait_committed`), so the event loop never waits for
+    the disk. Measured here while another process wrote 3 GB with fsync: an inline FULL
+    commit held the loop p90 4 ms, p99 46 ms, at most 94 ms; the commit without its fsync,
+    p99 12 ms. Commits made while one fsync runs share the next one.
+
+    The connection itself runs ``synchronous=NORMAL`` (which syncs the WAL before each
+    checkpoint and the database after it): with the WAL fsynced after each commit that is
+    what ``FULL`` does in WAL mode."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path + "-wal"
+        self.wanted = 0
+        """Commits made (each wants its fsync)."""
+        self.synced = 0
+        """Commits covered by a finished fsync."""
+        self._running: anyio.Event | None = None
+        self._fd: int | None = None
+        self._opening = threading.Lock()  # a worker's fsync and an inline one
+
+    @property
+    def pending(self) -> bool:
+        return self.synced < self.wanted
+
+    def want(self) -> None:
+        self.wanted += 1
+
+    async def sync(self) -> OSError | None:
+        """Return once every commit made so far is on disk: one fsync runs at a time, and
+        those who come while it runs wait for the next."""
+        target = self.wanted
+        error = None
+        while self.synced < target:
+            if self._running is not None:
+                await self._running.wait()
+                continue
+            self._running = running = anyio.Event()
+            goal = self.wanted
+            try:
+                error = await anyio.to_thread.run_sync(self._fsync)
+                self.synced = max(self.synced, goal)
+            finally:
+                self._running = None
+                running.set()
+        return error
+
+    def sync_now(self) -> OSError | None:
+        """:meth:`sync`, blocking (a caller that cannot wait: the commit of a source that
+        does not use wait_committed; the shutdown)."""
+        if not self.pending:
+            return None
+        goal = self.wanted
+        error = self._fsync()
+        self.synced = max(self.synced, goal)
+        return error
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _fsync(self) -> OSError | None:
+        try:
+            with self._opening:
+                if self._fd is None:
+                    self._fd = open_regular(self._path, os.O_RDONLY)
+            os.fsync(self._fd)
+        except OSError as exc:
+            return exc
+        return None
 
 
 class _Checkpointer:
@@ -326,9 +649,8 @@ class _Checkpointer:
 
     INTERVAL = 0.05  # seconds between checkpoints while events are being written
 
-    def __init__(self, path: str, sync: SyncMode) -> None:
+    def __init__(self, path: str) -> None:
         self._path = path
-        self._sync = sync
         self._wrote = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"spool-checkpoint {path}")
@@ -346,7 +668,7 @@ class _Checkpointer:
     def _run(self) -> None:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         try:
-            db.execute(f"PRAGMA synchronous={self._sync.upper()}")
+            db.execute("PRAGMA synchronous=NORMAL")  # syncs the WAL before, the database after
             while True:
                 self._wrote.wait()
                 self._wrote.clear()
@@ -431,22 +753,22 @@ def claim_spool_files(path: str, *, create: bool = True) -> None:
         raise UsageError(f"spool {exc.filename or path}: {exc.strerror or exc}") from None
 
 
-def _open(path: str, sync: SyncMode, warn: Callable[[str], None]) -> sqlite3.Connection:
-    """The spool at ``path``, or a fresh one after moving a broken one aside."""
+def _open(path: str) -> tuple[sqlite3.Connection, tuple[str, str] | None]:
+    """The spool at ``path``, or a fresh one after moving a broken one aside: then also
+    where it went and why (the exporter reports it as an error)."""
     claim_spool_files(path)
     try:
-        return _connect(path, sync)
+        return _connect(path), None
     except sqlite3.DatabaseError as exc:
         aside = f"{path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
         for suffix in ("", *SIDE_FILES):
             if os.path.lexists(path + suffix):
                 os.rename(path + suffix, aside + suffix)
-        warn(f"SPOOL {path} IS UNREADABLE ({exc}): moved aside to {aside}; starting a new one")
         claim_spool_files(path)
-        return _connect(path, sync)
+        return _connect(path), (aside, printable(str(exc)))
 
 
-def _connect(path: str, sync: SyncMode) -> sqlite3.Connection:
+def _connect(path: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         db.isolation_level = "DEFERRED"
@@ -454,7 +776,8 @@ def _connect(path: str, sync: SyncMode) -> sqlite3.Connection:
         # writing and freeing them (takes effect on a new spool only).
         db.execute("PRAGMA page_size=65536")
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={sync.upper()}")
+        # "full" adds an fsync of the WAL after each commit, in a thread (_WalSync).
+        db.execute("PRAGMA synchronous=NORMAL")
         # Checkpoints run in _Checkpointer's thread; this one only if the WAL grows past
         # 4,000 pages (256 MiB) because that thread cannot keep up.
         db.execute("PRAGMA wal_autocheckpoint=4000")
@@ -464,8 +787,11 @@ def _connect(path: str, sync: SyncMode) -> sqlite3.Connection:
             raise sqlite3.DatabaseError(f"quick_check: {result}")
         db.execute(
             "CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, "
-            "count INTEGER NOT NULL, data BLOB NOT NULL, ends BLOB NOT NULL)"
+            "count INTEGER NOT NULL, data BLOB NOT NULL, ends BLOB NOT NULL, accepted REAL)"
         )
+        columns = {row[1] for row in db.execute("PRAGMA table_info(chunks)")}
+        if "accepted" not in columns:  # a spool of an older version: its rows have none
+            db.execute("ALTER TABLE chunks ADD COLUMN accepted REAL")
     except BaseException:
         db.close()
         raise

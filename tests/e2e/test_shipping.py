@@ -151,7 +151,12 @@ def test_undeliverable_events_are_dead_lettered_and_replayed_byte_for_byte(
         )
     err = capsys.readouterr().err
     assert code == 3, err
-    assert err == summary_line(dest, total, 0, retried, total) + f"; dead letters in {dead}\n"
+    failed, dead_lettered, summary = err.splitlines()  # what went wrong comes at once
+    assert summary == summary_line(dest, total, 0, retried, total) + f"; dead letters in {dead}"
+    context = f" warning exporter=export destination={dest}: "
+    assert context + "delivery failed (attempt 1): " in failed
+    assert re.search(r"; next try in [0-9.e-]+ s$" if retried else "; given up$", failed), failed
+    assert context + f"{total} events dead-lettered to {dead}: " in dead_lettered
 
     events, records = dead_letter_events(dead)
     assert len(records) == total
@@ -291,6 +296,42 @@ def test_sigterm_mid_stream_accounts_for_every_event(
     assert set(attempts) <= {(reason, 0), (reason, 1)}  # queued; in flight, first try
     assert attempts[(reason, 1)] <= batch
     assert attempts.total() == summary.dead_lettered
+
+
+def test_a_destination_that_fails_is_said_at_once_and_its_error_kept_in_the_dead_letters(
+    tmp_path: Path,
+) -> None:
+    """Issue 14, item 1: `export --to file:/nonexistent/dir/x` retried forever without a
+    word (it is refused at start now: the directory goes once the child runs). The first
+    failure is said at once (one line, however many retries follow); the events
+    dead-lettered at the shutdown deadline keep the error beside its reason."""
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    dest = f"file:{folder}/x"
+    error = f"{dest}: open failed: No such file or directory (ENOENT)"
+    dead = tmp_path / "dead.ndjson"
+    argv = ["export", "--to", dest, "--dead-letter", str(dead), "--shutdown-timeout", "0.5"]
+    with exporter_child(
+        *argv, "--retry-initial-delay", "0.01", "--retry-max-delay", "0.02", "--batch-max-age", "2"
+    ) as child:
+        feeder = child.feed(10)
+        assert wait_until(lambda: child.consumed_lines(feeder) == 10, timeout=10)
+        folder.rmdir()  # before the batch's age is out: its first write fails
+        said = f"warning exporter=export destination={dest}: delivery failed (attempt 1): {error}"
+        assert wait_until(lambda: said.encode() in bytes(child.stderr), timeout=10), bytes(
+            child.stderr
+        )
+        assert wait_until(
+            lambda: bool(re.search(rb"next try in [0-9.e-]+ s\n", child.stderr)), timeout=5
+        )
+        child.terminate()
+        child.wait_summary(timeout=10)
+        assert child.wait(timeout=10) == 3
+    stderr = bytes(child.stderr).decode()
+    assert stderr.count("delivery failed") == 1  # the retries every 20 ms: not a line each
+    _, records = dead_letter_events(dead)
+    assert len(records) == 10
+    assert {r["reason"] for r in records} == {f"shutdown: deadline passed; last error: {error}"}
 
 
 def test_sigterm_ends_the_process_while_its_stdin_stays_open(

@@ -1,4 +1,5 @@
-"""Test doubles for the delivery engine: a scripted driver and a recording sleep."""
+"""Test doubles for the delivery engine: a scripted driver and a recording sleep; an
+exporter run over a list of events."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterable
 import anyio
 
 from drivers.base import Batch
+from exporter.delivery.exporter import Exporter
 from exporter.errors import DeliveryError, DriverClosedError
 
 
@@ -29,6 +31,8 @@ class ScriptedDriver:
     @property
     def concurrency(self) -> int:
         return 1
+
+    connections = 0
 
     async def send(self, batch: Batch) -> None:
         if self.closed:
@@ -63,8 +67,20 @@ class RecordingSleep:
         await anyio.lowlevel.checkpoint()
 
 
+async def run_exporter(exporter: Exporter, items: list[bytes]) -> None:
+    """Run ``exporter`` over ``items`` (waiting for room under ``block``), its queue closed
+    after the last, until it delivered or dead-lettered every one (at most 20 s)."""
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(exporter.run)
+            for item in items:
+                if not exporter.offer(item):
+                    await exporter.put(item)
+            exporter.queue.close()
+
+
 def lines(count: int, prefix: bytes = b"e") -> list[bytes]:
     return [prefix + str(i).encode() + b"\n" for i in range(count)]
 
 
-__all__ = ["DeliveryError", "RecordingSleep", "ScriptedDriver", "lines"]
+__all__ = ["DeliveryError", "RecordingSleep", "ScriptedDriver", "lines", "run_exporter"]

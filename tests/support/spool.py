@@ -1,32 +1,47 @@
 """A daemon configuration for the spool crash tests: one source, a spooled exporter posting
-to a (flaky) receiver, quick retries."""
+to a (flaky) receiver, quick retries; a small real filesystem to fill."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 FLAKY = ["500", "ok", "503:retry-after=0", "ok", "ok", "429", "ok"] * 30
 """A receiver script: errors, a pause, a refusal, between successes."""
 
 
-def spooled_daemon_config(tmp_path: Path, url: str, source: str, exporter: str = "") -> Path:
+def spooled_daemon_config(
+    tmp_path: Path,
+    url: str,
+    source: str,
+    exporter: str = "",
+    *,
+    spool: Path | None = None,
+    batch_max_age: float = 0.02,
+    shutdown_timeout: float = 5.0,
+) -> Path:
     """``c.toml`` in ``tmp_path``: the ``[source.in]`` body ``source``, an exporter
-    spooling to ``spool.db`` and posting to ``url`` (plus ``exporter`` settings), self-metrics
-    on a free port."""
+    spooling to ``spool`` (``spool.db`` there) and posting to ``url`` (plus ``exporter``
+    settings), self-metrics on a free port."""
     config = tmp_path / "c.toml"
     config.write_text(
         f"""
 [global]
 dead_letter = "{tmp_path / "dead.ndjson"}"
 summary_interval = 0
-shutdown_timeout = 5.0
+shutdown_timeout = {shutdown_timeout}
 metrics_listen = "127.0.0.1:0"
 [source.in]
 {source}
 [exporter.out]
 destination = "{url}"
-spool = "{tmp_path / "spool.db"}"
-batch_max_age = 0.02
+spool = "{spool or tmp_path / "spool.db"}"
+batch_max_age = {batch_max_age}
 retry_initial_delay = 0.01
 retry_max_delay = 0.05
 {exporter}
@@ -36,3 +51,36 @@ exporter = "out"
 """
     )
     return config
+
+
+@contextmanager
+def small_disk(where: Path, size: str = "3m") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``where`` (a real filesystem that fills up: ENOSPC,
+    SQLite's "database or disk is full"), unmounted after. Skipped, saying why, where
+    mount is not allowed (not root, no CAP_SYS_ADMIN)."""
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(
+            "NOT RUN: a full-disk test needs 'mount -t tmpfs' (root or CAP_SYS_ADMIN): "
+            + (mounted.stderr.strip() or f"exit {mounted.returncode}")
+        )
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10, check=False)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A file taking all of ``disk`` but ``leave`` bytes (remove it to make room)."""
+    filler = disk / "filler"
+    free = os.statvfs(disk)
+    room = free.f_bavail * free.f_frsize - leave
+    with filler.open("wb") as file:
+        file.write(b"\0" * max(0, room))
+    return filler

@@ -26,13 +26,13 @@ from exporter.delivery.exporter import (
     NO_DEAD_LETTER_FILE,
     DeliverySettings,
     Exporter,
-    LossWarnings,
 )
 from exporter.delivery.retry import RetryPolicy
 from exporter.errors import PermanentDeliveryError
 from exporter.observe.prometheus import render
 from exporter.routing import Pipeline
-from tests.support.fakes import ScriptedDriver, lines
+from tests.support.fakes import ScriptedDriver, lines, run_exporter
+from tests.support.logs import CapturedLog
 from tests.support.samples import EVENTS_FILE
 
 pytestmark = pytest.mark.anyio
@@ -61,7 +61,7 @@ class _Refusing(ScriptedDriver):
 def _exporter(
     driver: ScriptedDriver,
     dead: DeadLetterFile | None,
-    warnings: list[str] | None = None,
+    log: CapturedLog | None = None,
     **settings: object,
 ) -> Exporter:
     values: dict[str, object] = {"batch_max_age": 0.0, "retry": FAST, **settings}
@@ -71,18 +71,8 @@ def _exporter(
         DeliverySettings(**values),  # type: ignore[arg-type]
         dead,
         rng=random.Random(1),
-        warn=(warnings if warnings is not None else []).append,
+        log=(log or CapturedLog()).log,
     )
-
-
-async def _run(exporter: Exporter, items: list[bytes]) -> None:
-    with anyio.fail_after(20):
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(exporter.run)
-            for item in items:
-                if not exporter.offer(item):
-                    await exporter.put(item)
-            exporter.queue.close()
 
 
 class _HeldFsync:
@@ -128,7 +118,7 @@ async def test_a_slow_dead_letter_write_leaves_the_event_loop_running(
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(meanwhile)
-            await _run(exporter, lines(2))
+            await run_exporter(exporter, lines(2))
     assert ran_meanwhile == [True], "the event loop stood still during the dead-letter write"
     assert exporter.stats.dead_lettered == 2
 
@@ -140,7 +130,7 @@ async def test_concurrent_failures_are_dead_lettered_each_event_once(tmp_path: P
         DeadLetterFile(dead),
         batch_max_events=10,
     )
-    await _run(exporter, lines(300))
+    await run_exporter(exporter, lines(300))
     events = [event for _, event in read_dead_letters(dead)]
     assert Counter(events) == Counter(item[:-1] for item in lines(300))
     records = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
@@ -183,8 +173,9 @@ async def test_a_shutdown_while_dead_letters_wait_writes_each_batch_once_with_it
         ("e1", "dest: refused batch 1"),
         ("e2", "dest: refused batch 2"),
         ("e3", "dest: refused batch 2"),
-        ("late0", "shutdown: deadline passed"),
-        ("late1", "shutdown: deadline passed"),
+        # never tried: the shutdown's reason, and the exporter's last error beside it
+        ("late0", "shutdown: deadline passed; last error: dest: refused batch 2"),
+        ("late1", "shutdown: deadline passed; last error: dest: refused batch 2"),
     ]
     assert exporter.stats.dead_lettered == 6
     assert not exporter.stats.dropped
@@ -200,21 +191,21 @@ async def test_past_dead_letter_max_bytes_events_are_dropped_counted_and_warned(
     probe = DeadLetterFile(tmp_path / "probe")
     probe.write([b"e0"], destination="scripted", reason="dest: 400", attempts=1, exporter="test")
     record = (tmp_path / "probe").stat().st_size
-    warnings: list[str] = []
+    log = CapturedLog()
     dead_letters = DeadLetterFile(dead, max_bytes=3 * record + record // 2)
-    exporter = _exporter(_Refusing(), dead_letters, warnings, batch_max_events=2)
-    await _run(exporter, lines(10))  # 5 batches of 2: the first, and one of the second, fit
+    exporter = _exporter(_Refusing(), dead_letters, log, batch_max_events=2)
+    await run_exporter(exporter, lines(10))  # 5 batches of 2: the first, and one of the second, fit
     assert exporter.stats.dead_lettered == 3
     assert dict(exporter.stats.dropped) == {DEAD_LETTER_FULL: 7}
     assert dead.stat().st_size == 3 * record
     assert len(read_dead_letters_list(dead)) == 3
-    (warning,) = warnings  # the first at once, the others within 30 s
-    assert warning.startswith(f"1 undeliverable events dropped ({DEAD_LETTER_FULL}): ")
+    (warning,) = [m for m in log.messages("warning") if "dropped" in m]  # the others held
+    assert warning.startswith(f"1 undeliverable event dropped ({DEAD_LETTER_FULL}): ")
     assert f"dead-letter file {dead} is full ({3 * record} bytes, dead_letter_max_bytes " in warning
     assert "at most one per 30 s" in warning
     assert exporter.stats.summary().endswith(f"dropped 7 ({DEAD_LETTER_FULL}: 7), dead-lettered 3")
     dead.rename(tmp_path / "dead.1")  # rotated away: there is room again
-    await _run(_exporter(_Refusing(), dead_letters), lines(1))
+    await run_exporter(_exporter(_Refusing(), dead_letters), lines(1))
     assert len(read_dead_letters_list(dead)) == 1
 
 
@@ -222,21 +213,34 @@ def read_dead_letters_list(path: Path) -> list[bytes]:
     return [event for _, event in read_dead_letters(path)]
 
 
-def test_loss_warnings_come_at_once_then_at_most_every_30_seconds() -> None:
+async def test_loss_warnings_come_at_once_then_at_most_every_30_seconds(
+    tmp_path: Path,
+) -> None:
+    """Per reason, each line counting the events since the last (what was LossWarnings is
+    the exporter's RateLimit now)."""
     now = [100.0]
-    said: list[str] = []
-    warnings = LossWarnings(said.append, clock=lambda: now[0])
-    warnings.lost(DEAD_LETTER_FULL, 5, "dead-letter file d is full")
+    log = CapturedLog()
+    exporter = Exporter(
+        "test",
+        ScriptedDriver(),
+        DeliverySettings(),
+        DeadLetterFile(tmp_path / "d", max_bytes=1),  # every record makes it too big
+        log=log.log,
+        clock=lambda: now[0],
+    )
+    await exporter.dead_letter(lines(5), "dest: 400", 1)
     now[0] += 29.9
-    warnings.lost(DEAD_LETTER_FULL, 7, "dead-letter file d is full")
-    warnings.lost(DEAD_LETTER_FAILED, 1, "EIO")  # another reason: its own first warning
+    await exporter.dead_letter(lines(7), "dest: 400", 1)
     now[0] += 0.1
-    warnings.lost(DEAD_LETTER_FULL, 1, "dead-letter file d is full")
-    assert [re.sub(r" \(further.*", "", line) for line in said] == [
-        f"5 undeliverable events dropped ({DEAD_LETTER_FULL}): dead-letter file d is full",
-        f"1 undeliverable events dropped ({DEAD_LETTER_FAILED}): EIO",
-        f"8 undeliverable events dropped ({DEAD_LETTER_FULL}): dead-letter file d is full",
+    await exporter.dead_letter(lines(1), "dest: 400", 1)
+    assert [re.sub(r": dead-letter file .*", "", line) for line in log.messages("warning")] == [
+        f"5 undeliverable events dropped ({DEAD_LETTER_FULL})",
+        f"8 undeliverable events dropped ({DEAD_LETTER_FULL})",
     ]
+    assert exporter.stats.dropped == {DEAD_LETTER_FULL: 13}
+    assert log.messages()[0].endswith("(further such warnings: at most one per 30 s)")
+    assert log.records()[0]["exporter"] == "test"
+    assert log.records()[0]["destination"] == "scripted"
 
 
 def test_dead_letter_max_bytes_is_a_global_setting_checked_with_its_line() -> None:
@@ -277,12 +281,12 @@ async def test_drop_reasons_are_fixed_whatever_the_receiver_says(tmp_path: Path)
     """Today each distinct receiver text became a /metrics series (and a token it echoed
     was published)."""
     hostile = "\x1b[2J\x1b]0;pwned\x07 token=s3cr3t-{n} \u202e"
-    warnings: list[str] = []
+    log = CapturedLog()
     unwritable = DeadLetterFile(tmp_path / "missing" / "dead")
-    failing = _exporter(_Refusing(hostile), unwritable, warnings, batch_max_events=1)
-    await _run(failing, lines(5))
-    without = _exporter(_Refusing(hostile), None, warnings, batch_max_events=1)
-    await _run(without, lines(3))
+    failing = _exporter(_Refusing(hostile), unwritable, log, batch_max_events=1)
+    await run_exporter(failing, lines(5))
+    without = _exporter(_Refusing(hostile), None, log, batch_max_events=1)
+    await run_exporter(without, lines(3))
     assert dict(failing.stats.dropped) == {DEAD_LETTER_FAILED: 5}
     assert dict(without.stats.dropped) == {NO_DEAD_LETTER_FILE: 3}
     pipeline = Pipeline[Exporter]({"failing": failing, "without": without}, [])
@@ -294,8 +298,9 @@ async def test_drop_reasons_are_fixed_whatever_the_receiver_says(tmp_path: Path)
         f'{dropped}{{exporter="failing",reason="{DEAD_LETTER_FAILED}"}} 5',
         f'{dropped}{{exporter="without",reason="{NO_DEAD_LETTER_FILE}"}} 3',
     ]
+    warnings = [m for m in log.messages("warning") if "dropped" in m]
     assert len(warnings) == 2  # rate-limited: one per reason
-    for warning in warnings:
+    for warning in log.messages():
         assert "\x1b" not in warning
         assert "\u202e" not in warning
         assert "\\x1b[2J\\x1b]0;pwned\\x07 token=s3cr3t-1 \\u202e" in warning
@@ -304,7 +309,7 @@ async def test_drop_reasons_are_fixed_whatever_the_receiver_says(tmp_path: Path)
 async def test_dead_letter_reasons_are_escaped_and_capped(tmp_path: Path) -> None:
     dead = tmp_path / "dead"
     exporter = _exporter(_Refusing("\x1b[31m" + "x" * 5000 + "\n"), DeadLetterFile(dead))
-    await _run(exporter, lines(1))
+    await run_exporter(exporter, lines(1))
     (record,) = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
     assert record["reason"].startswith("\\x1b[31mxxx")
     assert record["reason"].endswith("x...")

@@ -15,7 +15,8 @@ from exporter.delivery.exporter import DeliverySettings, Exporter
 from exporter.delivery.queue import Overflow
 from exporter.delivery.retry import RetryPolicy
 from exporter.errors import PermanentDeliveryError, RetryableDeliveryError
-from tests.support.fakes import ScriptedDriver, lines
+from tests.support.fakes import ScriptedDriver, lines, run_exporter
+from tests.support.logs import CapturedLog
 
 pytestmark = pytest.mark.anyio
 FAST = RetryPolicy(initial_delay=0.001, max_delay=0.002)
@@ -34,20 +35,10 @@ def _exporter(driver: ScriptedDriver, tmp_path: Path, **settings: object) -> tup
     return exporter, path
 
 
-async def _run(exporter: Exporter, items: list[bytes]) -> None:
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(exporter.run)
-            for item in items:
-                if not exporter.offer(item):
-                    await exporter.put(item)
-            exporter.queue.close()
-
-
 async def test_every_event_delivered_in_order_in_batches(tmp_path: Path) -> None:
     driver = ScriptedDriver([RetryableDeliveryError("blip")])
     exporter, dead = _exporter(driver, tmp_path, batch_max_events=100, queue_max_events=250)
-    await _run(exporter, lines(1000))
+    await run_exporter(exporter, lines(1000))
     assert driver.lines == [item[:-1] for item in lines(1000)]
     stats = exporter.stats
     assert (stats.received, stats.exported, stats.retried, stats.dead_lettered) == (
@@ -62,7 +53,7 @@ async def test_every_event_delivered_in_order_in_batches(tmp_path: Path) -> None
 async def test_permanent_failure_goes_to_the_dead_letter_file(tmp_path: Path) -> None:
     driver = ScriptedDriver([PermanentDeliveryError("dest: 400 bad request")])
     exporter, dead = _exporter(driver, tmp_path, batch_max_events=2)
-    await _run(exporter, [b'{"event":"a"}\n', b"b\xff\n", b"c\n"])
+    await run_exporter(exporter, [b'{"event":"a"}\n', b"b\xff\n", b"c\n"])
     assert driver.lines == [b"c"]
     records = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
     assert [r["reason"] for r in records] == ["dest: 400 bad request"] * 2
@@ -79,7 +70,7 @@ async def test_permanent_failure_goes_to_the_dead_letter_file(tmp_path: Path) ->
 async def test_exhausted_retries_are_dead_lettered_with_attempts(tmp_path: Path) -> None:
     driver = ScriptedDriver([RetryableDeliveryError("down")] * 3)
     exporter, dead = _exporter(driver, tmp_path, retry=RetryPolicy(0.001, 0.001, max_attempts=3))
-    await _run(exporter, [b"x\n"])
+    await run_exporter(exporter, [b"x\n"])
     (record,) = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
     assert record["attempts"] == 3
     assert record["reason"] == "gave up after 3 attempts: down"
@@ -90,7 +81,7 @@ async def test_retry_after_pauses_the_whole_exporter(tmp_path: Path) -> None:
     driver = ScriptedDriver([RetryableDeliveryError("busy", retry_after=0.2)])
     exporter, _ = _exporter(driver, tmp_path, batch_max_events=1)
     start = anyio.current_time()
-    await _run(exporter, [b"a\n", b"b\n"])
+    await run_exporter(exporter, [b"a\n", b"b\n"])
     assert driver.lines == [b"a", b"b"]
     assert anyio.current_time() - start >= 0.2
     assert exporter.stats.delivery.retry_after_pauses == 1
@@ -102,6 +93,8 @@ async def test_drops_are_counted_with_their_reason(tmp_path: Path) -> None:
     exporter, _ = _exporter(
         driver, tmp_path, queue_max_events=5, overflow=Overflow.DROP_NEWEST, batch_max_events=5
     )
+    log = CapturedLog()
+    exporter.log = log.log
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(exporter.run)
@@ -118,6 +111,12 @@ async def test_drops_are_counted_with_their_reason(tmp_path: Path) -> None:
     assert stats.exported == 10
     assert dict(stats.dropped) == {"queue full (drop_newest)": 15}
     assert "dropped 15 (queue full (drop_newest): 15)" in stats.summary()
+    (warning,) = log.messages("warning")  # the first at once, the others held back 30 s
+    assert warning == (
+        "1 event dropped (queue full (drop_newest)): the queue holds 5 events, 30 bytes "
+        f"(queue_max_events 5, queue_max_bytes {64 << 20}) (further such warnings: at most one "
+        "per 30 s)"
+    )
 
 
 async def test_abandon_dead_letters_in_flight_and_queued(tmp_path: Path) -> None:
@@ -186,16 +185,14 @@ class _FailingHousekeeping(ScriptedDriver):
 
 async def test_failed_flush_reopen_and_close_are_warnings_not_crashes(tmp_path: Path) -> None:
     driver = _FailingHousekeeping()
-    warnings: list[str] = []
-    exporter = Exporter(
-        "test", driver, DeliverySettings(batch_max_age=0.0), None, warn=warnings.append
-    )
-    await _run(exporter, lines(3))
+    log = CapturedLog()
+    exporter = Exporter("test", driver, DeliverySettings(batch_max_age=0.0), None, log=log.log)
+    await run_exporter(exporter, lines(3))
     await exporter.reopen()
     await exporter.close_driver()
     assert driver.lines == [item[:-1] for item in lines(3)]
     assert exporter.stats.exported == 3
-    assert warnings == [
+    assert log.messages("warning") == [
         "flush failed: scripted: fsync failed (ENOSPC)",
         "reopen failed: scripted: close failed (EIO)",
         "close failed: scripted: close failed (EIO)",
@@ -234,7 +231,7 @@ async def test_up_to_the_drivers_concurrency_batches_are_in_flight(
 ) -> None:
     driver = _Concurrent(limit)
     exporter, _ = _exporter(driver, tmp_path, batch_max_events=10)
-    await _run(exporter, lines(100))
+    await run_exporter(exporter, lines(100))
     assert driver.most == limit
     assert sorted(driver.lines) == sorted(item[:-1] for item in lines(100))
     assert exporter.stats.exported == 100
@@ -263,17 +260,18 @@ async def test_a_dead_letter_file_that_cannot_be_written_counts_the_events_as_dr
     tmp_path: Path,
 ) -> None:
     driver = ScriptedDriver([PermanentDeliveryError("dest: 400")])
-    warnings: list[str] = []
+    log = CapturedLog()
     exporter = Exporter(
         "test",
         driver,
         DeliverySettings(batch_max_age=0.0, batch_max_events=2),
         DeadLetterFile(tmp_path / "missing" / "dead.ndjson"),
-        warn=warnings.append,
+        log=log.log,
     )
-    await _run(exporter, lines(2))
+    await run_exporter(exporter, lines(2))
     assert dict(exporter.stats.dropped) == {"dead-letter write failed": 2}
-    (warning,) = warnings
+    failed, warning = log.messages("warning")
+    assert failed == "delivery failed (attempt 1): dest: 400; given up"
     assert warning.startswith("2 undeliverable events dropped (dead-letter write failed): ")
     assert f"dead-letter file {tmp_path / 'missing' / 'dead.ndjson'} could not" in warning
     assert "No such file or directory; dest: 400" in warning

@@ -95,6 +95,19 @@ async def test_ndjson_body_is_the_batch_as_it_is(httpx_mock: HTTPXMock) -> None:
     await driver.aclose()
 
 
+async def test_an_ndjson_body_of_tab_text_lines_is_text_plain(httpx_mock: HTTPXMock) -> None:
+    """Issue 14, item 9: tab-text batches went out as application/x-ndjson, which they
+    are not (no line is JSON)."""
+    httpx_mock.add_response(status_code=204)
+    driver = _driver(event_format="tab-text")
+    await _send(driver, _batch(b"event:a\tfield:n=1", b"event:b"))
+    request = httpx_mock.get_request()
+    assert request is not None
+    assert request.content == b"event:a\tfield:n=1\nevent:b\n"
+    assert request.headers["content-type"] == "text/plain"
+    await driver.aclose()
+
+
 async def test_json_array_body(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(status_code=200)
     driver = _driver(body="json-array")

@@ -28,6 +28,7 @@ from exporter.delivery.deadletter import DeadLetterFile
 from exporter.delivery.exporter import DeliverySettings, Exporter
 from exporter.delivery.retry import RetryPolicy
 from exporter.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
+from tests.support import fakes
 from tests.support.http_receiver import Receiver
 from tests.support.processes import (
     bounded,
@@ -74,12 +75,7 @@ async def run_exporter(exporter: Exporter, lines: list[bytes]) -> None:
     """Offer every line, end the input, deliver everything; the driver is closed after
     (also when the caller's deadline cancelled the rest)."""
     try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(exporter.run)
-            for line in lines:
-                if not exporter.offer(line):
-                    await exporter.put(line)
-            exporter.queue.close()
+        await fakes.run_exporter(exporter, lines)
     finally:
         with anyio.CancelScope(shield=True), anyio.fail_after(10):
             await exporter.close_driver()
@@ -202,6 +198,26 @@ async def test_each_fault_is_classified_and_the_next_attempt_delivers(
     assert first.body == second.body == b"".join(lines)
     assert first.header(KEY) == second.header(KEY) == batch.key
     assert receiver.events() == [line[:-1] for line in lines]
+
+
+@pytest.mark.anyio
+async def test_the_driver_counts_the_connections_it_opens() -> None:
+    """For the exporter's debug lines on reconnects: keep-alive reuses one; a reset
+    connection is replaced."""
+    batch = batch_of([json_event(0)])
+    with Receiver(["ok", "ok", "reset"]) as receiver:
+        driver = http_driver(receiver)
+        try:
+            with anyio.fail_after(10):
+                await driver.send(batch)
+                await driver.send(batch)
+                assert driver.connections == 1
+                with pytest.raises(RetryableDeliveryError):
+                    await driver.send(batch)
+                await driver.send(batch)
+        finally:
+            await driver.aclose()
+    assert driver.connections == 2
 
 
 @pytest.mark.anyio
@@ -395,7 +411,20 @@ def test_export_to_http_delivers_every_event_as_export_prints_it(
             code = main([*argv, *retry, *options, str(EVENTS_FILE)])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert err == summary_line(receiver.url, CAPTURE_EVENTS, CAPTURE_EVENTS, 1, 0) + "\n"
+    *logged, summary = err.splitlines()
+    assert summary == summary_line(receiver.url, CAPTURE_EVENTS, CAPTURE_EVENTS, 1, 0)
+    failed, works = logged  # the failure at once, the recovery
+    context = f"exporter=export destination={receiver.url}"
+    assert re.fullmatch(
+        rf"\S+ warning {context}: delivery failed \(attempt 1\): {receiver.url}: HTTP 503 "
+        r'Service Unavailable: \{"status":503\}; next try in [0-9.e-]+ s',
+        failed,
+    ), failed
+    assert re.fullmatch(
+        rf"\S+ info {context}: delivery works again after failing for [0-9.e-]+ s \(1 failed "
+        r"attempt; the last: .*HTTP 503 .*\); \d+ events? delayed",
+        works,
+    ), works
     requests = receiver.requests
     single = "single" in options
     assert [r.status for r in requests] == [503] + [200] * (CAPTURE_EVENTS if single else 1)
@@ -423,7 +452,15 @@ def test_export_to_http_dead_letters_what_the_server_refuses(
     err = capsys.readouterr().err
     assert code == 3, err
     summary = summary_line(receiver.url, CAPTURE_EVENTS, 0, 0, CAPTURE_EVENTS)
-    assert err == summary + f"; dead letters in {dead}\n"
+    failed, dead_lettered, last = err.splitlines()
+    assert last == summary + f"; dead letters in {dead}"
+    refused = f'{receiver.url}: HTTP 400 Bad Request: {{"status":400}}'
+    context = f"warning exporter=export destination={receiver.url}"
+    assert failed.endswith(f"{context}: delivery failed (attempt 1): {refused}; given up")
+    assert dead_lettered.endswith(
+        f"{context}: {CAPTURE_EVENTS} events dead-lettered to {dead}: {refused} "
+        "(further such warnings: at most one per 30 s)"
+    )
     assert [r.status for r in receiver.requests] == [400]
     assert receiver.received == []
     events, records = dead_letter_events(dead)
