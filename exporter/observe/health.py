@@ -4,8 +4,7 @@ found corrupt and moved aside (that stays until a restart: someone should look a
 
 An exporter's delivery state is the delivery engine's (``Exporter.health``: since when it
 has been failing, its last error; ``Exporter.spool_moved_aside``: where a corrupt spool
-went); it is read here through :func:`failing_since`, :func:`last_error` and
-:func:`moved_aside` only, so that each reads what an exporter has of it.
+went), read at each request.
 """
 
 from __future__ import annotations
@@ -17,24 +16,6 @@ import anyio
 
 from exporter.delivery.exporter import Exporter
 from exporter.observe.text import printable
-
-
-def failing_since(exporter: Exporter) -> float | None:
-    """The monotonic time of the first failed attempt of the current run of failures;
-    None while deliveries succeed."""
-    since = getattr(getattr(exporter, "health", None), "failing_since", None)
-    return since if isinstance(since, int | float) else None
-
-
-def last_error(exporter: Exporter) -> str | None:
-    error = getattr(getattr(exporter, "health", None), "last_error", None)
-    return None if error is None else printable(str(error), 300)
-
-
-def moved_aside(exporter: Exporter) -> str | None:
-    """Where a spool found corrupt at start was moved (None: it was not)."""
-    moved = getattr(exporter, "spool_moved_aside", None)
-    return None if moved is None else str(moved)
 
 
 @dataclass
@@ -59,7 +40,7 @@ class Readiness:
         ]
         now = self.clock()
         for exporter in self.exporters():
-            moved = moved_aside(exporter)
+            moved = exporter.spool_moved_aside
             if moved is not None:
                 found.append(
                     {
@@ -68,15 +49,15 @@ class Readiness:
                         f"{moved} (ready again after a restart)",
                     }
                 )
-            since = failing_since(exporter)
+            since = exporter.health.failing_since
             if since is not None and now - since > self.unready_after:
-                error = last_error(exporter)
+                error = exporter.health.last_error
                 found.append(
                     {
                         "exporter": exporter.name,
                         "reason": f"failing to deliver for {now - since:.0f} s (longer than "
                         f"unready_after, {self.unready_after:g} s)"
-                        + (f"; last error: {error}" if error else ""),
+                        + (f"; last error: {printable(error, 300)}" if error else ""),
                     }
                 )
         return found

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Mapping
 
 from exporter import __version__
 from exporter.delivery.exporter import Exporter
-from exporter.observe.health import failing_since
 from exporter.observe.histogram import Histogram
 from exporter.observe.text import printable
 from exporter.routing import Pipeline
@@ -53,18 +52,18 @@ _EXPORTER_SERIES: tuple[tuple[str, str, str, ExporterValue], ...] = (
      lambda e: e.gate.remaining()),
     ("exporter_failing", "gauge",
      "1 while an exporter's deliveries fail (since its last success), else 0.",
-     lambda e: int(failing_since(e) is not None)),
+     lambda e: int(e.health.failing)),
 )  # fmt: skip
 """One series per exporter each, in this order (drops, by reason, come after received)."""
 
 
-_HISTOGRAMS: tuple[tuple[str, str, str], ...] = (
-    ("exporter_delivery_latency_seconds", "latency",
+_HISTOGRAMS: tuple[tuple[str, Callable[[Exporter], Histogram], str], ...] = (
+    ("exporter_delivery_latency_seconds", lambda e: e.stats.latency,
      "Per delivered batch: seconds from its oldest event's acceptance to its delivery."),
-    ("exporter_queue_age_seconds", "queue_age",
+    ("exporter_queue_age_seconds", lambda e: e.stats.queue_age,
      "Per batch: the age in seconds of its oldest event when it left the queue."),
 )  # fmt: skip
-"""(name, the ExporterStats field holding it, help) of each exporter's histograms."""
+"""(name, the histogram of an exporter, help) of each exporter's histograms."""
 
 
 def render(pipeline: Pipeline[Exporter], sources: Mapping[str, object]) -> str:
@@ -101,12 +100,10 @@ def _histogram_families(pipeline: Pipeline[Exporter]) -> list[Family]:
     """A histogram's samples are named ``_bucket`` (with ``le``), ``_sum`` and ``_count``:
     written here as the labels part of the family's samples, after the family's name."""
     families: list[Family] = []
-    for name, attribute, help_text in _HISTOGRAMS:
+    for name, histogram, help_text in _HISTOGRAMS:
         samples: list[tuple[str, float]] = []
         for exporter_name, exporter in _exporters(pipeline):
-            histogram = getattr(exporter.stats, attribute, None)
-            if isinstance(histogram, Histogram):
-                samples += _histogram_samples(histogram, _labels(exporter=exporter_name))
+            samples += _histogram_samples(histogram(exporter), _labels(exporter=exporter_name))
         families.append((name, "histogram", help_text, samples))
     return families
 

@@ -13,10 +13,7 @@ from pathlib import Path
 
 import httpx
 import orjson
-import pytest
 
-from exporter.config import parse_config
-from exporter.routing import Pipeline
 from tests.support.drivers import socket_dir
 from tests.support.processes import Child, Listener, exporter_child, wait_until
 
@@ -189,19 +186,6 @@ def test_systemd_is_told_ready_reloading_and_stopping(tmp_path: Path) -> None:
             assert child.wait(timeout=15) == 0
 
 
-def _has_delivery_health() -> bool:
-    """Whether the delivery engine keeps ``Exporter.health`` (branch i14-delivery)."""
-    pipeline = Pipeline.from_config(
-        parse_config(
-            '[exporter.a]\ndestination = "drop"\n[metric.m]\nfilter="event=*"\nexporter = "a"\n'
-        )  # fmt: skip
-    )
-    return hasattr(pipeline.exporters["a"], "health")
-
-
-@pytest.mark.skipif(
-    not _has_delivery_health(), reason="needs the delivery engine's Exporter.health (i14-delivery)"
-)
 def test_ready_goes_503_while_an_exporter_fails_and_200_once_it_recovers(tmp_path: Path) -> None:
     """A unix receiver nobody listens on refuses every connection: past unready_after
     (0.3 s) /ready answers 503 naming the exporter; once a listener is there and takes

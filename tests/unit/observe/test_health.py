@@ -1,12 +1,12 @@
-"""``/health`` and ``/ready`` on a real metrics listener, with stand-ins for the delivery
-state the engine keeps (since when an exporter fails, where a corrupt spool went)."""
+"""``/health`` and ``/ready`` on a real metrics listener, from the delivery state the engine
+keeps (``Exporter.health``: since when an exporter fails; where a corrupt spool went)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import cast
 
 import anyio
@@ -15,6 +15,7 @@ import pytest
 
 from exporter.config import GlobalConfig, parse_config
 from exporter.delivery.exporter import Exporter
+from exporter.delivery.health import Failing
 from exporter.observe import prometheus
 from exporter.observe.endpoint import serve_metrics
 from exporter.observe.health import Readiness
@@ -36,14 +37,6 @@ exporter = "out"
 """
 
 
-@dataclass
-class _Failing:
-    """What the delivery engine's ``Exporter.health`` says (stand-in)."""
-
-    failing_since: float | None = None
-    last_error: str | None = None
-
-
 class _Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -52,23 +45,8 @@ class _Clock:
         return self.now
 
 
-def _stand_in(owner: object, name: str, value: object) -> None:
-    """Set what the delivery engine keeps (``Exporter.health``, ``ExporterStats.latency``),
-    with or without the engine's own attribute there."""
-    setattr(owner, name, value)
-
-
 def _pipeline() -> Pipeline[Exporter]:
-    pipeline = Pipeline.from_config(parse_config(CONFIG))
-    for exporter in pipeline.exporters.values():
-        _stand_in(exporter, "health", _Failing())
-    return pipeline
-
-
-def _health(exporter: Exporter) -> _Failing:
-    health = getattr(exporter, "health", None)
-    assert isinstance(health, _Failing)
-    return health
+    return Pipeline.from_config(parse_config(CONFIG))
 
 
 def test_ready_until_an_exporter_fails_for_longer_than_unready_after() -> None:
@@ -78,7 +56,7 @@ def test_ready_until_an_exporter_fails_for_longer_than_unready_after() -> None:
     assert readiness.reasons() == [{"source": "web", "reason": "not listening yet"}]
     readiness.sources["web"] = True
     assert readiness.reasons() == []
-    out = _health(pipeline.exporters["out"])
+    out = pipeline.exporters["out"].health
     out.failing_since, out.last_error = clock.now, "HTTP 503 \x1b[2J busy"
     clock.now += 60.0
     assert readiness.reasons() == []  # failing, not yet for longer than unready_after
@@ -95,10 +73,10 @@ def test_ready_until_an_exporter_fails_for_longer_than_unready_after() -> None:
 
 
 async def test_a_spool_moved_aside_keeps_it_unready_until_a_restart() -> None:
-    class Spooled:  # what the engine's exporter says of its spool (a stand-in)
+    class Spooled:  # an exporter whose spool was moved aside at start (a stand-in)
         name = "spooled"
         spool_moved_aside = "/var/lib/ee/spool.db.corrupt-1"
-        health = _Failing()
+        health = Failing()
 
     readiness = Readiness(lambda: [cast(Exporter, Spooled())])
     assert readiness.reasons() == [
@@ -134,7 +112,7 @@ async def test_health_and_ready_answer_on_the_metrics_listener() -> None:
             assert (health.status_code, health.json()) == (200, {"status": "serving"})
             ready = await client.get(f"{url}/ready")
             assert (ready.status_code, ready.json()) == (200, {"ready": True})
-            _health(pipeline.exporters["out"]).failing_since = clock.now - 6
+            pipeline.exporters["out"].health.failing_since = clock.now - 6
             unready = await client.get(f"{url}/ready")
             assert unready.status_code == 503
             assert unready.json()["ready"] is False
@@ -162,9 +140,8 @@ async def test_metrics_have_the_build_the_failing_gauge_and_the_histograms() -> 
     for value in (0.003, 0.2, 0.2, 70.0):
         latency.observe(value)
     age.observe(1.5)
-    _stand_in(out.stats, "latency", latency)  # the engine's histograms
-    _stand_in(out.stats, "queue_age", age)
-    _health(out).failing_since = 1.0
+    out.stats.latency, out.stats.queue_age = latency, age
+    out.health.failing_since = 1.0
     lines = prometheus.render(pipeline, {}).splitlines()
     assert re.fullmatch(
         r'event_exporter_build_info\{version="[^"]+",python="3\.[0-9.]+"\} 1', lines[2]
