@@ -291,3 +291,26 @@ async def test_a_driver_that_refuses_its_settings_fails_the_reload_before_any_ch
     assert len(failed) == 1
     assert failed[0].startswith("reload failed: ")
     assert failed[0].endswith("; still running the configuration in effect")
+
+
+async def test_what_run_sends_to_drop_is_counted_as_discarded_across_a_retarget(
+    tmp_path: Path,
+) -> None:
+    """run's drivers can be retargeted (Retargetable): whether what was sent is discarded
+    is the driver's of the moment, not the exporter's at its start."""
+    a = tmp_path / "a.ndjson"
+    path = _write(tmp_path, _exporter("a", "drop"), _metric("all", "event=*", "a"))
+
+    async def scenario(running: Running) -> None:
+        exporter = running.pipeline.exporters["a"]
+        for n in range(3):
+            await running.pipeline.emit(_event("x", n))
+        await until(lambda: exporter.stats.discarded == 3)
+        path.write_text(path.read_text().replace('"drop"', f'"file:{a}"'))
+        await reload(running)
+        await running.pipeline.emit(_event("x", 3))
+
+    pipeline, _ = await _daemon(path, scenario)
+    stats = pipeline.exporters["a"].stats
+    assert (stats.discarded, stats.exported) == (3, 1)
+    assert _lines(a) == [("x", 3)]
