@@ -132,21 +132,28 @@ class Pipeline(Generic[T]):
 
     @classmethod
     def from_config(
-        cls, config: Config, driver: Callable[[ExporterConfig], Driver] | None = None
+        cls,
+        config: Config,
+        driver: Callable[[ExporterConfig], Driver] | None = None,
+        log: Log | None = None,
     ) -> Pipeline[Exporter]:
         """Exporters with their drivers (opened lazily; by ``driver``, :func:`open_driver`
-        unless given) and one dead-letter file for all."""
+        unless given) and one dead-letter file for all; ``log``: where they and the
+        metrics report (a spool opened now already may), else a ``Log()`` on stderr."""
         dead_letters = DeadLetterFile(
             config.settings.dead_letter, max_bytes=config.settings.dead_letter_max_bytes
         )
         exporters = {
-            name: make_exporter(settings, dead_letters, driver or open_driver)
+            name: make_exporter(settings, dead_letters, driver or open_driver, log)
             for name, settings in config.exporters.items()
         }
         routes = make_routes(config, exporters)
-        return Pipeline(
+        pipeline = Pipeline(
             exporters, routes, hostname=config.settings.hostname, dead_letters=dead_letters
         )
+        if log is not None:
+            pipeline.log = log
+        return pipeline
 
     # -- producers ---------------------------------------------------------------------
 
@@ -334,9 +341,10 @@ def make_exporter(
     settings: ExporterConfig,
     dead_letters: DeadLetterFile | None,
     driver: Callable[[ExporterConfig], Driver] = open_driver,
+    log: Log | None = None,
 ) -> Exporter:
     """The exporter of an ``[exporter.NAME]`` block (its spool, if any, opened now)."""
-    return Exporter(settings.name, driver(settings), settings.delivery, dead_letters)
+    return Exporter(settings.name, driver(settings), settings.delivery, dead_letters, log=log)
 
 
 def make_routes(

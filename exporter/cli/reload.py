@@ -30,7 +30,7 @@ Destinations are reopened at every SIGHUP, reload or not (log rotation).
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -41,6 +41,7 @@ from drivers.base import Batch, Driver
 from exporter.config import Config, ConfigError, ExporterConfig, GlobalConfig, load_config
 from exporter.config.settings import DELIVERY, GLOBAL, Setting
 from exporter.delivery.exporter import DeliverySettings, Exporter
+from exporter.delivery.health import counted
 from exporter.delivery.lifecycle import Fleet
 from exporter.delivery.spool import SpoolQueue
 from exporter.errors import UsageError
@@ -136,8 +137,6 @@ class Running:
     fleet: Fleet
     log: Log
     readiness: Readiness
-    attach: Callable[[Exporter], None]
-    """Gives an exporter the daemon's log (again after a retarget: its destination)."""
     tasks: anyio.abc.TaskGroup
     """Where an old driver waits for its last send before it is closed."""
 
@@ -192,7 +191,9 @@ def _apply(running: Running, new: Config) -> None:
     try:
         for name, settings in new.exporters.items():
             if name not in pipeline.exporters:
-                added.append(make_exporter(settings, pipeline.dead_letters, retargetable))
+                added.append(
+                    make_exporter(settings, pipeline.dead_letters, retargetable, running.log)
+                )
             elif _moved(old.exporters[name], settings):
                 drivers[name] = settings.destination.open(settings.driver_settings)
     except (UsageError, ValueError, OSError) as exc:
@@ -209,7 +210,6 @@ def _apply(running: Running, new: Config) -> None:
         if _change(running, old.exporters[name], new.exporters[name], exporter, drivers.get(name))
     ]
     for exporter in added:
-        running.attach(exporter)
         running.fleet.add(exporter)
         log.info(f"added: to {new.exporters[exporter.name].where}", exporter=exporter.name)
     made = {exporter.name: exporter for exporter in added}
@@ -220,8 +220,8 @@ def _apply(running: Running, new: Config) -> None:
     for exporter in removed:
         pipeline.retire(exporter)
         log.info(
-            f"removed: no metric feeds it; it delivers what it holds ({len(exporter.queue)} "
-            "events), then closes",
+            f"removed: no metric feeds it; it delivers what it holds "
+            f"({counted(len(exporter.queue), 'event')}), then closes",
             exporter=exporter.name,
         )
     _log_metric_changes(log, old, new)
@@ -255,12 +255,13 @@ def _change(
         driver = exporter.driver
         assert isinstance(driver, Retargetable)  # every exporter of run has one
         driver.retarget(replacement)
-        running.attach(exporter)  # its lines name the new destination
+        exporter.log = running.log  # bound again: its lines name the new destination
         running.tasks.start_soon(driver.close_old)
         exporter.gate.until = 0.0  # a pause the old destination asked for is not the new one's
         log.info(
             f"destination changed: {old.where} -> {settings.where}; its queue "
-            f"({len(exporter.queue)} events) carries over, and a batch being retried goes there"
+            f"({counted(len(exporter.queue), 'event')}) carries over, and a batch being retried "
+            "goes there"
         )
         if replacement.concurrency != driver.concurrency:
             log.warning(

@@ -36,7 +36,6 @@ from exporter.cli.reload import Running, reload, retargetable
 from exporter.config import Config, ConfigError, SourceConfig, load_config
 from exporter.config.settings import EXPORTER, GLOBAL, HTTP, add_options, exporter_owners, named
 from exporter.config.settings import shown_settings as shown
-from exporter.delivery.exporter import Exporter
 from exporter.delivery.lifecycle import Fleet, ignore_early_signals, ignore_late_signals, ship
 from exporter.errors import UsageError
 from exporter.observe import systemd
@@ -112,12 +111,6 @@ def _load(path: str, log: Log) -> Config | None:
     return config
 
 
-def attach_log(exporter: Exporter, log: Log) -> None:
-    """The exporter reports through the daemon's log (bound there with exporter=NAME
-    destination=DRIVER: again after a reload retargeted it)."""
-    exporter.log = log
-
-
 class _Daemon:
     """One run: the pipeline, the exporters ``ship`` delivers for, what ``/ready`` reads,
     and what a reload changes."""
@@ -126,10 +119,7 @@ class _Daemon:
         self.path = path
         self.config = config
         self.log = log
-        self.pipeline = Pipeline.from_config(config, retargetable)
-        self.pipeline.log = log
-        for exporter in self.pipeline.exporters.values():
-            attach_log(exporter, log)
+        self.pipeline = Pipeline.from_config(config, retargetable, log)
         self.fleet = Fleet(self.pipeline.exporters.values())
         self.readiness = Readiness(
             lambda: self.pipeline.every_exporter,
@@ -202,7 +192,6 @@ class _Daemon:
                     self.fleet,
                     self.log,
                     self.readiness,
-                    lambda exporter: attach_log(exporter, self.log),
                     reporting,
                 )
                 if settings.metrics_listen is not None:

@@ -18,6 +18,7 @@ import anyio
 import anyio.abc
 
 from exporter.delivery.exporter import Exporter
+from exporter.delivery.health import counted
 from exporter.observe.log import Log
 
 Producer = Callable[[], Awaitable[None]]
@@ -196,7 +197,8 @@ class _Shipment:
         if self.log is not None:
             queued = sum(len(exporter.queue) for exporter in self.fleet.exporters)
             until = f" for up to {self.shutdown_timeout:g} s" if deadline else ""
-            self.log.info(f"{why}; delivering what the queues hold ({queued} events){until}")
+            held = counted(queued, "event")
+            self.log.info(f"{why}; delivering what the queues hold ({held}){until}")
 
     async def _deadline_after_shutdown(self) -> None:
         await self.shutdown.wait()

@@ -72,16 +72,13 @@ async def _daemon(
     source; ``stop``: a shutdown (deadline) once it is done, else the end of input."""
     captured = CapturedLog()
     config = load_config(path)
-    pipeline = Pipeline.from_config(config, retargetable)
-    pipeline.log = captured.log
+    pipeline = Pipeline.from_config(config, retargetable, captured.log)
     fleet = Fleet(pipeline.exporters.values())
     readiness = Readiness(lambda: pipeline.every_exporter)
     stopping = anyio.Event()
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tasks:
-            running = Running(
-                str(path), config, pipeline, fleet, captured.log, readiness, lambda e: None, tasks
-            )
+            running = Running(str(path), config, pipeline, fleet, captured.log, readiness, tasks)
 
             async def producer() -> None:
                 await scenario(running)
