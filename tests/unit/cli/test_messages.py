@@ -124,23 +124,3 @@ def test_export_to_its_own_input_file_is_refused_and_the_input_unchanged(
     assert f"--to file:{events} is also an input file ({link})" in capsys.readouterr().err
     assert events.read_bytes() == EVENTS_FILE.read_bytes()
     assert not (tmp_path / "dead").exists()
-
-
-@pytest.mark.parametrize(
-    ("target", "said"),
-    [
-        ("/nonexistent/dir/out.ndjson", "its directory /nonexistent/dir does not exist"),
-        ("/dev/full", "/dev/full: it is a character device, not a regular file: refused"),
-        ("/proc/self/status", "is a kernel interface, not a place for files"),
-    ],
-)
-def test_export_to_a_file_that_cannot_be_ours_is_refused_at_start(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str, said: str
-) -> None:
-    dead = tmp_path / "dead"
-    args = ["--dead-letter", str(dead), "--to", f"file:{target}", str(EVENTS_FILE)]
-    assert main(["export", *args]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"event-exporter export: argument --to: 'file:{target}': "), err
-    assert said in err
-    assert not dead.exists()
