@@ -126,6 +126,10 @@ class ThreadedEventExporter:
         return portal.call(exporter.emit, event)
 
     def summary(self) -> str:
+        """What happened so far; after the block, what happened in all (the loop's thread
+        is gone then, and nothing changes the counts any more: they are read here)."""
+        if self._portal is None and self._exporter is not None:
+            return self._exporter.summary()
         portal, exporter = self._running()
         return portal.call(exporter.summary)
 

@@ -9,20 +9,24 @@ under a drop policy it never waits and the drops are counted.
 
 An event that a metric cannot write (a value no format knows), or whose matching or
 writing fails in any other way (a bug, an event built in-process with a value of a type
-no filter expects), is counted as rejected for that metric and reported (the first
-REPORTED_MAX); the other metrics and events go on. With one route (``export``) it is
-the event's rejection instead: :class:`RejectedEvent`, which its source reports with
-the line.
+no filter expects), is counted as rejected for that metric and reported on the log with
+``metric=NAME`` (the first :data:`REJECTIONS_SHOWN` at once, then one per
+:data:`REJECTIONS_INTERVAL` seconds per metric, saying how many were held back); the
+other metrics and events go on. With one route (``export``) it is the event's rejection
+instead: :class:`RejectedEvent`, which its source reports with the line.
+
+A reload (:mod:`exporter.cli.reload`) swaps the routes and exporters between two events
+(:meth:`Pipeline.reroute`) and retires the exporters it removed (:meth:`Pipeline.retire`):
+they deliver what they hold, and an event waiting for room in one is queued there at once.
 """
 
 from __future__ import annotations
 
 import copy
-import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 import anyio
 
@@ -30,15 +34,20 @@ from drivers.base import Driver
 from exporter.config import Config, ExporterConfig
 from exporter.delivery.deadletter import DeadLetterFile
 from exporter.delivery.exporter import Exporter
-from exporter.delivery.queue import Overflow
+from exporter.delivery.queue import EventQueue, Overflow
+from exporter.delivery.spool import SpoolQueue
 from exporter.event import Event
 from exporter.formats import make_formatter
 from exporter.formats.spec import Formatter
 from exporter.formats.text import shown
+from exporter.observe.log import Log, RateLimit
 from exporter.sources.intake import RejectedEvent
-from exporter.sources.lines import FirstReported, why_rejected
+from exporter.sources.lines import why_rejected
 
 Matcher = Callable[[Event], bool]
+REJECTIONS_SHOWN: Final = 10
+"""A metric's rejections shown at once; then at most one per interval."""
+REJECTIONS_INTERVAL: Final = 30.0
 
 
 class Target(Protocol):
@@ -92,22 +101,25 @@ class Pipeline(Generic[T]):
         *,
         hostname: str | None = None,
         reject_events: bool = False,
+        dead_letters: DeadLetterFile | None = None,
     ) -> None:
         self.exporters = exporters
+        self.dead_letters = dead_letters
+        """The one dead-letter file of the configuration's exporters (a reload's too)."""
         self.routes = routes
         self.hostname = hostname
         self.counts = PipelineCounts()
-        self.warn: Callable[[str], None] = _warn_on_stderr
+        self.log = Log()
         """Where a metric's rejections are reported (the daemon's log)."""
+        self.retired: list[Exporter] = []
+        """Exporters a reload removed: delivering what they held, still accounted for."""
         self._reject_events = reject_events
-        self._reported = FirstReported(
-            lambda message: self.warn(message),
-            "further events rejected by a metric are counted but not shown",
-        )
-        # busy() is asked per event by the http source: only these queues can answer yes.
-        self._dropping = [
-            e.queue for e in exporters.values() if e.queue.overflow is not Overflow.BLOCK
-        ]
+        self._rejections = RateLimit(REJECTIONS_INTERVAL, burst=REJECTIONS_SHOWN)
+        self._retiring: dict[int, Exporter] = {}  # by id(): retired, queue not closed yet
+        self._waiting: dict[int, set[anyio.CancelScope]] = {}  # emits waiting for room
+        self._closed: set[int] = set()  # exporters whose driver was closed
+        self._dropping: list[EventQueue | SpoolQueue] = []
+        self._find_dropping()
 
     @classmethod
     def one_route(cls, target: T, encode: Formatter, matches: Matcher | None) -> Pipeline[T]:
@@ -119,25 +131,29 @@ class Pipeline(Generic[T]):
         return cls(exporters, [Route("export", matches, encode, target)], reject_events=True)
 
     @classmethod
-    def from_config(cls, config: Config) -> Pipeline[Exporter]:
-        """Exporters with their drivers (opened lazily) and one dead-letter file for all."""
+    def from_config(
+        cls,
+        config: Config,
+        driver: Callable[[ExporterConfig], Driver] | None = None,
+        log: Log | None = None,
+    ) -> Pipeline[Exporter]:
+        """Exporters with their drivers (opened lazily; by ``driver``, :func:`open_driver`
+        unless given) and one dead-letter file for all; ``log``: where they and the
+        metrics report (a spool opened now already may), else a ``Log()`` on stderr."""
         dead_letters = DeadLetterFile(
             config.settings.dead_letter, max_bytes=config.settings.dead_letter_max_bytes
         )
         exporters = {
-            name: Exporter(name, open_driver(settings), settings.delivery, dead_letters)
+            name: make_exporter(settings, dead_letters, driver or open_driver, log)
             for name, settings in config.exporters.items()
         }
-        routes = [
-            Route(
-                metric.name,
-                None if metric.filter.match_all else metric.filter.matches,
-                make_formatter(config.spec_for(metric), newline=True),
-                exporters[metric.exporter],
-            )
-            for metric in config.metrics.values()
-        ]
-        return Pipeline(exporters, routes, hostname=config.settings.hostname)
+        routes = make_routes(config, exporters)
+        pipeline = Pipeline(
+            exporters, routes, hostname=config.settings.hostname, dead_letters=dead_letters
+        )
+        if log is not None:
+            pipeline.log = log
+        return pipeline
 
     # -- producers ---------------------------------------------------------------------
 
@@ -173,9 +189,15 @@ class Pipeline(Generic[T]):
         self.counts.rejected[route.metric] += 1
         if self._reject_events:
             raise RejectedEvent(why_rejected(exc)) from exc
+        held = self._rejections.allow(route.metric)
+        if held is None:
+            return
         name = getattr(event, "name", None)
         what = f"event {shown(name, 60)}" if isinstance(name, str) else "an event"
-        self._reported(f"metric {route.metric}: {what} rejected: {why_rejected(exc)}")
+        self.log.warning(
+            f"{what} rejected: {why_rejected(exc)}{self._rejections.note(held)}",
+            metric=route.metric,
+        )
 
     def busy(self) -> bool:
         """Whether an exporter that drops when full (not ``block``) is full: a source that
@@ -196,16 +218,74 @@ class Pipeline(Generic[T]):
             return
         for index, (target, line) in enumerate(waiting):
             try:
-                await target.put(line)
+                await self._put(target, line)
             except anyio.get_cancelled_exc_class():
                 for late, rest in waiting[index:]:
                     late.force(rest)
                 raise
 
+    async def _put(self, target: T, line: bytes) -> None:
+        """``target.put(line)``, unless a reload retires ``target`` meanwhile: the event
+        is then queued there past its bounds (it was routed before the reload), and once
+        no event waits for room there any more its queue is closed."""
+        key = id(target)
+        if key in self._retiring:  # retired while this event waited for another target
+            target.force(line)
+            return
+        waiters = self._waiting.setdefault(key, set())
+        with anyio.CancelScope() as scope:
+            waiters.add(scope)
+            try:
+                await target.put(line)
+            finally:
+                waiters.discard(scope)
+                if not waiters:
+                    del self._waiting[key]
+                    self._close_retired(key)
+        if scope.cancelled_caught:
+            target.force(line)
+
+    # -- reloads ---------------------------------------------------------------------
+
+    def reroute(self, routes: list[Route[T]], exporters: dict[str, Exporter]) -> None:
+        """A reload's new metrics and exporters, from the next event on (nothing awaits
+        here: no event sees half of them)."""
+        self.routes = routes
+        self.exporters = exporters
+        self._find_dropping()
+
+    def retire(self, exporter: Exporter) -> None:
+        """``exporter`` was removed (no route of :meth:`reroute` feeds it): it delivers
+        what it holds, then stops (its queue is closed). Events waiting for room in it
+        are queued there first, past its bounds, so that no source stays blocked on it."""
+        self.retired.append(exporter)
+        key = id(exporter)
+        self._retiring[key] = exporter
+        waiters = self._waiting.get(key)
+        if waiters:
+            for scope in waiters:  # each queues its event, the last one closes the queue
+                scope.cancel()
+        else:
+            self._close_retired(key)
+
+    def _close_retired(self, key: int) -> None:
+        exporter = self._retiring.pop(key, None)
+        if exporter is not None:
+            exporter.queue.close()
+
+    def _find_dropping(self) -> None:
+        # busy() is asked per event by the http source: only these queues can answer yes.
+        self._dropping = [
+            e.queue for e in self.exporters.values() if e.queue.overflow is not Overflow.BLOCK
+        ]
+
     def commit(self) -> None:
         """Make what was emitted durable where an exporter has a spool (sources call this
-        before they answer their sender)."""
+        before they answer their sender); a retired one's too (an event that waited for
+        room there went in at its retirement)."""
         for exporter in self.exporters.values():
+            exporter.queue.commit()
+        for exporter in self.retired:
             exporter.queue.commit()
 
     def force(self, event: Event) -> None:
@@ -215,9 +295,20 @@ class Pipeline(Generic[T]):
 
     # -- the exporters -----------------------------------------------------------------
 
-    async def close_drivers(self) -> None:
-        for exporter in self.exporters.values():
+    @property
+    def every_exporter(self) -> list[Exporter]:
+        """The exporters, then those a reload removed (still accounted for)."""
+        return [*self.exporters.values(), *self.retired]
+
+    async def close_driver(self, exporter: Exporter) -> None:
+        """Release ``exporter``'s driver (and spool), once."""
+        if id(exporter) not in self._closed:
+            self._closed.add(id(exporter))
             await exporter.close_driver()
+
+    async def close_drivers(self) -> None:
+        for exporter in self.every_exporter:
+            await self.close_driver(exporter)
 
     def summary(self) -> str:
         """One line: what came in, what matched, and each exporter's account."""
@@ -226,21 +317,53 @@ class Pipeline(Generic[T]):
         for route in self.routes:
             rejected = f", rejected {route.rejected}" if route.rejected else ""
             parts.append(f"metric {route.metric}: matched {route.matched}{rejected}")
-        for name, exporter in self.exporters.items():
-            parts.append(f"exporter {name} ({exporter.driver.name}): {exporter.stats.summary()}")
+        for exporter in self.every_exporter:
+            removed = " removed by a reload," if exporter in self.retired else ""
+            parts.append(
+                f"exporter {exporter.name} ({exporter.driver.name}):{removed} "
+                f"{exporter.stats.summary()}"
+            )
         return "; ".join(parts)
 
     @property
     def lost(self) -> bool:
         """Whether any event was dead-lettered, dropped, or could not be written."""
         return bool(sum(self.counts.rejected.values())) or any(
-            e.stats.dead_lettered or sum(e.stats.dropped.values()) for e in self.exporters.values()
+            e.stats.dead_lettered or sum(e.stats.dropped.values()) for e in self.every_exporter
         )
-
-
-def _warn_on_stderr(message: str) -> None:
-    sys.stderr.write(f"event-exporter: {message}\n")
 
 
 def open_driver(settings: ExporterConfig) -> Driver:
     return settings.destination.open(settings.driver_settings)
+
+
+def make_exporter(
+    settings: ExporterConfig,
+    dead_letters: DeadLetterFile | None,
+    driver: Callable[[ExporterConfig], Driver] = open_driver,
+    log: Log | None = None,
+) -> Exporter:
+    """The exporter of an ``[exporter.NAME]`` block (its spool, if any, opened now)."""
+    return Exporter(settings.name, driver(settings), settings.delivery, dead_letters, log=log)
+
+
+def make_routes(
+    config: Config,
+    exporters: dict[str, Exporter],
+    counted: dict[str, Route[Exporter]] | None = None,
+) -> list[Route[Exporter]]:
+    """A route per metric of ``config``, feeding its exporter among ``exporters``; a
+    metric of ``counted`` (the routes before a reload) keeps its counts."""
+    routes = []
+    for metric in config.metrics.values():
+        route = Route(
+            metric.name,
+            None if metric.filter.match_all else metric.filter.matches,
+            make_formatter(config.spec_for(metric), newline=True),
+            exporters[metric.exporter],
+        )
+        before = (counted or {}).get(metric.name)
+        if before is not None:
+            route.matched, route.rejected = before.matched, before.rejected
+        routes.append(route)
+    return routes

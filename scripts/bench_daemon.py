@@ -72,9 +72,13 @@ def daemon_run(
     )
     try:
         assert child.stderr is not None
-        line = child.stderr.readline().decode()
-        found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        assert found, line
+        said = []
+        for _ in range(50):  # the start lines: the source's says where it listens
+            said.append(child.stderr.readline().decode())
+            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", said[-1])
+            if found is not None or not said[-1]:
+                break
+        assert found, "".join(said)
         url = found.group(1) + "/events"
         with httpx.Client(timeout=60) as client:
             start = time.perf_counter()

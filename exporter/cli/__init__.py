@@ -3,7 +3,8 @@ setting ``run`` to its function (argparse ``set_defaults``).
 
 Exit codes are part of the interface: 0 all input read, 1 some lines rejected (each
 reported on stderr), 2 a usage error, a bad filter, an unreadable input or an unwritable
-output, 3 (with --to) some events dead-lettered or dropped, 141 stdout closed early.
+output, 3 (with --to) some events dead-lettered or dropped, 141 stdout closed early; each
+command's ``--help`` lists its own. A usage error is one line and a hint, not the usage.
 """
 
 from __future__ import annotations
@@ -14,21 +15,26 @@ from collections.abc import Sequence
 
 from exporter import __version__
 from exporter.cli import catalog, check, export, generate, run, ship, spool
-from exporter.cli.common import EXIT_OK, EXIT_USAGE
+from exporter.cli.common import EXIT_OK, EXIT_USAGE, escaped, exit_statuses
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits with our usage code (2) and names the program consistently."""
+    """argparse that exits with our usage code (2), saying what is wrong in one line with a
+    hint (``event-exporter export: ...; see event-exporter export --help``) rather than the
+    whole usage. Subcommands' parsers are of this class too (argparse makes them so)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"event-exporter: {message}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: {escaped(message)}; see {self.prog} --help\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="event-exporter",
         description="Select, format and ship Dovecot and Stalwart events.",
+        epilog=exit_statuses(
+            (EXIT_OK, "done"),
+            (EXIT_USAGE, "usage error (every command's --help lists its own statuses)"),
+        ),
     )
     parser.add_argument(
         "--version", action="version", version=VERSION_LINE, help="print the version and exit"
@@ -36,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in (export, ship, check, run, catalog, generate, spool):
         command.add_command(commands)
-    version = commands.add_parser("version", help="print the version and exit")
+    version = commands.add_parser(
+        "version",
+        help="print the version and exit",
+        epilog=exit_statuses((EXIT_OK, "printed"), (EXIT_USAGE, "usage error")),
+    )
     version.set_defaults(run=_print_version)
     return parser
 

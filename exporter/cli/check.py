@@ -14,17 +14,21 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from drivers.http import MAX_REDIRECTS, HttpSettings, printable_url
+from drivers.http import MAX_REDIRECTS, HttpSettings
 from exporter.catalog.lint import filter_warnings
 from exporter.catalog.versions import Version, parse_version
-from exporter.cli.common import EXIT_OK, EXIT_USAGE, usage_error
+from exporter.cli.common import EXIT_OK, EXIT_USAGE, exit_statuses, say, usage_error
 from exporter.config import Config, ConfigError, ExporterConfig, MetricConfig, load_config
-from exporter.config.settings import EXPORTER, GLOBAL, HTTP, named, shown_settings
-from exporter.delivery.exporter import DeliverySettings
-from exporter.delivery.retry import RetryPolicy
+from exporter.config.settings import (
+    EXPORTER,
+    GLOBAL,
+    HTTP,
+    exporter_owners,
+    named,
+    shown_settings,
+)
 from exporter.errors import FilterSyntaxError, UsageError
 from exporter.filter import compile_filter
-from exporter.formats.spec import FormatSpec
 
 DOVECOT_VERSION = named(GLOBAL, "dovecot_version")
 
@@ -40,7 +44,10 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
         "the field holds; with a Dovecot version, an event it does not send; TLS not "
         "verified; credentials over plain http; an http source that takes events from "
         "anyone (no bearer token beyond loopback, or only a Stalwart signing key).",
-        epilog="exit status: 0 valid (warnings may be printed); 2 it is not, or cannot be read",
+        epilog=exit_statuses(
+            (EXIT_OK, "valid (warnings may be printed)"),
+            (EXIT_USAGE, "it is not, it cannot be read, or a usage error"),
+        ),
     )
     check.add_argument("config", metavar="CONFIG", nargs="?", default=None)
     check.add_argument("--filter", metavar="EXPR", default=None, help="check this filter")
@@ -74,13 +81,10 @@ def check_command(args: argparse.Namespace) -> int:
             config = replace(config, settings=replace(config.settings, dovecot_version=version))
     except ConfigError as exc:
         count = len(exc.problems)
-        sys.stderr.write(
-            f"event-exporter: {count} problem{'s' if count > 1 else ''} in {exc.source}:\n{exc}\n"
-        )
+        say(f"{count} problem{'s' if count > 1 else ''} in {exc.source}:\n{exc}")
         return EXIT_USAGE
     except UsageError as exc:
-        sys.stderr.write(f"event-exporter: {exc}\n")
-        return EXIT_USAGE
+        return usage_error(str(exc))
     sys.stdout.write(describe(config))
     return EXIT_OK
 
@@ -89,8 +93,7 @@ def _check_filter(source: str, version: Version | None) -> int:
     try:
         event_filter = compile_filter(source)
     except FilterSyntaxError as exc:
-        sys.stderr.write(f"event-exporter: {exc}\n{exc.caret()}\n")
-        return EXIT_USAGE
+        return usage_error(f"{exc}\n{exc.caret()}")
     warnings = filter_warnings("filter", event_filter, version)
     sys.stdout.write(f"filter: valid: {event_filter.ast}\n")
     sys.stdout.write("".join(f"warning: {warning}\n" for warning in warnings))
@@ -159,22 +162,12 @@ _INCLUDE_ORDER = ("name", "hostname", "timestamps", "categories", "fields")
 def _exporter(exporter: ExporterConfig) -> list[str]:
     """Its destination, every setting of the table as it is in effect (secrets masked),
     and what its http settings mean for credentials and TLS."""
-    destination, delivery, driver = (
-        exporter.destination,
-        exporter.delivery,
-        exporter.driver_settings,
-    )
-    where = f"{destination.kind}:{destination.target}" if destination.target else "drop"
-    if destination.is_http:
-        where = printable_url(destination.target)
-    owners: dict[type, object] = {
-        FormatSpec: exporter.spec,
-        DeliverySettings: delivery,
-        RetryPolicy: delivery.retry,
-    }
-    if driver is not None:
-        owners[type(driver)] = driver
-    lines = [f"exporter {exporter.name} -> {where}", *_wrapped(shown_settings(EXPORTER, owners))]
+    driver = exporter.driver_settings
+    owners = exporter_owners(exporter)
+    lines = [
+        f"exporter {exporter.name} -> {exporter.where}",
+        *_wrapped(shown_settings(EXPORTER, owners)),
+    ]
     if isinstance(driver, HttpSettings):
         lines += _wrapped(shown_settings(HTTP, owners))
         lines += _http_meaning(driver)

@@ -24,11 +24,16 @@ import anyio
 
 from exporter.cli.common import (
     EXIT_BROKEN_PIPE,
+    EXIT_LOSS,
     EXIT_OK,
     EXIT_REJECTED,
+    EXIT_USAGE,
+    exit_statuses,
     format_and_filter,
     open_sources,
     same_file,
+    say,
+    stdout_closed,
     usage_error,
 )
 from exporter.cli.progress import Progress
@@ -60,9 +65,12 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
             "Reads events one per line (Dovecot json or tab-text) from FILEs or stdin and "
             'writes each matching event, formatted, followed by "\\n", to stdout or --output.'
         ),
-        epilog=(
-            "exit status: 0 all input read; 1 some lines rejected (reported on stderr, "
-            "the rest exported); 2 usage error, bad filter or unreadable file"
+        epilog=exit_statuses(
+            (EXIT_OK, "all input read (with --to: and every event delivered)"),
+            (EXIT_REJECTED, "some lines rejected (reported on stderr, the rest exported)"),
+            (EXIT_USAGE, "usage error, bad filter, unreadable input or unwritable output"),
+            (EXIT_LOSS, "with --to: some events dead-lettered or dropped"),
+            (EXIT_BROKEN_PIPE, "stdout closed early (| head), as for a filter killed by SIGPIPE"),
         ),
     )
     export.add_argument("files", nargs="*", metavar="FILE", help="input files; - or none: stdin")
@@ -125,18 +133,12 @@ def _export(args: argparse.Namespace) -> int:
         try:
             counts = export_streams(sources, output, format_line, matches, sys.stderr, progress)
         except BrokenPipeError:
-            # The reader went away (``| head``): stop quietly with the status of a
-            # process killed by SIGPIPE, as other filters do.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_BROKEN_PIPE
+            return stdout_closed()
         except OSError as exc:
             target = "stdout" if to_stdout else args.output
             return usage_error(f"cannot write {target}: {exc.strerror}")
     if counts.rejected:
-        sys.stderr.write(
-            f"event-exporter: {counts.rejected} of {counts.read} lines rejected, "
-            f"{counts.exported} exported\n"
-        )
+        say(f"{counts.rejected} of {counts.read} lines rejected, {counts.exported} exported")
         return EXIT_REJECTED
     return EXIT_OK
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from exporter.catalog.generate import generate
 from exporter.catalog.model import SOURCES
-from exporter.cli.common import EXIT_OK, usage_error
+from exporter.cli.common import EXIT_OK, EXIT_USAGE, exit_statuses, usage_error
 from exporter.formats import FormatSpec, make_formatter
 from exporter.formats.spec import FORMATS
 from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
@@ -22,6 +22,10 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
         help="write realistic synthetic events drawn from the catalog",
         description="Writes COUNT events, one per line, drawn from the documented events "
         "(matching --events), with plausible values; the same --seed gives the same events.",
+        epilog=exit_statuses(
+            (EXIT_OK, "written (or stdout closed early: a reader took what it wanted)"),
+            (EXIT_USAGE, "usage error, or no documented event matches --events"),
+        ),
     )
     gen.add_argument("--source", choices=SOURCES, default="dovecot")
     gen.add_argument("--events", metavar="PATTERN", default=None, help="catalog name pattern")

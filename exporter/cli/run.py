@@ -1,14 +1,21 @@
 """``event-exporter run CONFIG``: the sources of a configuration feeding its metrics and
 exporters until SIGTERM/SIGINT (or until every source has ended, e.g. stdin at its end).
 
+Everything it says goes through its log (:mod:`exporter.observe.log`: a time, a level and
+the context of each line, ``text`` or ``json``): at start, what listens where and which
+exporter goes where (secrets masked), the configuration's warnings; SIGHUP's reload
+(:mod:`.reload`) and reopening; at shutdown, how long the exporters may drain; periodic
+summaries and the last one. systemd is told READY=1 once every source listens and
+STOPPING=1 when input stops (:mod:`exporter.observe.systemd`).
+
 Shutdown is the engine's: input stops, every exporter drains until the configured
-deadline, what is left is dead-lettered, and a summary goes to stderr. SIGHUP makes every
-destination let go of its file or connection. A source stopped by an error once it runs
-(a bug, a file that can no longer be read) is a shutdown too: it is logged with the
+deadline, what is left is dead-lettered. A source stopped by an error once it runs (a
+bug, a file that can no longer be read) is a shutdown too: it is logged with the
 source's name, the other sources stop, and what the queues hold is delivered or
 dead-lettered the same way. Exit 0 when nothing was lost, 3 when some events were
-dead-lettered or dropped, 1 when a source stopped by an error and nothing was lost, 2
-for a configuration that does not check.
+dead-lettered or dropped, 1 when a source stopped by an error or a stdin source rejected
+lines (and nothing was lost), 2 for a configuration that does not check or a source that
+cannot start.
 """
 
 from __future__ import annotations
@@ -20,21 +27,29 @@ import traceback
 from typing import Any, Final
 
 import anyio
+import anyio.abc
 
-from exporter.cli.common import EXIT_LOSS, EXIT_OK, EXIT_USAGE
+from exporter import __version__
+from exporter.cli.common import EXIT_LOSS, EXIT_OK, EXIT_USAGE, exit_statuses
 from exporter.cli.malloc import tune_malloc
+from exporter.cli.reload import Running, reload, retargetable
 from exporter.config import Config, ConfigError, SourceConfig, load_config
-from exporter.delivery.exporter import Exporter
-from exporter.delivery.lifecycle import ignore_early_signals, ignore_late_signals, ship
+from exporter.config.settings import EXPORTER, GLOBAL, HTTP, add_options, exporter_owners, named
+from exporter.config.settings import shown_settings as shown
+from exporter.delivery.lifecycle import Fleet, ignore_early_signals, ignore_late_signals, ship
 from exporter.errors import UsageError
+from exporter.observe import systemd
 from exporter.observe.endpoint import serve_metrics
+from exporter.observe.health import Readiness
 from exporter.observe.log import Log
 from exporter.observe.text import printable
 from exporter.routing import Pipeline
 from exporter.sources import Source, make_source
 
 EXIT_SOURCE_FAILED: Final = 1
-"""A source stopped by an error; everything accepted was delivered."""
+"""A source stopped by an error, or stdin had lines that are not events; everything
+accepted was delivered."""
+LOG_FORMAT = named(GLOBAL, "log_format")
 
 
 def add_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -42,73 +57,234 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
         "run",
         help="run the sources, metrics and exporters of a configuration file",
         description="Receives events from the configured sources and ships them through "
-        "the configured metrics and exporters until SIGTERM or SIGINT.",
-        epilog="exit status: 0 nothing lost; 1 a source stopped by an error (input "
-        "stopped, what was accepted delivered); 2 the configuration does not check or a "
-        "source cannot start; 3 some events were dead-lettered or dropped",
+        "the configured metrics and exporters until SIGTERM or SIGINT; SIGHUP reloads the "
+        "configuration and reopens the destinations.",
+        epilog=exit_statuses(
+            (EXIT_OK, "nothing lost"),
+            (
+                EXIT_SOURCE_FAILED,
+                "a source stopped by an error (input stopped, what was accepted delivered), "
+                "or, ended by the end of its input, a stdin source rejected lines",
+            ),
+            (EXIT_USAGE, "the configuration does not check, or a source cannot start"),
+            (EXIT_LOSS, "some events were dead-lettered or dropped"),
+        ),
     )
     run.add_argument("config", metavar="CONFIG")
+    add_options(run, [LOG_FORMAT])
     run.set_defaults(run=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
+    chosen_format: str | None = getattr(args, LOG_FORMAT.dest)
+    early = Log(format=chosen_format or "text")  # until the configuration says how
+    config = _load(args.config, early)
+    early.close()
+    if config is None:
+        return EXIT_USAGE
+    settings = config.settings
+    log = Log(level=settings.log_level, format=chosen_format or settings.log_format)
     try:
-        config = load_config(args.config)
+        daemon = _Daemon(args.config, config, log)
+    except (UsageError, ValueError) as exc:  # a spool another process holds, ...
+        log.error(f"cannot start: {exc}")
+        log.close()
+        return EXIT_USAGE
+    return daemon.run()
+
+
+def _load(path: str, log: Log) -> Config | None:
+    """The configuration, or None once every problem is logged."""
+    try:
+        config = load_config(path)
         if not config.sources:
-            raise UsageError(f"{args.config}: no [source.NAME] block: no event would come in")
+            raise UsageError(f"{path}: no [source.NAME] block: no event would come in")
     except ConfigError as exc:
-        sys.stderr.write(f"event-exporter: problems in {exc.source}:\n{exc}\n")
-        return EXIT_USAGE
+        count = len(exc.problems)
+        log.error(f"{count} problem{'s' * (count != 1)} in {exc.source}:")
+        for line in str(exc).splitlines():
+            log.error(line)
+        return None
     except UsageError as exc:
-        sys.stderr.write(f"event-exporter: {exc}\n")
-        return EXIT_USAGE
-    log = Log(level=config.settings.log_level)
-    for warning in config.warnings():  # as `check` shows them: a filter that matches nothing
-        log.warning(warning)
-    try:
-        _check_dead_letter_path(config.settings.dead_letter)
-        pipeline = Pipeline.from_config(config)
-    except UsageError as exc:
-        sys.stderr.write(f"event-exporter: {exc}\n")
-        return EXIT_USAGE
-    ignore_early_signals()
-    for exporter in pipeline.exporters.values():
-        exporter.log = log  # bound with exporter=NAME destination=DRIVER
-    pipeline.warn = log.warning
-    tune_malloc()
-    started: list[bool] = []
-    failures = _SourceFailures(log)
-    try:
+        log.error(str(exc))
+        return None
+    return config
+
+
+class _Daemon:
+    """One run: the pipeline, the exporters ``ship`` delivers for, what ``/ready`` reads,
+    and what a reload changes."""
+
+    def __init__(self, path: str, config: Config, log: Log) -> None:
+        self.path = path
+        self.config = config
+        self.log = log
+        self.pipeline = Pipeline.from_config(config, retargetable, log)
+        self.fleet = Fleet(self.pipeline.exporters.values())
+        self.readiness = Readiness(
+            lambda: self.pipeline.every_exporter,
+            config.settings.unready_after,
+            dict.fromkeys(config.sources, False),
+        )
+        self.sources: dict[str, Source] = {}  # running, for /metrics and the exit status
+        self.failures = _SourceFailures(log)
+        self.started = False
+        self.interrupted = False
+        """Whether a signal (or a failed source) ended it, not the end of its input."""
+
+    def run(self) -> int:
+        log, pipeline = self.log, self.pipeline
+        ignore_early_signals()
+        tune_malloc()
+        self._say_what_runs()
         try:
-            anyio.run(_main, config, pipeline, log, started, failures)
-        finally:
-            log.close()  # what the daemon said comes before its summary
-    except (OSError, BaseExceptionGroup) as exc:  # a source that cannot listen or read
-        failure = _os_error(exc)
-        if failure is None:
-            raise
-        reason = failure.strerror or failure
-        if not started:
-            sys.stderr.write(f"event-exporter: cannot start: {reason}\n")
-            return EXIT_USAGE
+            try:
+                anyio.run(self._main)
+            finally:
+                log.close()  # what the daemon said comes before its summary
+        except (OSError, BaseExceptionGroup) as exc:  # a source that cannot listen or read
+            failure = _os_error(exc)
+            if failure is None:
+                raise
+            reason = failure.strerror or failure
+            if not self.started:
+                log.error(f"cannot start: {reason}")
+                return EXIT_USAGE
+            ignore_late_signals()
+            log.error(f"stopped by an error: {reason}")
+            log.write("info", pipeline.summary(), always=True)
+            return EXIT_LOSS
         ignore_late_signals()
-        sys.stderr.write(f"event-exporter: stopped by an error: {reason}\n")
-        sys.stderr.write(f"event-exporter: {pipeline.summary()}\n")
-        return EXIT_LOSS
-    ignore_late_signals()
-    sys.stderr.write(f"event-exporter: {pipeline.summary()}\n")
-    if pipeline.lost:
-        return EXIT_LOSS
-    return EXIT_SOURCE_FAILED if failures.sources else EXIT_OK
+        log.write("info", pipeline.summary(), always=True)
+        if pipeline.lost:
+            return EXIT_LOSS
+        if self.failures.sources or (not self.interrupted and self._stdin_rejected()):
+            return EXIT_SOURCE_FAILED
+        return EXIT_OK
+
+    def _say_what_runs(self) -> None:
+        """The start lines: the version, the configuration's warnings, each exporter's
+        destination and the settings chosen for it (all of them at debug), each metric."""
+        log, config = self.log, self.config
+        log.info(f"event-exporter {__version__} starting (pid {os.getpid()}, config {self.path})")
+        for warning in config.warnings():  # as `check` shows them, with their context
+            log.warning(warning, **warning.context)
+        for name, settings in config.exporters.items():
+            owners = exporter_owners(settings)
+            chosen = shown(EXPORTER, owners, chosen_only=True)
+            chosen += [f"http.{part}" for part in shown(HTTP, owners, chosen_only=True)]
+            note = f" ({', '.join(chosen)})" if chosen else ""
+            log.info(f"to {settings.where}{note}", exporter=name)
+            if log.enabled("debug"):
+                every = shown(EXPORTER, owners) + [f"http.{p}" for p in shown(HTTP, owners)]
+                log.debug(f"settings: {', '.join(every)}", exporter=name)
+        for metric in config.metrics.values():
+            log.info(metric.route, metric=metric.name)
+
+    async def _main(self) -> None:
+        settings = self.config.settings
+        try:
+            async with anyio.create_task_group() as reporting:
+                running = Running(
+                    self.path,
+                    self.config,
+                    self.pipeline,
+                    self.fleet,
+                    self.log,
+                    self.readiness,
+                    reporting,
+                )
+                if settings.metrics_listen is not None:
+                    await reporting.start(
+                        serve_metrics,
+                        settings,
+                        self.pipeline,
+                        self.sources,
+                        self.log,
+                        self.readiness,
+                    )
+                reporting.start_soon(_summaries, running)
+                self.interrupted = await ship(
+                    self._sources,
+                    self.fleet,
+                    shutdown_timeout=settings.shutdown_timeout,
+                    stop=self.failures.stop,
+                    on_hangup=lambda: reload(running),
+                    log=self.log,
+                    on_stopping=lambda: self._notify(systemd.STOPPING),
+                )
+                reporting.cancel_scope.cancel()
+        finally:
+            await self.pipeline.close_drivers()
+
+    async def _sources(self) -> None:
+        async with anyio.create_task_group() as tasks:
+            for source in self.config.sources.values():
+                await tasks.start(self._run_source, source)
+            self.started = True
+            sources, exporters = len(self.sources), len(self.pipeline.exporters)
+            self.log.info(
+                f"ready: {sources} source{'s' * (sources != 1)} running, {exporters} "
+                f"exporter{'s' * (exporters != 1)}"
+            )
+            self._notify(systemd.READY)
+
+    def _notify(self, state: str) -> None:
+        if systemd.notify(state):
+            self.log.debug(f"told systemd {state}")
+
+    async def _run_source(
+        self, block: SourceConfig, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        """Make and run one source. An error before it runs is one of starting (raised);
+        after, it is reported and stops the daemon gracefully, so what the queues hold is
+        not lost."""
+        log, pipeline = self.log, self.pipeline
+        running_now = False
+        try:
+            source = make_source(block, pipeline, sys.stderr, log.warning)
+            self.sources[block.name] = source
+            async with anyio.create_task_group() as tasks:
+                await tasks.start(source.serve)
+                announced = source.announce()
+                if announced is not None:
+                    log.info(announced, source=block.name)
+                running_now = True
+                self.readiness.sources[block.name] = True
+                task_status.started()
+        except* Exception as group:
+            if not running_now:
+                raise
+            self.failures.report(block.name, group)
+
+    def _stdin_rejected(self) -> bool:
+        """Whether a stdin source read lines that are not events (each was reported as
+        it came): a run that ended with its input then exits 1, as ``export`` does (one
+        stopped by a signal is a daemon stopped, with nothing lost: 0)."""
+        found = False
+        for name, block in self.config.sources.items():
+            counts = getattr(self.sources.get(name), "counts", None)
+            rejected = getattr(counts, "rejected_lines", 0)
+            if block.type == "stdin" and rejected:
+                read = getattr(counts, "read", 0)
+                self.log.write(
+                    "warning",
+                    f"{rejected} of {read} lines rejected (each reported above): exit status 1",
+                    {"source": name},
+                    always=True,
+                )
+                found = True
+        return found
 
 
-def _check_dead_letter_path(path: str) -> None:
-    """Fail at start, not when the first batch is given up, if the file cannot be made."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"dead-letter file {path}: {folder} is not a writable directory")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise UsageError(f"dead-letter file {path} is not writable")
+async def _summaries(running: Running) -> None:
+    """A summary line every ``summary_interval`` seconds (a reload may change it: from
+    the next one on; 0: none)."""
+    while True:
+        interval = running.config.settings.summary_interval
+        await anyio.sleep(interval if interval > 0 else 1.0)
+        if interval > 0 and running.config.settings.summary_interval > 0:
+            running.log.info(running.pipeline.summary())
 
 
 def _os_error(exc: BaseException) -> OSError | None:
@@ -154,72 +330,3 @@ def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
     for exc in group.exceptions:
         found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
     return found
-
-
-async def _main(
-    config: Config,
-    pipeline: Pipeline[Exporter],
-    log: Log,
-    started: list[bool],
-    failures: _SourceFailures,
-) -> None:
-    """``started`` gets an entry once every source runs: a failure after that is not one
-    of starting."""
-    running: dict[str, Source] = {}  # the sources, for the metrics endpoint
-
-    async def sources() -> None:
-        async with anyio.create_task_group() as tasks:
-            for source in config.sources.values():
-                await tasks.start(_run_source, source, pipeline, log, running, failures)
-            started.append(True)
-
-    try:
-        async with anyio.create_task_group() as reporting:
-            if config.settings.metrics_listen is not None:
-                await reporting.start(serve_metrics, config.settings, pipeline, running, log)
-            if config.settings.summary_interval > 0:
-                reporting.start_soon(_summaries, config.settings.summary_interval, pipeline, log)
-            await ship(
-                sources,
-                list(pipeline.exporters.values()),
-                shutdown_timeout=config.settings.shutdown_timeout,
-                stop=failures.stop,
-            )
-            reporting.cancel_scope.cancel()
-    finally:
-        await pipeline.close_drivers()
-
-
-async def _summaries(interval: float, pipeline: Pipeline[Exporter], log: Log) -> None:
-    while True:
-        await anyio.sleep(interval)
-        log.info(pipeline.summary())
-
-
-async def _run_source(
-    block: SourceConfig,
-    pipeline: Pipeline[Exporter],
-    log: Log,
-    running: dict[str, Source],
-    failures: _SourceFailures,
-    *,
-    task_status: anyio.abc.TaskStatus[None],
-) -> None:
-    """Make and run one source. An error before it runs is one of starting (raised);
-    after, it is reported and stops the daemon gracefully, so what the queues hold is not
-    lost."""
-    running_now = False
-    try:
-        source = make_source(block, pipeline, sys.stderr, log.warning)
-        running[block.name] = source
-        async with anyio.create_task_group() as tasks:
-            await tasks.start(source.serve)
-            announced = source.announce()
-            if announced is not None:
-                log.info(f"source {block.name}: {announced}")
-            running_now = True
-            task_status.started()
-    except* Exception as group:
-        if not running_now:
-            raise
-        failures.report(block.name, group)

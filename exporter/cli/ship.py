@@ -22,9 +22,12 @@ from exporter.cli.common import (
     EXIT_LOSS,
     EXIT_OK,
     EXIT_REJECTED,
+    EXIT_USAGE,
+    exit_statuses,
     format_and_filter,
     open_sources,
     same_file,
+    say,
     usage_error,
 )
 from exporter.cli.malloc import tune_malloc
@@ -43,7 +46,7 @@ from exporter.config.settings import (
     option_values,
 )
 from exporter.delivery.deadletter import DeadLetterFile, read_dead_letters
-from exporter.delivery.destinations import Destination, parse_destination
+from exporter.delivery.destinations import Destination
 from exporter.delivery.exporter import DeliverySettings, Exporter
 from exporter.delivery.lifecycle import Producer, ignore_late_signals, ship
 from exporter.errors import EventParseError, UsageError
@@ -75,8 +78,11 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
         help="send the events of a dead-letter file again",
         description="Sends every event of a dead-letter file to DEST, through the same "
         "queue, batching and retries as export --to.",
-        epilog="exit status: 0 all delivered; 2 usage error or unreadable file; "
-        "3 some events dead-lettered again or dropped",
+        epilog=exit_statuses(
+            (EXIT_OK, "all delivered"),
+            (EXIT_USAGE, "usage error, unreadable file, or a line that is not a dead letter"),
+            (EXIT_LOSS, "some events dead-lettered again or dropped"),
+        ),
     )
     replay.add_argument("dead_letter_file", metavar="DEADLETTER")
     add_delivery_options(replay, required=True)
@@ -87,10 +93,17 @@ def ship_command(args: argparse.Namespace) -> int:
     """``export --to DEST``."""
     if args.output is not None:
         return usage_error("--output and --to exclude each other: events go to DEST")
+    destination: Destination = args.to  # parsed, its place checked (DestinationText)
+    if destination.kind == "file":
+        for path in args.files:
+            if same_file(path, destination.target):
+                return usage_error(
+                    f"--to file:{destination.target} is also an input file ({path}): every "
+                    "event would be read again as it is written, forever"
+                )
     with contextlib.ExitStack() as stack:
         try:
             spec, event_filter = format_and_filter(args)
-            destination = parse_destination(args.to)
             settings = _settings(args)
             sources = open_sources(args.files, stack)
             driver = _open_driver(args, destination, spec.format)
@@ -116,8 +129,8 @@ def replay_command(args: argparse.Namespace) -> int:
     """``replay DEADLETTER --to DEST``."""
     if same_file(args.dead_letter, args.dead_letter_file):
         return usage_error("--dead-letter must differ from the file being replayed")
+    destination: Destination = args.to
     try:
-        destination = parse_destination(args.to)
         settings = _settings(args)
         events = [event for _, event in read_dead_letters(args.dead_letter_file)]
         # dead letters keep the encoded event: json starts with "{", tab-text never does
@@ -146,8 +159,8 @@ def drain_spool(args: argparse.Namespace) -> int:
     """``spool drain PATH --to DEST``: deliver what a spool holds, without sources."""
     if not os.path.exists(args.spool):
         return usage_error(f"no spool at {args.spool}")
+    destination: Destination = args.to
     try:
-        destination = parse_destination(args.to)
         settings = dataclasses.replace(_settings(args), spool=args.spool)
         driver = _open_driver(args, destination, "json")
         exporter = Exporter("spool", driver, settings, _dead_letters(args))
@@ -189,7 +202,7 @@ def http_options(args: argparse.Namespace, url: str, event_format: str) -> HttpS
     settings = http_settings(values, url, event_format)
     assert settings is not None  # made directly: a UsageError says what does not fit
     for setting, why in settings.warnings():
-        sys.stderr.write(f"event-exporter: warning: {named(HTTP, setting).flag}: {why}\n")
+        say(f"warning: {named(HTTP, setting).flag}: {why}")
     return settings
 
 
@@ -209,12 +222,12 @@ def _run(args: argparse.Namespace, exporter: Exporter, producer: Producer) -> No
 def _report(args: argparse.Namespace, exporter: Exporter, read: int, rejected: int) -> int:
     """The one summary line; the exit status (input lines ``rejected`` of ``read``)."""
     stats = exporter.stats
-    line = f"event-exporter: {exporter.driver.name}: {stats.summary()}"
+    line = f"{exporter.driver.name}: {stats.summary()}"
     if rejected:
         line += f"; {rejected} of {read} input lines rejected"
     if stats.dead_lettered:
         line += f"; dead letters in {args.dead_letter}"
-    sys.stderr.write(line + "\n")
+    say(line)
     if stats.dead_lettered or sum(stats.dropped.values()):
         return EXIT_LOSS
     return EXIT_REJECTED if rejected else EXIT_OK

@@ -19,7 +19,17 @@ import sys
 import urllib.parse
 from typing import Any
 
-from exporter.cli.common import EXIT_OK, usage_error
+from exporter.cli.common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_LOSS,
+    EXIT_OK,
+    EXIT_USAGE,
+    escaped,
+    exit_statuses,
+    stdout_closed,
+    usage_error,
+    write_stdout,
+)
 from exporter.cli.ship import add_delivery_options, drain_spool
 from exporter.delivery.spool import SpoolLock, claim_spool_files, spooled_events
 from exporter.errors import UsageError
@@ -32,8 +42,12 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
         help="inspect, dump or deliver an exporter's disk spool",
         description="stats: what a spool holds; export: its events as NDJSON on stdout "
         "(or --output), oldest first; drain: deliver them to --to DEST, then exit.",
-        epilog="exit status: 0 done; 2 usage error or unreadable spool; "
-        "3 (drain) some events dead-lettered or dropped",
+        epilog=exit_statuses(
+            (EXIT_OK, "done"),
+            (EXIT_USAGE, "usage error, unreadable spool, or a spool another process holds"),
+            (EXIT_LOSS, "drain: some events dead-lettered or dropped"),
+            (EXIT_BROKEN_PIPE, "stats, export: stdout closed early (| head)"),
+        ),
     )
     spool.add_argument("action", choices=("stats", "export", "drain"))
     spool.add_argument("spool", metavar="PATH")
@@ -81,6 +95,8 @@ def _read(args: argparse.Namespace) -> int:
             db.close()
     except sqlite3.Error as exc:
         return usage_error(f"cannot read spool {args.spool}: {exc}")
+    except BrokenPipeError:
+        return stdout_closed()
     except OSError as exc:
         return usage_error(f"cannot write {args.output}: {exc.strerror or exc}")
 
@@ -89,7 +105,7 @@ def _stats(db: sqlite3.Connection, path: str) -> int:
     events, size, chunks = db.execute(
         "SELECT coalesce(sum(count), 0), coalesce(sum(length(data)), 0), count(*) FROM chunks"
     ).fetchone()
-    sys.stdout.write(f"{path}: {events} events, {size} bytes, in {chunks} chunks\n")
+    write_stdout(f"{escaped(path)}: {events} events, {size} bytes, in {chunks} chunks\n")
     return EXIT_OK
 
 

@@ -16,7 +16,6 @@ declared once, with :mod:`.kinds` of values), :mod:`.sections` (one reader per b
 
 from exporter.config.model import (
     DEFAULT_DEAD_LETTER,
-    LOG_LEVELS,
     SOURCE_TYPES,
     Config,
     DriverSettings,
@@ -30,7 +29,6 @@ from exporter.config.toml import ConfigError, Problem
 
 __all__ = [
     "DEFAULT_DEAD_LETTER",
-    "LOG_LEVELS",
     "SOURCE_TYPES",
     "Config",
     "ConfigError",

@@ -21,8 +21,13 @@ from typing import Any
 from drivers.http import is_credential_header
 from exporter.catalog.versions import Version, format_version, parse_version
 from exporter.config.toml import Table, hint
-from exporter.delivery.destinations import SCHEMES, parse_destination, printable_destination
-from exporter.errors import FilterSyntaxError
+from exporter.delivery.destinations import (
+    SCHEMES,
+    Destination,
+    parse_destination,
+    printable_destination,
+)
+from exporter.errors import FilterSyntaxError, UsageError
 from exporter.files import place_problem
 from exporter.filter import EventFilter, compile_filter
 from exporter.formats.spec import parse_fields, parse_include
@@ -522,7 +527,9 @@ class DovecotVersion(Kind):
 
 
 class DestinationText(Kind):
-    """Where events go: ``file:PATH``, ``http://...``, ... (see :mod:`.destinations`)."""
+    """Where events go: ``file:PATH``, ``http://...``, ... (see :mod:`.destinations`). A
+    file destination's place is checked (:func:`~exporter.files.place_problem`) in TOML
+    and on the command line alike: a missing directory or a FIFO is refused at start."""
 
     metavar = "DEST"
 
@@ -530,11 +537,26 @@ class DestinationText(Kind):
         destination = t.parse(
             key, parse_destination, allowed=", ".join(SCHEMES), shown=printable_destination
         )
-        if destination is not None and destination.kind == "file":
-            problem = place_problem(destination.target)
+        if destination is not None:
+            problem = self.problem(destination)
             if problem is not None:
                 t.problem(key, problem)
         return destination
+
+    def parse(self, text: str) -> Any:
+        try:
+            destination = parse_destination(text)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+        problem = self.problem(destination)
+        if problem is not None:
+            raise ValueError(f"{printable_destination(text)}: {problem}")
+        return destination
+
+    @staticmethod
+    def problem(destination: Destination) -> str | None:
+        """Why events cannot go to ``destination``, said before the first batch."""
+        return place_problem(destination.target) if destination.kind == "file" else None
 
     def land(self, value: Any) -> Any:
         return parse_destination(value) if isinstance(value, str) else value

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from drivers.file import FileSettings
-from drivers.http import HttpSettings, is_loopback_host
+from drivers.http import HttpSettings, is_loopback_host, printable_url
 from exporter.catalog.lint import field_list_warnings, filter_warnings
 from exporter.catalog.versions import Version
 from exporter.delivery.deadletter import DEFAULT_MAX_BYTES as DEFAULT_DEAD_LETTER_MAX_BYTES
@@ -24,7 +24,6 @@ from exporter.sources.tail import TailSourceSettings
 from exporter.sources.unix import UnixSourceSettings
 
 DEFAULT_DEAD_LETTER = "event-exporter.deadletter.ndjson"
-LOG_LEVELS = ("debug", "info", "warning", "error")
 SOURCE_TYPES = ("http", "unix", "file", "stdin")
 
 DriverSettings = FileSettings | HttpSettings | None
@@ -40,6 +39,10 @@ class GlobalConfig:
     """Past this size, undeliverable events are dropped and counted instead."""
     shutdown_timeout: float = 10.0
     log_level: str = "info"
+    log_format: str = "text"
+    """``run``'s own log: ``text`` lines or ``json`` objects (:mod:`exporter.observe.log`)."""
+    unready_after: float = 60.0
+    """GET /ready answers 503 once an exporter has been failing for longer than this."""
     metrics_listen: tuple[str, int] | None = None
     """HOST, PORT of the Prometheus endpoint (GET /metrics); None: none."""
     summary_interval: float = 60.0
@@ -61,6 +64,15 @@ class ExporterConfig:
     driver_settings: DriverSettings = None
     """What :meth:`Destination.open` makes the driver with."""
 
+    @property
+    def where(self) -> str:
+        """Its destination as messages show it (an http URL's credentials and query
+        hidden): ``file:events.ndjson``, ``drop``."""
+        destination = self.destination
+        if destination.is_http:
+            return printable_url(destination.target)
+        return f"{destination.kind}:{destination.target}" if destination.target else "drop"
+
 
 @dataclass(frozen=True)
 class MetricConfig:
@@ -69,6 +81,16 @@ class MetricConfig:
     exporter: str
     include: frozenset[str] = ALL_INCLUDES
     fields: tuple[str, ...] = ()
+
+    @property
+    def route(self) -> str:
+        """What it sends where, as the log says it: ``event=x -> exporter a``."""
+        parts = [f"{self.filter.source or 'every event'} -> exporter {self.exporter}"]
+        if self.fields:
+            parts.append(f"fields {' '.join(self.fields)}")
+        if self.include != ALL_INCLUDES:
+            parts.append(f"include {' '.join(sorted(self.include)) or 'nothing'}")
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -81,6 +103,19 @@ class SourceConfig:
     unix: UnixSourceSettings | None = None
     file: TailSourceSettings | None = None
     stdin: StdinSourceSettings | None = None
+
+
+class ConfigWarning(str):
+    """A warning as ``check`` prints it (``metric.a.filter: ...``), and which part of the
+    configuration it is about, as the daemon's log says it (``metric=a``; none for
+    ``[global]``)."""
+
+    context: dict[str, str]
+
+    def __new__(cls, text: str, **context: str) -> ConfigWarning:
+        warning = super().__new__(cls, text)
+        warning.context = context
+        return warning
 
 
 @dataclass(frozen=True)
@@ -96,29 +131,39 @@ class Config:
         spec = self.exporters[metric.exporter].spec
         return replace(spec, include=metric.include, fields=metric.fields)
 
-    def warnings(self) -> list[str]:
+    def warnings(self) -> list[ConfigWarning]:
         """What is allowed but probably not meant: in each metric's filter (see
         :mod:`exporter.catalog.lint`), an exporter no metric feeds, and what leaves events or
         credentials open (TLS not verified, credentials over plain http, a listener that
         takes events from anyone)."""
         found = []
         for metric in self.metrics.values():
-            found += filter_warnings(
-                f"metric.{metric.name}.filter", metric.filter, self.settings.dovecot_version
-            )
-            found += field_list_warnings(f"metric.{metric.name}.fields", metric.fields)
+            about = {"metric": metric.name}
+            found += [
+                ConfigWarning(text, **about)
+                for text in filter_warnings(
+                    f"metric.{metric.name}.filter", metric.filter, self.settings.dovecot_version
+                )
+                + field_list_warnings(f"metric.{metric.name}.fields", metric.fields)
+            ]
         fed = {metric.exporter for metric in self.metrics.values()}
         for name, exporter in self.exporters.items():
             if name not in fed:
-                found.append(f"exporter.{name}: no metric feeds it, so it gets no events")
+                found.append(
+                    ConfigWarning(
+                        f"exporter.{name}: no metric feeds it, so it gets no events", exporter=name
+                    )
+                )
             if isinstance(exporter.driver_settings, HttpSettings):
                 found += [
-                    f"exporter.{name}.http.{key}: {why}"
+                    ConfigWarning(f"exporter.{name}.http.{key}: {why}", exporter=name)
                     for key, why in exporter.driver_settings.warnings()
                 ]
         for source in self.sources.values():
-            found += _open_listener_warnings(source)
-        found += _open_metrics_warnings(self.settings)
+            found += [
+                ConfigWarning(text, source=source.name) for text in _open_listener_warnings(source)
+            ]
+        found += [ConfigWarning(text) for text in _open_metrics_warnings(self.settings)]
         return found
 
 

@@ -41,7 +41,6 @@ from exporter.config.kinds import (
     Words,
 )
 from exporter.config.model import (
-    LOG_LEVELS,
     SOURCE_TYPES,
     ExporterConfig,
     GlobalConfig,
@@ -54,6 +53,8 @@ from exporter.delivery.retry import RetryPolicy
 from exporter.delivery.spool import SYNC_MODES
 from exporter.formats.spec import FORMATS, INCLUDE_WORDS, LOG_TRUNCATE_BYTES, FormatSpec
 from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
+from exporter.observe.log import FORMATS as LOG_FORMATS
+from exporter.observe.log import LEVELS as LOG_LEVELS
 from exporter.sources.http import HttpSourceSettings
 from exporter.sources.stdin import StdinSourceSettings
 from exporter.sources.tail import TailSourceSettings
@@ -175,6 +176,21 @@ GLOBAL = (
     ),
     Setting(
         "log_level", Choice(LOG_LEVELS), GlobalConfig, doc="run's own messages from this level up"
+    ),
+    Setting(
+        "log_format",
+        Choice(LOG_FORMATS),
+        GlobalConfig,
+        doc="run's own log: text lines (time, level, context, message) or json objects",
+        flag="--log-format",
+        command="run",
+        cli_default=None,
+    ),
+    Setting(
+        "unready_after",
+        Seconds(0, positive=True),
+        GlobalConfig,
+        doc="run: GET /ready answers 503 once an exporter has been failing this long",
     ),
     Setting(
         "dovecot_version",
@@ -734,14 +750,31 @@ def option_values(args: argparse.Namespace, settings: Iterable[Setting]) -> dict
     }
 
 
-def shown_settings(settings: Iterable[Setting], owners: Mapping[type, object]) -> list[str]:
+def shown_settings(
+    settings: Iterable[Setting], owners: Mapping[type, object], *, chosen_only: bool = False
+) -> list[str]:
     """``key value`` of each setting whose owner is among ``owners`` (by type), as ``check``
-    shows it: secrets masked, with where they come from."""
+    shows it: secrets masked, with where they come from; ``chosen_only``: of those whose
+    value is not their default (what ``run``'s start line says of an exporter)."""
     return [
-        f"{setting.key} {setting.kind.shown(setting.value_in(owners[setting.owner]))}"
+        f"{setting.key} {setting.kind.shown(value)}"
         for setting in settings
         if setting.owner in owners
+        for value in [setting.value_in(owners[setting.owner])]
+        if not (chosen_only and (setting.default is REQUIRED or value == setting.default))
     ]
+
+
+def exporter_owners(exporter: ExporterConfig) -> dict[type, object]:
+    """The objects an exporter's settings land in, by type, for :func:`shown_settings`."""
+    owners: dict[type, object] = {
+        FormatSpec: exporter.spec,
+        DeliverySettings: exporter.delivery,
+        RetryPolicy: exporter.delivery.retry,
+    }
+    if exporter.driver_settings is not None:
+        owners[type(exporter.driver_settings)] = exporter.driver_settings
+    return owners
 
 
 def named(settings: Iterable[Setting], key: str) -> Setting:

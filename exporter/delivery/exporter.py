@@ -35,7 +35,6 @@ from typing import Any
 import anyio
 
 from drivers.base import Batch, Driver
-from drivers.drop import DropDriver
 from exporter.delivery.deadletter import DeadLetterFile, DeadLetterResult
 from exporter.delivery.health import Failing, counted, seconds
 from exporter.delivery.queue import EventQueue, Overflow
@@ -191,7 +190,6 @@ class Exporter:
         self._reported: set[str] = set()
         self._delayed = 0  # events of the batches that failed in the current run
         self._connections = 0  # the driver's, when last looked at
-        self._discards = isinstance(driver, DropDriver)
 
     @property
     def log(self) -> Log:
@@ -317,7 +315,7 @@ class Exporter:
     def _delivered(self, batch: Batch, attempts: int, took: float) -> None:
         """Count a delivered batch, and say what changed: the end of a run of failures,
         and at debug level the batch and any new connection."""
-        if self._discards:
+        if getattr(self.driver, "discards", False):  # asked now: a reload may retarget it
             self.stats.discarded += len(batch)
         else:
             self.stats.exported += len(batch)

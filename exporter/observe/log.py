@@ -66,18 +66,25 @@ class Log:
         if format not in FORMATS:
             raise ValueError(f"log format {format!r} is not one of {', '.join(FORMATS)}")
         self._writer = _Writer(stream, buffered_max)
-        self._threshold = LEVELS.index(level)
+        self._threshold = _Threshold(LEVELS.index(level))
         self._json = format == "json"
         self._clock = clock
         self._context: dict[str, str | int | float] = {}
 
     @property
     def level(self) -> str:
-        return LEVELS[self._threshold]
+        return LEVELS[self._threshold.index]
+
+    def set_level(self, level: str) -> None:
+        """Write from ``level`` up from now on, here and in every log bound from the same
+        one (a reload's ``log_level``)."""
+        if level not in LEVELS:
+            raise ValueError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
+        self._threshold.index = LEVELS.index(level)
 
     def enabled(self, level: str) -> bool:
         """Whether a line at ``level`` would be written (to skip building a costly one)."""
-        return level == "error" or LEVELS.index(level) >= self._threshold
+        return level == "error" or LEVELS.index(level) >= self._threshold.index
 
     def bind(self, **context: str | int | float) -> Log:
         """A log whose lines also carry ``context`` (it writes through this one's writer)."""
@@ -98,8 +105,11 @@ class Log:
     def error(self, message: str, **context: str | int | float) -> None:
         self.write("error", message, context)
 
-    def write(self, level: str, message: str, context: Context | None = None) -> None:
-        if not self.enabled(level):
+    def write(
+        self, level: str, message: str, context: Context | None = None, *, always: bool = False
+    ) -> None:
+        """One line at ``level``; ``always``: whatever the threshold (the final summary)."""
+        if not always and not self.enabled(level):
             return
         merged = {**self._context, **context} if context else self._context
         stamp = _stamp(self._clock())
@@ -119,6 +129,15 @@ class Log:
         """Write what is waiting (at most :data:`CLOSE_WAIT` s), then stop the writer. The
         log can still be written to after: lines then go out at once."""
         self._writer.close()
+
+
+class _Threshold:
+    """The lowest level written, shared by a log and the logs bound from it."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
 
 
 def _stamp(now: float) -> str:

@@ -1,16 +1,23 @@
-"""Self-metrics in Prometheus' text format (version 0.0.4): what came in per source, what
-each metric matched, and each exporter's account and state.
+"""Self-metrics in Prometheus' text format (version 0.0.4): the build, what came in per
+source, what each metric matched, and each exporter's account and state.
 
-Counters end in ``_total``; gauges (queue depth, the current Retry-After pause) are read
-at scrape time. Every drop is a series of its own, labelled with its reason.
+Counters end in ``_total``; gauges (queue depth, the current Retry-After pause, whether
+an exporter is failing) are read at scrape time; histograms (delivery latency, the age
+of the oldest queued event of each batch) are the delivery engine's
+(:class:`~exporter.observe.histogram.Histogram`). Every drop is a series of its own,
+labelled with its reason. An exporter a reload removed keeps its series while it drains
+(until a restart), unless one of the same name replaced it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import platform
 from collections.abc import Callable, Iterable, Mapping
 
+from exporter import __version__
 from exporter.delivery.exporter import Exporter
+from exporter.observe.histogram import Histogram
 from exporter.observe.text import printable
 from exporter.routing import Pipeline
 
@@ -43,8 +50,20 @@ _EXPORTER_SERIES: tuple[tuple[str, str, str, ExporterValue], ...] = (
     ("exporter_retry_pause_seconds", "gauge",
      "What is left of a pause a destination asked for (Retry-After).",
      lambda e: e.gate.remaining()),
+    ("exporter_failing", "gauge",
+     "1 while an exporter's deliveries fail (since its last success), else 0.",
+     lambda e: int(e.health.failing)),
 )  # fmt: skip
 """One series per exporter each, in this order (drops, by reason, come after received)."""
+
+
+_HISTOGRAMS: tuple[tuple[str, Callable[[Exporter], Histogram], str], ...] = (
+    ("exporter_delivery_latency_seconds", lambda e: e.stats.latency,
+     "Per delivered batch: seconds from its oldest event's acceptance to its delivery."),
+    ("exporter_queue_age_seconds", lambda e: e.stats.queue_age,
+     "Per batch: the age in seconds of its oldest event when it left the queue."),
+)  # fmt: skip
+"""(name, the histogram of an exporter, help) of each exporter's histograms."""
 
 
 def render(pipeline: Pipeline[Exporter], sources: Mapping[str, object]) -> str:
@@ -52,14 +71,50 @@ def render(pipeline: Pipeline[Exporter], sources: Mapping[str, object]) -> str:
     ``refused`` (by status) where it has them."""
     out: list[str] = []
     for name, kind, help_text, samples in (
+        _build_family(),
         *_routing_families(pipeline),
         *_exporter_families(pipeline),
+        *_histogram_families(pipeline),
         *_source_families(sources),
     ):
         out.append(f"# HELP {_PREFIX}{name} {help_text}")
         out.append(f"# TYPE {_PREFIX}{name} {kind}")
         out.extend(f"{_PREFIX}{name}{labels} {_number(value)}" for labels, value in samples)
     return "\n".join(out) + "\n"
+
+
+def _build_family() -> Family:
+    labels = _labels(version=__version__, python=platform.python_version())
+    return ("build_info", "gauge", "The running event-exporter: always 1.", [(labels, 1)])
+
+
+def _exporters(pipeline: Pipeline[Exporter]) -> list[tuple[str, Exporter]]:
+    """(name, exporter) of the current ones, then of those a reload removed that no
+    current one replaced (one series per name)."""
+    found = list(pipeline.exporters.items())
+    found += [(e.name, e) for e in pipeline.retired if e.name not in pipeline.exporters]
+    return found
+
+
+def _histogram_families(pipeline: Pipeline[Exporter]) -> list[Family]:
+    """A histogram's samples are named ``_bucket`` (with ``le``), ``_sum`` and ``_count``:
+    written here as the labels part of the family's samples, after the family's name."""
+    families: list[Family] = []
+    for name, histogram, help_text in _HISTOGRAMS:
+        samples: list[tuple[str, float]] = []
+        for exporter_name, exporter in _exporters(pipeline):
+            samples += _histogram_samples(histogram(exporter), _labels(exporter=exporter_name))
+        families.append((name, "histogram", help_text, samples))
+    return families
+
+
+def _histogram_samples(histogram: Histogram, labels: str) -> list[tuple[str, float]]:
+    inner = labels[1:-1]
+    samples: list[tuple[str, float]] = [
+        (f'_bucket{{{inner},le="{bound}"}}', count) for bound, count in histogram.cumulative()
+    ]
+    samples += [(f"_sum{labels}", histogram.sum), (f"_count{labels}", histogram.count)]
+    return samples
 
 
 def _routing_families(pipeline: Pipeline[Exporter]) -> list[Family]:
@@ -77,7 +132,7 @@ def _routing_families(pipeline: Pipeline[Exporter]) -> list[Family]:
 
 
 def _exporter_families(pipeline: Pipeline[Exporter]) -> list[Family]:
-    exporters = list(pipeline.exporters.items())
+    exporters = _exporters(pipeline)
     families: list[Family] = [
         (name, kind, help_text, [(_labels(exporter=n), value(e)) for n, e in exporters])
         for name, kind, help_text, value in _EXPORTER_SERIES

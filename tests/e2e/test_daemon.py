@@ -85,7 +85,11 @@ def test_run_refuses_a_config_without_sources(
     assert "no [source.NAME] block" in capsys.readouterr().err
 
 
-def test_run_with_stdin_ends_when_its_input_ends(tmp_path: Path) -> None:
+def test_run_with_stdin_ends_when_its_input_ends_and_exits_1_for_rejected_lines(
+    tmp_path: Path,
+) -> None:
+    """As ``export`` does: the events delivered, the bad line reported, exit 1 (0 without
+    it: test_run_with_stdin_from_dev_null_ends_cleanly)."""
     config = _config(tmp_path)
     text = config.read_text().replace('type = "http"\nlisten = "127.0.0.1:0"', 'type = "stdin"')
     config.write_text(text)
@@ -93,9 +97,13 @@ def test_run_with_stdin_ends_when_its_input_ends(tmp_path: Path) -> None:
     with exporter_child("run", str(config)) as child:
         os.write(child.stdin_w, EVENTS_FILE.read_bytes() + b"not an event\n")
         child.close_stdin()
-        assert child.wait(timeout=10) == 0
+        assert child.wait(timeout=10) == 1
     assert out.read_bytes() == plain_export(tmp_path, EVENTS_FILE, ["--filter", FILTER])
-    assert "source listener: line 37: " in bytes(child.stderr).decode()
+    stderr = bytes(child.stderr).decode()
+    assert "source listener: line 37: " in stderr
+    assert " warning source=listener: 1 of 37 lines rejected (each reported above): exit " in (
+        stderr
+    )
 
 
 def test_run_with_stdin_skips_a_line_over_its_max_line_bytes(tmp_path: Path) -> None:
@@ -108,7 +116,7 @@ def test_run_with_stdin_skips_a_line_over_its_max_line_bytes(tmp_path: Path) -> 
         os.write(child.stdin_w, b"".join(events[:3]) + b"x" * 70_000 + b"\n")
         os.write(child.stdin_w, b"".join(events[3:]))
         child.close_stdin()
-        assert child.wait(timeout=10) == 0
+        assert child.wait(timeout=10) == 1  # a line rejected
     assert out.read_bytes() == plain_export(tmp_path, EVENTS_FILE, ["--filter", FILTER])
     assert "source listener: line 4: 70000 bytes, longer than 1000" in bytes(child.stderr).decode()
 
@@ -286,7 +294,7 @@ def test_run_says_why_a_source_cannot_start(tmp_path: Path) -> None:
         with exporter_child("run", str(config)) as child:
             assert child.wait(timeout=10) == 2
     stderr = bytes(child.stderr).decode()
-    assert "event-exporter: cannot start: " in stderr
+    assert re.search(r"Z error: cannot start: ", stderr), stderr
     assert "Traceback" not in stderr
 
 

@@ -117,9 +117,9 @@ RAW_TAB_LINE = b"event:raw\tfield:k=a\xffb\n"  # not UTF-8: tab-text writes the 
             1,
             id="unreachable-with-retry-limit",
         ),
-        pytest.param(
-            "file:{tmp}",
-            r"file:{tmp}: open failed: .*\(EISDIR\)",
+        pytest.param(  # a name over NAME_MAX (a directory there is refused at start)
+            "file:/tmp/" + "x" * 256,
+            r"file:/tmp/x{{256}}: open failed: .*\(ENAMETOOLONG\)",
             1,
             0,
             id="refuses-permanently",
@@ -144,7 +144,7 @@ def test_undeliverable_events_are_dead_lettered_and_replayed_byte_for_byte(
     shipped = tmp_path / "reference"
     dead = tmp_path / "dead.ndjson"
     retry = ["--retry-max-attempts", "2", "--retry-initial-delay", "0.01"]
-    dest = target.format(tmp=tmp_path)  # file:DIRECTORY: EISDIR, which is permanent
+    dest = target.format(tmp=tmp_path)  # ENAMETOOLONG is permanent
     with bounded(30):
         code = main(
             ["export", "--to", dest, "--dead-letter", str(dead), *retry, *options, str(source)]
@@ -302,16 +302,21 @@ def test_a_destination_that_fails_is_said_at_once_and_its_error_kept_in_the_dead
     tmp_path: Path,
 ) -> None:
     """Issue 14, item 1: `export --to file:/nonexistent/dir/x` retried forever without a
-    word. The first failure is said at once (one line, however many retries follow);
-    the events dead-lettered at the shutdown deadline keep the error beside its reason."""
-    dest = "file:/nonexistent/dir/x"
+    word (it is refused at start now: the directory goes once the child runs). The first
+    failure is said at once (one line, however many retries follow); the events
+    dead-lettered at the shutdown deadline keep the error beside its reason."""
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    dest = f"file:{folder}/x"
     error = f"{dest}: open failed: No such file or directory (ENOENT)"
     dead = tmp_path / "dead.ndjson"
     argv = ["export", "--to", dest, "--dead-letter", str(dead), "--shutdown-timeout", "0.5"]
     with exporter_child(
-        *argv, "--retry-initial-delay", "0.01", "--retry-max-delay", "0.02"
+        *argv, "--retry-initial-delay", "0.01", "--retry-max-delay", "0.02", "--batch-max-age", "2"
     ) as child:
-        child.feed(10)
+        feeder = child.feed(10)
+        assert wait_until(lambda: child.consumed_lines(feeder) == 10, timeout=10)
+        folder.rmdir()  # before the batch's age is out: its first write fails
         said = f"warning exporter=export destination={dest}: delivery failed (attempt 1): {error}"
         assert wait_until(lambda: said.encode() in bytes(child.stderr), timeout=10), bytes(
             child.stderr

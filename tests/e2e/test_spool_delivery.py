@@ -87,7 +87,7 @@ def test_a_full_disk_under_the_spool_is_no_traceback_and_loses_nothing_silently(
             shutdown_timeout=1.0,
         )
         with exporter_child("run", str(config)) as daemon:
-            assert wait_until(lambda: b"source in: unix" in bytes(daemon.stderr), timeout=15)
+            assert wait_until(lambda: b"source=in: unix" in bytes(daemon.stderr), timeout=15)
             fill(disk, leave=1 << 20)
             with socket.socket(socket.AF_UNIX) as client:
                 client.settimeout(10)

@@ -115,7 +115,7 @@ def test_file_source_sigkill_at_random_points_loses_no_event_read(tmp_path: Path
         written = 0
         for life, stop in enumerate(stops):  # bounded: 6 lives
             with exporter_child("run", str(config)) as child:
-                _started(child, b"source in: file")
+                _started(child, b"source=in: file")
                 for cut in [*sorted(rng.randint(written, stop) for _ in range(3)), stop]:
                     with log.open("ab") as appending:  # appended while it runs
                         appending.write(_lines(written, cut))
@@ -192,7 +192,7 @@ def _unix_life(
         socket.socket(socket.AF_UNIX) as client,
         httpx.Client(timeout=10) as http,
     ):
-        _started(child, b"source in: unix")
+        _started(child, b"source=in: unix")
         found = METRICS.search(bytes(child.stderr))
         assert found is not None
         metrics = found[1].decode()

@@ -8,6 +8,7 @@ time. Every wait has a timeout, so a test that goes wrong fails instead of hangi
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import fcntl
 import os
@@ -26,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
 import orjson
 
 from exporter.delivery.deadletter import read_dead_letters
@@ -112,6 +114,52 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, step: float = 0
             break
         time.sleep(step)
     return condition()
+
+
+async def until(condition: Callable[[], bool], *, polls: int = 500) -> None:
+    """:func:`wait_until` inside an event loop, failing when ``condition`` is not met:
+    at most ``polls`` polls 10 ms apart (5 s)."""
+    for _ in range(polls):
+        if condition():
+            return
+        await anyio.sleep(0.01)
+    raise AssertionError(f"not reached in {polls} polls")
+
+
+def into_closed_pipe(*args: str, stdin: bytes = b"") -> tuple[int, bytes]:
+    """Run ``python -m exporter ARGS`` (``stdin`` fed by a thread) and close its stdout
+    after 10 bytes, as ``| head`` does: its exit status and what it wrote on stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    pipe = proc.stdin
+
+    def feed() -> None:
+        with contextlib.suppress(BrokenPipeError):
+            pipe.write(stdin)
+            pipe.close()
+
+    writer = threading.Thread(target=feed, name="feed", daemon=True)
+    writer.start()
+    try:
+        proc.stdout.read(10)
+        proc.stdout.close()
+        return proc.wait(timeout=60), proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        writer.join(timeout=10)
+        for stream in (proc.stdin, proc.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 def unread_bytes(fd: int) -> int:
@@ -425,9 +473,11 @@ class Child:
 
 
 @contextmanager
-def exporter_child(*args: str, cwd: Path = REPO) -> Iterator[Child]:
-    """Start ``python -m exporter ARGS`` in ``cwd``; it is killed by its PID when the block
-    ends."""
+def exporter_child(
+    *args: str, cwd: Path = REPO, env: dict[str, str] | None = None
+) -> Iterator[Child]:
+    """Start ``python -m exporter ARGS`` in ``cwd`` (with ``env`` added to the
+    environment); it is killed by its PID when the block ends."""
     stdin_r, stdin_w = os.pipe()
     proc = subprocess.Popen(
         [sys.executable, "-m", "exporter", *args],
@@ -435,6 +485,7 @@ def exporter_child(*args: str, cwd: Path = REPO) -> Iterator[Child]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
     )
     child = Child(proc, stdin_r, stdin_w)
     reader = threading.Thread(target=child._collect_stderr, name="stderr", daemon=True)

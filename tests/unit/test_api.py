@@ -124,6 +124,14 @@ def test_threads_emit_through_the_threaded_exporter(tmp_path: Path) -> None:
     assert "submitted 2000" in summary
     with pytest.raises(RuntimeError, match="with block"):
         events.emit(logins[0])
+    # after the block, what happened in all: every event delivered by then
+    assert "received 2000, exported 2000, retried 0, dropped 0" in events.summary()
+
+
+def test_the_threaded_exporter_has_no_summary_before_its_block(tmp_path: Path) -> None:
+    config = parse_config(_config_text(tmp_path, f"file:{tmp_path / 'out.ndjson'}"))
+    with pytest.raises(RuntimeError, match="with block"):
+        ThreadedEventExporter(config).summary()
 
 
 @pytest.mark.parametrize(("overflow", "busy"), [("drop_newest", True), ("block", False)])

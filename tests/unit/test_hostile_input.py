@@ -44,6 +44,7 @@ from exporter.sources.stdin import StdinSource
 from exporter.sources.tail import TailSource, TailSourceSettings
 from exporter.sources.unix import UnixSource, UnixSourceSettings
 from tests.support.drivers import socket_dir
+from tests.support.logs import CapturedLog
 from tests.support.processes import Child, bounded, exporter_child, wait_until
 from tests.support.sources import Collector
 
@@ -313,8 +314,8 @@ def test_no_event_breaks_a_metric_for_the_others(tmp_path: Path, bad: list[Event
     """Whatever a route's matcher or encoder raises is that metric's rejection: the
     other metrics, and the good events, go on."""
     pipeline = Pipeline.from_config(parse_config(_pipeline_config(tmp_path)))
-    warnings: list[str] = []
-    pipeline.warn = warnings.append
+    logged = CapturedLog()
+    pipeline.log = logged.log
     good_events = [Event("e", fields={"n": f"good{i}"}) for i in range(len(bad) + 1)]
     for index, event in enumerate(good_events):
         assert pipeline.offer(event) == []
@@ -326,16 +327,18 @@ def test_no_event_breaks_a_metric_for_the_others(tmp_path: Path, bad: list[Event
     assert len(pipeline.exporters["tab"].queue) >= len(good_events)
     rejected = named.rejected + everything.rejected
     assert sum(pipeline.counts.rejected.values()) == rejected
-    assert len(warnings) == min(rejected, 100)
-    assert all(re.match(r"metric (named|everything): .* rejected: ", w) for w in warnings)
+    records = logged.records()
+    assert len(records) <= rejected
+    assert all(record["metric"] in ("named", "everything") for record in records)
+    assert all(re.match(r".* rejected: ", record["message"]) for record in records)
 
 
 def test_a_metric_whose_matcher_or_encoder_breaks_is_rejected_alone(tmp_path: Path) -> None:
     """Regression: offer() caught only EventExporterError from an encoder and nothing
     from a matcher, so one such event ended the source that emitted it."""
     pipeline = Pipeline.from_config(parse_config(_pipeline_config(tmp_path)))
-    warnings: list[str] = []
-    pipeline.warn = warnings.append
+    logged = CapturedLog()
+    pipeline.log = logged.log
     named, everything = pipeline.routes
 
     def broken_encoder(event: Event) -> bytes:
@@ -350,15 +353,17 @@ def test_a_metric_whose_matcher_or_encoder_breaks_is_rejected_alone(tmp_path: Pa
     assert pipeline.counts.rejected == {"named": 1, "everything": 2}
     assert pipeline.counts.unmatched == 0
     assert pipeline.lost
-    assert warnings[0].startswith("metric named: an event rejected: internal error: TypeError")
-    assert warnings[2] == (
-        "metric everything: event 'e' rejected: internal error: RuntimeError('a bug in a "
-        "formatter')"
-    )
     for _ in range(200):
         pipeline.offer(Event("e"))
-    assert len(warnings) == 101  # the first 100, then one line saying the rest are counted
-    assert "counted but not shown" in warnings[-1]
+    warnings = [(record["metric"], record["message"]) for record in logged.records()]
+    assert warnings[0][0] == "named"
+    assert warnings[0][1].startswith("an event rejected: internal error: TypeError")
+    assert warnings[2] == (
+        "everything",
+        "event 'e' rejected: internal error: RuntimeError('a bug in a formatter')",
+    )
+    # rate-limited per metric: the first 10 of each at once, then one per 30 s
+    assert len(warnings) == 11  # named: 1; everything: 10 of its 202
 
 
 @pytest.mark.anyio
@@ -373,7 +378,7 @@ async def test_the_api_emits_good_events_past_broken_ones(tmp_path: Path) -> Non
     ]
     with anyio.fail_after(10):
         async with EventExporter(config) as events:
-            events.pipeline.warn = lambda message: None
+            events.pipeline.log = CapturedLog().log  # not on the test's stderr
             for n, event in enumerate(broken):
                 events.emit(Event("e", fields={"n": f"good{n}"}))
                 events.emit(event)
@@ -703,7 +708,7 @@ def test_regression_the_crashing_lines_do_not_stop_the_stdin_source(tmp_path: Pa
         assert wait_until(lambda: _delivered(tmp_path) == [0, 1], timeout=15)
         os.write(child.stdin_w, good(2) + b"\n")
         child.close_stdin()  # the end of the only source: the daemon drains and ends
-        assert child.wait(timeout=15) == 0
+        assert child.wait(timeout=15) == 1  # lines rejected on stdin: 1, as export exits
     assert _delivered(tmp_path) == [0, 1, 2]
     stderr = _checked_stderr(child)
     assert "source pipe: line 3: JSON nested more than 32 levels deep" in stderr
@@ -856,7 +861,7 @@ listen = "127.0.0.1:0"
 """
         config = _run_config(tmp_path, sources, metrics=True)
         with exporter_child("run", str(config)) as child:
-            port = _port(child, rb"source web: listening on http://127\.0\.0\.1:(\d+)")
+            port = _port(child, rb"source=web: listening on http://127\.0\.0\.1:(\d+)")
             scrape = _port(child, rb"metrics on http://127\.0\.0\.1:(\d+)/metrics")
             writer = threading.Thread(target=_write_all, args=(child.stdin_w, on_stdin))
             writer.start()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import pytest
 from exporter.cli import main
 from exporter.event import Event
 from tests.support import REPO
+from tests.support.processes import into_closed_pipe
 from tests.support.samples import EVENTS_FILE, expected_bodies
 
 
@@ -234,38 +233,9 @@ def test_output_that_is_an_input_is_refused(tmp_path: Path) -> None:
 
 
 def test_closed_stdout_ends_like_a_filter_killed_by_sigpipe() -> None:
-    big = EVENTS_FILE.read_bytes() * 3000
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "export"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-    )
-    assert proc.stdout is not None
-    assert proc.stdin is not None
-    assert proc.stderr is not None
-    stdin = proc.stdin
-
-    def feed() -> None:
-        with contextlib.suppress(BrokenPipeError):
-            stdin.write(big)
-            stdin.close()
-
-    writer = threading.Thread(target=feed, daemon=True)
-    writer.start()
-    try:
-        proc.stdout.read(10)
-        proc.stdout.close()
-        assert proc.wait(timeout=60) == 141
-        assert b"Traceback" not in proc.stderr.read()
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        writer.join(timeout=10)
-        for pipe in (proc.stdin, proc.stderr):
-            with contextlib.suppress(OSError):
-                pipe.close()
+    status, err = into_closed_pipe("export", stdin=EVENTS_FILE.read_bytes() * 3000)
+    assert status == 141
+    assert b"Traceback" not in err
 
 
 def test_delivery_settings_a_driver_refuses_are_usage_errors(

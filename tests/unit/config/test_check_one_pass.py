@@ -90,6 +90,14 @@ def test_a_file_destination_with_nowhere_to_live_is_refused_at_its_key(
     assert f"{path}:2: exporter.f.destination: " in err
     assert why in err
     assert main(["run", str(path)]) == 2  # the daemon refuses it at start the same way
+    capsys.readouterr()
+    # and so does export --to, before reading anything or making a dead-letter file
+    dead, to = tmp_path / "dead", f"file:{target.format(dir=tmp_path)}"
+    assert main(["export", "--dead-letter", str(dead), "--to", to, str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"event-exporter export: argument --to: '{to}': "), err
+    assert why in err
+    assert not dead.exists()
 
 
 @pytest.mark.parametrize(

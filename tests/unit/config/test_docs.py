@@ -122,3 +122,18 @@ def test_the_example_documents_every_setting_with_its_default_and_option() -> No
     for block, settings in BLOCKS.items():
         missing = {key for setting in settings for key in setting.toml_keys} - documented[block]
         assert not missing, (block, missing)
+
+
+def test_the_license_file_is_the_one_pyproject_names() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "MIT"}
+    assert (REPO / "LICENSE").read_text().startswith("MIT License\n")
+
+
+def test_what_the_readme_run_leaves_behind_is_ignored_by_git() -> None:
+    """config.example.toml as the README runs it writes these in the current directory."""
+    example = load_config(REPO / "config.example.toml")
+    written = {example.settings.dead_letter, example.exporters["archive"].destination.target}
+    ignored = set((REPO / ".gitignore").read_text().splitlines())
+    assert {f"/{name}" for name in written} <= ignored
+    assert ".venv/" in ignored

@@ -258,10 +258,11 @@ def test_dead_letter_max_bytes_is_a_global_setting_checked_with_its_line() -> No
 def test_export_to_with_dead_letter_max_bytes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A directory at the file: destination refuses every batch for good."""
-    (tmp_path / "dir").mkdir()
+    """A unix destination nobody listens on, with one attempt: every batch is given up.
+    (A directory at a file: destination, which refused every batch, is refused at start.)"""
     dead = tmp_path / "dead"
-    args = ["--to", f"file:{tmp_path / 'dir'}", "--dead-letter", str(dead)]
+    to = ["--to", f"unix:{tmp_path / 'nobody.sock'}", "--retry-max-attempts", "1"]
+    args = [*to, "--dead-letter", str(dead)]
     code = main(["export", *args, "--dead-letter-max-bytes", "2000", str(EVENTS_FILE)])
     assert code == 3
     err = capsys.readouterr().err

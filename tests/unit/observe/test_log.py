@@ -111,3 +111,23 @@ def _read_some(fd: int) -> bytes:
         return os.read(fd, 1 << 16)
     except BlockingIOError:
         return b""
+
+
+def test_a_new_level_applies_to_every_log_bound_from_the_same_one() -> None:
+    """A reload's log_level: the exporters' bound logs follow it."""
+    out = io.StringIO()
+    log = Log(level="warning", stream=lambda: out)
+    bound = log.bind(exporter="a")
+    bound.info("hidden")
+    log.set_level("debug")
+    bound.debug("shown")
+    log.write("info", "the summary", always=True)
+    log.set_level("error")
+    log.write("info", "the final summary", always=True)
+    log.info("hidden too")
+    log.close()
+    assert [line.split(": ", 1)[1] for line in out.getvalue().splitlines()] == [
+        "shown",
+        "the summary",
+        "the final summary",
+    ]
