@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import traceback
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.abc
@@ -45,6 +44,7 @@ from exporter.observe.log import Log
 from exporter.observe.text import printable
 from exporter.routing import Pipeline
 from exporter.sources import Source, make_source
+from exporter.sources.reports import LogReports
 
 EXIT_SOURCE_FAILED: Final = 1
 """A source stopped by an error, or stdin had lines that are not events; everything
@@ -143,7 +143,11 @@ class _Daemon:
             finally:
                 log.close()  # what the daemon said comes before its summary
         except (OSError, BaseExceptionGroup) as exc:  # a source that cannot listen or read
-            failure = _os_error(exc)
+            cannot = _found(exc, CannotStart)
+            if cannot is not None:
+                log.error(str(cannot), **cannot.context)
+                return EXIT_USAGE
+            failure = _found(exc, OSError)
             if failure is None:
                 raise
             reason = failure.strerror or failure
@@ -195,14 +199,19 @@ class _Daemon:
                     reporting,
                 )
                 if settings.metrics_listen is not None:
-                    await reporting.start(
-                        serve_metrics,
-                        settings,
-                        self.pipeline,
-                        self.sources,
-                        self.log,
-                        self.readiness,
-                    )
+                    try:
+                        await reporting.start(
+                            serve_metrics,
+                            settings,
+                            self.pipeline,
+                            self.sources,
+                            self.log,
+                            self.readiness,
+                        )
+                    except* OSError as group:  # raised inside the listener's task group
+                        failure = _found(group, OSError)
+                        assert failure is not None
+                        raise CannotStart(failure, listener="metrics") from None
                 reporting.start_soon(_summaries, running)
                 self.interrupted = await ship(
                     self._sources,
@@ -242,7 +251,7 @@ class _Daemon:
         log, pipeline = self.log, self.pipeline
         running_now = False
         try:
-            source = make_source(block, pipeline, sys.stderr, log.warning)
+            source = make_source(block, pipeline, LogReports(log.bind(source=block.name)))
             self.sources[block.name] = source
             async with anyio.create_task_group() as tasks:
                 await tasks.start(source.serve)
@@ -254,6 +263,9 @@ class _Daemon:
                 task_status.started()
         except* Exception as group:
             if not running_now:
+                failure = _found(group, OSError)
+                if failure is not None:  # its address in use, its file unreadable: say so
+                    raise CannotStart(failure, source=block.name) from None
                 raise
             self.failures.report(block.name, group)
 
@@ -287,13 +299,25 @@ async def _summaries(running: Running) -> None:
             running.log.info(running.pipeline.summary())
 
 
-def _os_error(exc: BaseException) -> OSError | None:
-    """The OSError that stopped start-up, found inside the task groups' exception groups."""
-    if isinstance(exc, OSError):
+class CannotStart(Exception):
+    """A source or listener that could not start, with its name as the log's context:
+    ``error source=web: cannot listen on 127.0.0.1:8080: address already in use``."""
+
+    def __init__(self, failure: OSError, **context: str) -> None:
+        super().__init__(failure.strerror or str(failure))
+        self.context = context
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _found(exc: BaseException, kind: type[_E]) -> _E | None:
+    """The first ``kind`` in ``exc``, looked for inside the task groups' exception groups."""
+    if isinstance(exc, kind):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            found = _os_error(inner)
+            found = _found(inner, kind)
             if found is not None:
                 return found
     return None

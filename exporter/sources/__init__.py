@@ -15,6 +15,7 @@ import anyio.abc
 
 from exporter.sources.http import HttpSource, HttpSourceSettings
 from exporter.sources.intake import Intake
+from exporter.sources.reports import SourceReports
 from exporter.sources.stdin import StdinSource, StdinSourceSettings
 from exporter.sources.tail import TailSource, TailSourceSettings
 from exporter.sources.unix import UnixSource, UnixSourceSettings
@@ -47,27 +48,26 @@ class SourceBlock(Protocol):
     def stdin(self) -> StdinSourceSettings | None: ...
 
 
-Report = Callable[[str], None]
-MakeSource = Callable[[SourceBlock, Intake, TextIO, Report], Source]
-"""A block, the intake, where rejected lines go, and where trouble on a listener goes."""
+MakeSource = Callable[[SourceBlock, Intake, TextIO | SourceReports], Source]
+"""A block, the intake, and where what the source rejects and what troubles it are told."""
 
 
-def _http(block: SourceBlock, intake: Intake, errors: TextIO, report: Report) -> Source:
+def _http(block: SourceBlock, intake: Intake, errors: TextIO | SourceReports) -> Source:
     assert block.http is not None
-    return HttpSource(block.http, intake, report=report)
+    return HttpSource(block.http, intake, errors)
 
 
-def _unix(block: SourceBlock, intake: Intake, errors: TextIO, report: Report) -> Source:
+def _unix(block: SourceBlock, intake: Intake, errors: TextIO | SourceReports) -> Source:
     assert block.unix is not None
     return UnixSource(block.unix, intake, errors)
 
 
-def _file(block: SourceBlock, intake: Intake, errors: TextIO, report: Report) -> Source:
+def _file(block: SourceBlock, intake: Intake, errors: TextIO | SourceReports) -> Source:
     assert block.file is not None
     return TailSource(block.file, intake, errors)
 
 
-def _stdin(block: SourceBlock, intake: Intake, errors: TextIO, report: Report) -> Source:
+def _stdin(block: SourceBlock, intake: Intake, errors: TextIO | SourceReports) -> Source:
     return StdinSource(block.name, intake, errors, block.stdin)
 
 
@@ -79,6 +79,7 @@ SOURCE_TYPES: Final[dict[str, MakeSource]] = {
 }
 
 
-def make_source(block: SourceBlock, intake: Intake, errors: TextIO, report: Report) -> Source:
-    """The source a block describes, feeding ``intake``; not running yet."""
-    return SOURCE_TYPES[block.type](block, intake, errors, report)
+def make_source(block: SourceBlock, intake: Intake, errors: TextIO | SourceReports) -> Source:
+    """The source a block describes, feeding ``intake``, reporting to ``errors`` (the
+    daemon's :class:`~exporter.sources.reports.LogReports`); not running yet."""
+    return SOURCE_TYPES[block.type](block, intake, errors)

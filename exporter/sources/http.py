@@ -23,8 +23,10 @@ kind ends in an answer or a closed connection, never in a crash.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TextIO
 
 import anyio
 import anyio.abc
@@ -44,6 +46,7 @@ from exporter.sources.httpserver import (
     require_bearer,
 )
 from exporter.sources.intake import Intake
+from exporter.sources.reports import SourceReports, reports_for
 from exporter.sources.stalwart import read_webhook, signature_ok
 
 _REJECTS_SHOWN = 10
@@ -80,8 +83,9 @@ class HttpSourceCounts:
 
 
 class HttpSource:
-    """``serve()`` accepts connections until cancelled. ``report`` writes a line about
-    trouble on the listener (connections over a cap), stderr by default.
+    """``serve()`` accepts connections until cancelled. ``errors`` hears of trouble on the
+    listener (connections over a cap), of every request refused and of every line
+    rejected (:mod:`exporter.sources.reports`; stderr by default).
 
     The intake commits before every answer: what a request gave is then on disk (a
     spool); while it is busy, requests are answered 503."""
@@ -90,11 +94,11 @@ class HttpSource:
         self,
         settings: HttpSourceSettings,
         intake: Intake,
-        *,
-        report: Callable[[str], None] | None = None,
+        errors: TextIO | SourceReports | None = None,
     ) -> None:
         self.settings = settings
         self._intake = intake
+        self.reports = reports_for(sys.stderr if errors is None else errors, "")
         self.counts = HttpSourceCounts()
         limits = ServerLimits(
             max_body_bytes=settings.max_body_bytes,
@@ -113,7 +117,8 @@ class HttpSource:
             limits,
             check_head=self._check_head,
             name="http source",
-            report=report,
+            report=self.reports.warning,
+            refused=self._refused,
         )
 
     @property
@@ -161,20 +166,32 @@ class HttpSource:
         if self._intake.busy():
             raise Refuse(503, "queues full: try again later", [("Retry-After", "1")])
 
+    def _refused(self, where: str, status: int, error: str) -> None:
+        """A request answered 4xx, reported as a rejection (one per status: a flood of
+        401s does not hide the 400s); a 503 is backpressure, counted, not a rejection;
+        a 500 is a bug."""
+        if status == 500:
+            self.reports.warning(f"{where}: answered 500: {error}")
+        elif status < 500:
+            self.reports.rejected(where, f"answered {status}: {error}", kind=str(status))
+
     async def _handle(self, request: Request) -> Response:
         try:
             path = request.path.rstrip("/")
+            where = f"{request.peer} POST {path}"
             if path == "/dovecot":
-                return await self._lines(iter([request.body]), one_event=True)
+                return await self._lines(iter([request.body]), where, one_event=True)
             if path == "/events":
-                return await self._lines(_lines_of(request.body), one_event=False)
+                return await self._lines(_lines_of(request.body), where, one_event=False)
             return await self._stalwart(request)
         finally:  # before any answer, 204, 200, 400 or 503 after part of a batch
             self._intake.commit()
 
-    async def _lines(self, lines: Iterator[bytes], *, one_event: bool) -> Response:
+    async def _lines(self, lines: Iterator[bytes], where: str, *, one_event: bool) -> Response:
         """Emit each good line's event; name the first bad ones and count the others
-        (a body of a million bad lines keeps ten records, not a million)."""
+        (a body of a million bad lines keeps ten records, not a million). A request
+        refused whole (400) is reported as its answer; the bad lines of a batch partly
+        taken, each (rate-limited)."""
         accepted = rejected_total = 0
         rejected: list[dict[str, object]] = []
         emit, busy = self._intake.emit, self._intake.busy
@@ -188,8 +205,11 @@ class HttpSource:
                 event = read_event(line)
             except Exception as exc:  # whatever one line raises is that line's rejection
                 rejected_total += 1
+                reason = _reason(exc)
                 if len(rejected) < _REJECTS_SHOWN:
-                    rejected.append({"line": number, "error": _reason(exc)})
+                    rejected.append({"line": number, "error": reason})
+                if not one_event:
+                    self.reports.rejected(f"{where} line {number}", reason)
                 continue
             if accepted and busy():
                 self.counts.events += accepted

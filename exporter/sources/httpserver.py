@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hmac
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ import anyio.lowlevel
 import h11
 import orjson
 
+from exporter.observe.text import printable
 from exporter.secret import Secret
 from exporter.sources.connections import ConnectionCaps, Throttle, ensure_descriptors
 
@@ -62,6 +64,8 @@ class Head:
     """Without the query."""
     headers: dict[str, str]
     """Names in lower case; a repeated header keeps its first value."""
+    peer: str = field(default="", kw_only=True)
+    """The client's address, without its port."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,9 @@ class _TooSlow(Exception):
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+Refused = Callable[[str, int, str], None]
+"""Told of each request answered 4xx or 5xx: where (``PEER METHOD PATH``), the status,
+the error the client was given."""
 CheckHead = Callable[[Head], None]
 """Raises :class:`Refuse` to answer a request from its head, its body unread."""
 
@@ -137,7 +144,8 @@ class HttpServer:
 
     ``name`` says which server a report is about (``http source``, then its address);
     ``report`` writes one line (stderr by default), called at most every few seconds
-    per kind of trouble (connections over a cap, out of descriptors).
+    per kind of trouble (connections over a cap, out of descriptors). ``refused`` is told
+    of every request answered 4xx/5xx (it rate-limits what it logs).
     """
 
     def __init__(
@@ -150,6 +158,7 @@ class HttpServer:
         check_head: CheckHead | None = None,
         name: str = "",
         report: Callable[[str], None] | None = None,
+        refused: Refused | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -159,6 +168,7 @@ class HttpServer:
         self._name = name or "http server"
         self._lingering_refusals = 0
         self._write = report or _to_stderr
+        self._on_refused = refused
         self._over_cap = Throttle(self._report)
         self._accept_failed = Throttle(self._report)
         self._caps = ConnectionCaps(limits.max_connections, limits.max_connections_per_peer)
@@ -179,7 +189,12 @@ class HttpServer:
     ) -> None:
         """Accept until cancelled. Out of descriptors (EMFILE), it pauses and goes on."""
         shortage = ensure_descriptors(self._limits.max_connections)
-        listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
+        try:
+            listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
+        except OSError as exc:  # said as the operator reads it: which address, why
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            what = f"cannot listen on {self.host}:{self.port}: {why[:1].lower()}{why[1:]}"
+            raise OSError(exc.errno, what) from exc
         async with listener, anyio.create_task_group() as connections:
             self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
             if shortage:
@@ -232,7 +247,7 @@ class HttpServer:
         try:
             async with stream:
                 first = True
-                while await self._one_request(conn, stream, first):
+                while await self._one_request(conn, stream, peer, first):
                     conn.start_next_cycle()
                     first = False
         except (anyio.BrokenResourceError, anyio.EndOfStream, anyio.ClosedResourceError):
@@ -243,12 +258,13 @@ class HttpServer:
             self._caps.release(peer)
 
     async def _one_request(
-        self, conn: h11.Connection, stream: anyio.abc.ByteStream, first: bool
+        self, conn: h11.Connection, stream: anyio.abc.ByteStream, peer: str, first: bool
     ) -> bool:
         """Serve one request; False when the connection is to be closed."""
         if not first:
             await self._await_request(conn, stream)
         limits = self._limits
+        where = peer
         try:
             event = await self._next(
                 conn,
@@ -259,7 +275,9 @@ class HttpServer:
             if isinstance(event, h11.ConnectionClosed):
                 return False
             assert isinstance(event, h11.Request)
-            head = self._head(event)
+            method = event.method.decode("ascii", "replace")
+            where = f"{peer} {printable(method, 20)} {printable(_path(event), 200)}"
+            head = self._head(event, peer)
             request = await self._body(conn, stream, head)
             response = await self._handler(request)
         except Refuse as refusal:
@@ -278,6 +296,8 @@ class HttpServer:
         except Exception as exc:  # a bug in a handler: this request fails, not the server
             response = Response.json(500, _error(f"internal error: {type(exc).__name__}"))
         self._count(response.status)
+        if response.status >= 400 and self._on_refused is not None:
+            self._on_refused(where, response.status, _error_of(response))
         await self._send(conn, stream, response)
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             return True
@@ -314,7 +334,7 @@ class HttpServer:
                 continue
             raise _TooSlow(late if left <= idle else f"nothing came for {idle:g} s")
 
-    def _head(self, event: h11.Request) -> Head:
+    def _head(self, event: h11.Request, peer: str) -> Head:
         """The request's head, or :class:`Refuse` for what it alone says is refused."""
         headers: dict[str, str] = {}
         for name, value in event.headers:
@@ -322,8 +342,7 @@ class HttpServer:
         if "content-length" in headers and "transfer-encoding" in headers:
             # RFC 9112 6.3: a request smuggling attempt or a broken proxy; answer, close
             raise Refuse(400, "Content-Length together with Transfer-Encoding is refused")
-        path = event.target.split(b"?", 1)[0].decode("latin-1")
-        head = Head(event.method.decode("ascii", "replace"), path, headers)
+        head = Head(event.method.decode("ascii", "replace"), _path(event), headers, peer=peer)
         if self._check_head is not None:
             self._check_head(head)
         if head.method not in self._limits.methods:
@@ -352,7 +371,7 @@ class HttpServer:
                     raise Refuse(413, f"body larger than {limit} bytes")
                 await anyio.lowlevel.checkpoint()  # a fast sender does not hold the loop
             elif isinstance(event, h11.EndOfMessage):
-                return Request(head.method, head.path, head.headers, bytes(body))
+                return Request(head.method, head.path, head.headers, bytes(body), peer=head.peer)
             else:
                 raise h11.RemoteProtocolError("request ended early")
 
@@ -422,3 +441,17 @@ def _hold_reads(stream: anyio.abc.ByteStream) -> None:
 
 def _error(message: str) -> dict[str, str]:
     return {"error": message}
+
+
+def _error_of(response: Response) -> str:
+    """The ``error`` of a refusal's JSON body (what the client was told)."""
+    try:
+        document = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        return ""
+    return str(document.get("error", "")) if isinstance(document, dict) else ""
+
+
+def _path(event: h11.Request) -> str:
+    """The request's path, without its query."""
+    return event.target.split(b"?", 1)[0].decode("latin-1")

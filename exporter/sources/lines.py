@@ -24,10 +24,9 @@ from exporter.errors import EventExporterError
 from exporter.formats.reader import read_event
 from exporter.observe.text import printable
 from exporter.sources.intake import Intake, RejectedEvent
+from exporter.sources.reports import SourceReports, reports_for
 
 CHUNK_BYTES: Final = 1 << 18
-REPORTED_MAX: Final = 100
-"""Reports of one kind written before the rest are only counted."""
 
 Where = Callable[[int], str]
 """Where line N (1-based) of an input is, as a report says it."""
@@ -180,29 +179,13 @@ class LineCounts:
     events: int = 0
     """Events handed to the intake."""
     rejected_lines: int = 0
-    """Lines that are not events (the first REPORTED_MAX reported on the error stream)."""
-
-
-class FirstReported:
-    """Writes the first REPORTED_MAX messages it is given, then once ``more`` (that the
-    others are counted but not shown): a flood of bad input is never a flood of reports."""
-
-    def __init__(self, write: Callable[[str], None], more: str) -> None:
-        self.count = 0
-        self._write = write
-        self._more = more
-
-    def __call__(self, message: str) -> None:
-        self.count += 1
-        if self.count <= REPORTED_MAX:
-            self._write(message)
-        elif self.count == REPORTED_MAX + 1:
-            self._write(self._more)
+    """Lines that are not events (each reported: :mod:`exporter.sources.reports`)."""
 
 
 class LineFeed:
     """Lines to events in ``intake``: each line read (``read_event``) and emitted, in order,
-    or reported on ``errors`` as ``event-exporter: {about}{where}: {why}`` and skipped.
+    or reported (``reports``: the daemon's log, or ``event-exporter: {about}{where}:
+    {why}`` on a stream) and skipped.
 
     A line read is a line accepted: when shutdown cancels an emit waiting for room, that
     event is queued all the same (the intake's promise) and the events of the rest of the
@@ -214,7 +197,7 @@ class LineFeed:
     def __init__(
         self,
         intake: Intake,
-        errors: TextIO,
+        errors: TextIO | SourceReports,
         *,
         about: str = "",
         max_line_bytes: int | None = None,
@@ -227,23 +210,16 @@ class LineFeed:
         """Of the lines of the last :meth:`take`, those taken (all, unless cancelled): for
         a feed of one stream (the tail source)."""
         self._intake = intake
-        self._errors = errors
-        self._about = about
+        self.reports = reports_for(errors, about)
         self._force_rest = force_rest
-        self._report = FirstReported(
-            self._write, "further rejected lines are counted but not shown"
-        )
 
     def splitter(self, *, sizes: bool = False) -> LineSplitter:
         return LineSplitter(self.max_line_bytes, sizes=sizes)
 
     def reject(self, where: str, what: str) -> None:
-        """Count a line that is not an event and report it (the first REPORTED_MAX)."""
+        """Count a line that is not an event and report it."""
         self.counts.rejected_lines += 1
-        self._report(f"{where}: {what}")
-
-    def _write(self, message: str) -> None:
-        self._errors.write(f"event-exporter: {self._about}{message}\n")
+        self.reports.rejected(where, what)
 
     async def read(
         self, fd: int, where: Where, chunk_done: Callable[[int], None] | None = None

@@ -19,6 +19,7 @@ import anyio.abc
 
 from exporter.sources.intake import Intake
 from exporter.sources.lines import LineCounts, LineFeed
+from exporter.sources.reports import SourceReports
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class StdinSource:
         self,
         name: str,
         intake: Intake,
-        errors: TextIO,
+        errors: TextIO | SourceReports,
         settings: StdinSourceSettings | None = None,
         *,
         fd: int | None = None,

@@ -47,6 +47,7 @@ import orjson
 from exporter.files import open_regular, replace_file
 from exporter.sources.intake import Intake
 from exporter.sources.lines import CHUNK_BYTES, LineCounts, LineFeed, Lines
+from exporter.sources.reports import SourceReports
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,11 @@ class _Position:
 class TailSource:
     """``serve()`` follows the file until cancelled."""
 
-    def __init__(self, settings: TailSourceSettings, intake: Intake, errors: TextIO) -> None:
+    def __init__(
+        self, settings: TailSourceSettings, intake: Intake, errors: TextIO | SourceReports
+    ) -> None:
         self.settings = settings
         self._intake = intake
-        self._errors = errors
         self.counts = TailSourceCounts()
         self._feed = LineFeed(
             intake,
@@ -287,10 +289,9 @@ class TailSource:
         except OSError as exc:
             if not self._save_failed:
                 self._save_failed = True
-                self._errors.write(
-                    f"event-exporter: tail source {self.settings.path}: cannot save the "
-                    f"position to {name}: {exc.strerror or exc} (a restart may send "
-                    "lines again)\n"
+                self._note(
+                    f"cannot save the position to {name}: {exc.strerror or exc} (a restart "
+                    "may send lines again)"
                 )
             return
         self._save_failed = False
@@ -299,7 +300,7 @@ class TailSource:
     # -- reports -------------------------------------------------------------------------
 
     def _note(self, what: str) -> None:
-        self._errors.write(f"event-exporter: tail source {self.settings.path}: {what}\n")
+        self._feed.reports.warning(what)
 
 
 def _where(line: int | None, byte: int) -> str:

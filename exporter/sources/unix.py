@@ -38,6 +38,7 @@ import anyio.abc
 from exporter.sources.connections import ConnectionCaps, Throttle, ensure_descriptors
 from exporter.sources.intake import Intake
 from exporter.sources.lines import LineCounts, LineFeed, LineSplitter
+from exporter.sources.reports import SourceReports
 
 _READ_BYTES = 1 << 16
 _ACCEPT_PAUSE = 0.1
@@ -71,10 +72,11 @@ class UnixSource:
     kernel still holds for a connection is not read.
     """
 
-    def __init__(self, settings: UnixSourceSettings, intake: Intake, errors: TextIO) -> None:
+    def __init__(
+        self, settings: UnixSourceSettings, intake: Intake, errors: TextIO | SourceReports
+    ) -> None:
         self.settings = settings
         self._intake = intake
-        self._errors = errors
         self.counts = UnixSourceCounts()
         self._feed = LineFeed(
             intake,
@@ -84,6 +86,7 @@ class UnixSource:
             counts=self.counts,
         )
         self._caps = ConnectionCaps(settings.max_connections)
+        self._report = self._feed.reports.warning
         self._over_cap = Throttle(self._report)
         self._accept_failed = Throttle(self._report)
 
@@ -94,9 +97,6 @@ class UnixSource:
     def announce(self) -> str:
         """What the daemon's log says once this source runs."""
         return f"unix {self.settings.path}"
-
-    def _report(self, message: str) -> None:
-        self._errors.write(f"event-exporter: unix source {self.settings.path}: {message}\n")
 
     async def serve(
         self, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED

@@ -100,7 +100,7 @@ def test_run_with_stdin_ends_when_its_input_ends_and_exits_1_for_rejected_lines(
         assert child.wait(timeout=10) == 1
     assert out.read_bytes() == plain_export(tmp_path, EVENTS_FILE, ["--filter", FILTER])
     stderr = bytes(child.stderr).decode()
-    assert "source listener: line 37: " in stderr
+    assert " warning source=listener: rejected line 37: " in stderr
     assert " warning source=listener: 1 of 37 lines rejected (each reported above): exit " in (
         stderr
     )
@@ -118,7 +118,8 @@ def test_run_with_stdin_skips_a_line_over_its_max_line_bytes(tmp_path: Path) -> 
         child.close_stdin()
         assert child.wait(timeout=10) == 1  # a line rejected
     assert out.read_bytes() == plain_export(tmp_path, EVENTS_FILE, ["--filter", FILTER])
-    assert "source listener: line 4: 70000 bytes, longer than 1000" in bytes(child.stderr).decode()
+    stderr = bytes(child.stderr).decode()
+    assert "source=listener: rejected line 4: 70000 bytes, longer than 1000" in stderr
 
 
 def test_metrics_endpoint_and_periodic_summaries(tmp_path: Path) -> None:
@@ -284,17 +285,26 @@ def test_run_with_unix_and_file_sources(tmp_path: Path) -> None:
     assert sorted(out.read_bytes().splitlines()) == sorted(everything.splitlines())
 
 
-def test_run_says_why_a_source_cannot_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize("taken_by", ["source", "metrics"])
+def test_run_says_which_listener_cannot_start_and_why(tmp_path: Path, taken_by: str) -> None:
+    """The source or listener named, with its address: not a bare 'cannot start'."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         config = _config(tmp_path)
-        config.write_text(config.read_text().replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+        text = config.read_text()
+        if taken_by == "source":
+            text = text.replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"')
+        else:
+            text = text.replace("[global]", f'[global]\nmetrics_listen = "127.0.0.1:{port}"')
+        config.write_text(text)
         with exporter_child("run", str(config)) as child:
             assert child.wait(timeout=10) == 2
     stderr = bytes(child.stderr).decode()
-    assert re.search(r"Z error: cannot start: ", stderr), stderr
+    context = "source=listener" if taken_by == "source" else "listener=metrics"
+    said = f"Z error {context}: cannot listen on 127.0.0.1:{port}: address already in use\n"
+    assert said in stderr, stderr
     assert "Traceback" not in stderr
 
 

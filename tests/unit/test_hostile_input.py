@@ -711,7 +711,7 @@ def test_regression_the_crashing_lines_do_not_stop_the_stdin_source(tmp_path: Pa
         assert child.wait(timeout=15) == 1  # lines rejected on stdin: 1, as export exits
     assert _delivered(tmp_path) == [0, 1, 2]
     stderr = _checked_stderr(child)
-    assert "source pipe: line 3: JSON nested more than 32 levels deep" in stderr
+    assert " warning source=pipe: rejected line 3: JSON nested more than 32 levels deep" in stderr
     assert _long_number_delivered(tmp_path)
 
 

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import io
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -499,11 +500,11 @@ async def test_over_a_connection_cap_a_503_at_once_and_accept_goes_on(
     total: int, per_peer: int, cap_name: str
 ) -> None:
     """Before, accept waited for a free slot: the fourth client was never answered."""
-    reports: list[str] = []
+    errors = io.StringIO()
     collector = Collector()
     received = collector.events
     settings = HttpSourceSettings(port=0, max_connections=total, max_connections_per_peer=per_peer)
-    source = HttpSource(settings, collector, report=reports.append)
+    source = HttpSource(settings, collector, errors)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tasks, httpx.AsyncClient() as client:
             await tasks.start(source.serve)
@@ -525,8 +526,10 @@ async def test_over_a_connection_cap_a_503_at_once_and_accept_goes_on(
     assert served.status_code == 204
     assert len(received) == 1
     assert source.refused == {503: 4}
+    reports = errors.getvalue().splitlines()
     assert len(reports) == 1  # rate-limited: one line for the four
-    assert reports[0].startswith(f"http source 127.0.0.1:{source.port}: 3 connections open")
+    prefix = f"event-exporter: http source 127.0.0.1:{source.port}: 3 connections open"
+    assert reports[0].startswith(prefix)
 
 
 async def test_bad_lines_keep_ten_records_and_a_count() -> None:
