@@ -119,6 +119,7 @@ class Pipeline(Generic[T]):
         self._waiting: dict[int, set[anyio.CancelScope]] = {}  # emits waiting for room
         self._closed: set[int] = set()  # exporters whose driver was closed
         self._dropping: list[EventQueue | SpoolQueue] = []
+        self._spooled: list[EventQueue | SpoolQueue] = []
         self._find_dropping()
 
     @classmethod
@@ -206,7 +207,7 @@ class Pipeline(Generic[T]):
         for queue in self._dropping:
             if len(queue) >= queue.max_events or queue.queued_bytes >= queue.max_bytes:
                 return True
-        return False
+        return any(spool.commit_failing for spool in self._spooled)
 
     async def emit(self, event: Event) -> None:
         """Route ``event``, waiting for room where an exporter's queue is full (block).
@@ -278,14 +279,21 @@ class Pipeline(Generic[T]):
         self._dropping = [
             e.queue for e in self.exporters.values() if e.queue.overflow is not Overflow.BLOCK
         ]
+        self._spooled = [
+            e.queue for e in self.exporters.values() if isinstance(e.queue, SpoolQueue)
+        ]
+
+    async def committed(self) -> None:
+        """Make what was emitted durable where an exporter has a spool, and wait until it is
+        (sources await this before they answer their sender); a retired one's too (an
+        event that waited for room there went in at its retirement)."""
+        for exporter in (*self.exporters.values(), *self.retired):
+            if not exporter.queue.commit():
+                await exporter.queue.wait_committed()
 
     def commit(self) -> None:
-        """Make what was emitted durable where an exporter has a spool (sources call this
-        before they answer their sender); a retired one's too (an event that waited for
-        room there went in at its retirement)."""
-        for exporter in self.exporters.values():
-            exporter.queue.commit()
-        for exporter in self.retired:
+        """Write what was emitted where an exporter has a spool, without waiting."""
+        for exporter in (*self.exporters.values(), *self.retired):
             exporter.queue.commit()
 
     def force(self, event: Event) -> None:

@@ -180,12 +180,16 @@ class HttpSource:
             path = request.path.rstrip("/")
             where = f"{request.peer} POST {path}"
             if path == "/dovecot":
-                return await self._lines(iter([request.body]), where, one_event=True)
-            if path == "/events":
-                return await self._lines(_lines_of(request.body), where, one_event=False)
-            return await self._stalwart(request)
-        finally:  # before any answer, 204, 200, 400 or 503 after part of a batch
+                response = await self._lines(iter([request.body]), where, one_event=True)
+            elif path == "/events":
+                response = await self._lines(_lines_of(request.body), where, one_event=False)
+            else:
+                response = await self._stalwart(request)
+        except BaseException:  # a 400, a 503 after part of a batch, shutdown
             self._intake.commit()
+            raise
+        await self._intake.committed()  # a 204 or 200 says: on disk, where there is a spool
+        return response
 
     async def _lines(self, lines: Iterator[bytes], where: str, *, one_event: bool) -> Response:
         """Emit each good line's event; name the first bad ones and count the others

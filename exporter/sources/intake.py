@@ -22,13 +22,20 @@ class Intake(Protocol):
     def force(self, event: Event) -> None:
         """Queue ``event`` past every bound (shutdown: the input was already read)."""
 
+    async def committed(self) -> None:
+        """Make what was emitted durable (a spool) and return once it is: a source awaits it
+        before it answers its sender or records how far it read. A write that fails (a
+        full disk) is tried again until it works, a ``full`` fsync runs off the event
+        loop; the sender waits meanwhile (and others are told 503 by :meth:`busy`)."""
+
     def commit(self) -> None:
-        """Make what was emitted durable (a spool) before the source answers its sender or
-        records how far it read."""
+        """Write what was emitted at once, without waiting (an answer that is an error,
+        shutdown): what cannot be written yet stays in memory, delivered or dead-lettered."""
 
     def busy(self) -> bool:
-        """Whether a queue that drops when full is full: a source that can tell its sender
-        to come back later (HTTP 503) should, rather than have its events dropped."""
+        """Whether a queue that drops when full is full, or a spool cannot write: a source
+        that can tell its sender to come back later (HTTP 503) should, rather than have
+        its events dropped or held in memory."""
 
 
 class RejectedEvent(Exception):

@@ -232,7 +232,7 @@ class LineFeed:
             lines = splitter.feed(chunk)
             if lines:
                 await self.take(lines, splitter, where, before)
-                self._intake.commit()
+                await self._intake.committed()
                 before += len(lines)
             if chunk_done is not None:
                 chunk_done(len(chunk))

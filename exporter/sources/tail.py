@@ -139,7 +139,7 @@ class TailSource:
             self._note("truncated: reading it again from the start")
             self._lines.reset()
             self._start_at(0, 0)
-            self._save_state()
+            await self._save_state_durably()
         await self._drain()
         if named is not None and (named.st_dev, named.st_ino) != (self._dev, self._inode):
             self.counts.rotations += 1
@@ -157,7 +157,7 @@ class TailSource:
                 lines = self._lines.feed(chunk)
                 if lines:
                     await self._take(lines)
-            self._save_state()
+            await self._save_state_durably()
             if len(chunk) < CHUNK_BYTES:
                 return  # at the end (a regular file reads short only there)
             await anyio.lowlevel.checkpoint()
@@ -267,9 +267,16 @@ class TailSource:
     def _start(self) -> str:
         return "beginning" if self.settings.start_at == "beginning" else "end"
 
+    async def _save_state_durably(self) -> None:
+        """:meth:`_save_state` once what was emitted is durable (a spool on a failing disk
+        is waited for, a ``full`` fsync runs off the event loop): reading goes on after."""
+        await self._intake.committed()
+        self._save_state()
+
     def _save_state(self) -> None:
         """Commit what was emitted (a spool), then save the position: the state file never
-        points past events that could still be lost."""
+        points past events that could still be lost. Without waiting: at start and at
+        shutdown (what a failed write holds in memory is then dead-lettered)."""
         self._intake.commit()
         name = self.settings.state_file
         if name is None or self._fd is None:

@@ -164,7 +164,7 @@ class UnixSource:
                 break
             lines = splitter.feed(chunk)
             await self._feed.take(lines, splitter, where, before)
-            self._intake.commit()
+            await self._intake.committed()
             before += len(lines)
         if splitter.pending_bytes:
             what = "longer than the limit and " if splitter.pending_oversized else ""

@@ -45,6 +45,9 @@ class Collector:
     def commit(self) -> None:
         self.commits += 1
 
+    async def committed(self) -> None:
+        self.commit()
+
     def busy(self) -> bool:
         return self._busy is not None and self._busy()
 
