@@ -551,7 +551,7 @@ SOURCES: dict[str, tuple[Setting, ...]] = {
             "max_body_bytes",
             Bytes(1),
             HttpSourceSettings,
-            doc="larger bodies are refused with 413 (from Content-Length, before reading)",
+            doc="larger bodies, as sent or once gunzipped, are refused with 413",
         ),
         Setting(
             "idle_timeout",
