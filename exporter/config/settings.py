@@ -22,6 +22,7 @@ from drivers.file import FSYNC_POLICIES, FileSettings
 from drivers.http import BODIES, COMPRESSIONS, MAX_REDIRECTS, SIGNINGS, HttpSettings
 from exporter.config.kinds import (
     REQUIRED,
+    Account,
     Bytes,
     Choice,
     Count,
@@ -608,6 +609,18 @@ SOURCES: dict[str, tuple[Setting, ...]] = {
             FileMode(),
             UnixSourceSettings,
             doc="the socket's mode, exactly (whatever the umask)",
+        ),
+        Setting(
+            "owner",
+            Account(),
+            UnixSourceSettings,
+            doc="the socket's owner, a user name or uid; \"\" for this process's",
+        ),
+        Setting(
+            "group",
+            Account(group=True),
+            UnixSourceSettings,
+            doc="the socket's group, a group name or gid; \"\" for this process's",
         ),
         Setting("max_line_bytes", Bytes(1), UnixSourceSettings, doc=_MAX_LINE),
         Setting(
