@@ -23,6 +23,7 @@ from exporter.config.settings import (
     EXPORTER,
     GLOBAL,
     HTTP,
+    SOURCES,
     exporter_owners,
     named,
     shown_settings,
@@ -31,6 +32,8 @@ from exporter.errors import FilterSyntaxError, UsageError
 from exporter.filter import compile_filter
 
 DOVECOT_VERSION = named(GLOBAL, "dovecot_version")
+UNIX_OWNER = named(SOURCES["unix"], "owner")
+UNIX_GROUP = named(SOURCES["unix"], "group")
 
 
 def add_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -130,9 +133,11 @@ def describe(config: Config) -> str:
                 f"{http.max_connections_per_peer} per peer, {http.max_body_bytes} bytes a body"
             )
         elif source.unix is not None:
+            unix = source.unix
             where = (
-                f"unix socket {source.unix.path} (mode {source.unix.mode:04o}); at most "
-                f"{source.unix.max_connections} connections"
+                f"unix socket {unix.path} (mode {unix.mode:04o}, owner "
+                f"{UNIX_OWNER.kind.shown(unix.owner)}, group {UNIX_GROUP.kind.shown(unix.group)}); "
+                f"at most {unix.max_connections} connections"
             )
         elif source.file is not None:
             state = source.file.state_file or "no state file"

@@ -11,9 +11,11 @@ reads 0 as "no limit" in both places (:meth:`Kind.land`).
 from __future__ import annotations
 
 import argparse
+import grp
 import ipaddress
 import math
 import os
+import pwd
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -376,6 +378,71 @@ class FileMode(Kind):
 
     def shown(self, value: Any) -> str:
         return f"{value:04o}"
+
+
+_ID_MAX = (1 << 32) - 2
+"""The largest uid or gid: 4294967295 is (uid_t) -1, chown's "leave it"."""
+
+
+class Account(Kind):
+    """A user (or, with ``group``, a group): its name or numeric id, a string or a whole
+    number in TOML. A name is resolved to its id when the configuration is read (pwd,
+    grp), so that an unknown one is a problem at the key's line, not a failure at start;
+    a numeric id is taken as it is (it need not have a name). ``""`` is none: the
+    process's own."""
+
+    metavar = "NAME|ID"
+
+    def __init__(self, *, group: bool = False) -> None:
+        self.group = group
+
+    @property
+    def _what(self) -> str:
+        return "group" if self.group else "user"
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        value = t.whole_or_text(key, f"a {self._what} name or a numeric id")
+        if value is None:
+            return default
+        try:
+            return self.parse(str(value))
+        except ValueError as exc:
+            t.problem(key, str(exc))
+            return default
+
+    def parse(self, text: str) -> int | None:
+        if not text:
+            return None
+        if text.isascii() and text.lstrip("-").isdigit():
+            if not 0 <= int(text) <= _ID_MAX:
+                raise ValueError(f"{text} is not a {self._what} id (0 to {_ID_MAX})")
+            return int(text)
+        try:
+            if self.group:
+                return grp.getgrnam(text).gr_gid
+            return pwd.getpwnam(text).pw_uid
+        except (KeyError, ValueError):  # ValueError: a NUL in the name
+            kind = "group" if self.group else "user"
+            raise ValueError(
+                f"no {kind} {printable(text)!r} on this system (a name in "
+                f"{'/etc/group' if self.group else '/etc/passwd'} or its NSS, or a numeric id)"
+            ) from None
+
+    def land(self, value: Any) -> Any:
+        return self.parse(value) if isinstance(value, str) else value
+
+    def literal(self, value: Any) -> str:
+        return '""' if value is None else str(value)
+
+    def shown(self, value: Any) -> str:
+        """``dovecot (97)``; a bare id without a name; ``this process's`` for none."""
+        if value is None:
+            return "this process's"
+        try:
+            name = grp.getgrgid(value).gr_name if self.group else pwd.getpwuid(value).pw_name
+        except (KeyError, OverflowError):
+            return str(value)
+        return f"{printable(name)} ({value})"
 
 
 class Statuses(Kind):

@@ -22,6 +22,7 @@ from drivers.file import FSYNC_POLICIES, FileSettings
 from drivers.http import BODIES, COMPRESSIONS, MAX_REDIRECTS, SIGNINGS, HttpSettings
 from exporter.config.kinds import (
     REQUIRED,
+    Account,
     Bytes,
     Choice,
     Count,
@@ -551,7 +552,7 @@ SOURCES: dict[str, tuple[Setting, ...]] = {
             "max_body_bytes",
             Bytes(1),
             HttpSourceSettings,
-            doc="larger bodies are refused with 413 (from Content-Length, before reading)",
+            doc="larger bodies, as sent or once gunzipped, are refused with 413",
         ),
         Setting(
             "idle_timeout",
@@ -608,6 +609,18 @@ SOURCES: dict[str, tuple[Setting, ...]] = {
             FileMode(),
             UnixSourceSettings,
             doc="the socket's mode, exactly (whatever the umask)",
+        ),
+        Setting(
+            "owner",
+            Account(),
+            UnixSourceSettings,
+            doc="the socket's owner, a user name or uid; \"\" for this process's",
+        ),
+        Setting(
+            "group",
+            Account(group=True),
+            UnixSourceSettings,
+            doc="the socket's group, a group name or gid; \"\" for this process's",
         ),
         Setting("max_line_bytes", Bytes(1), UnixSourceSettings, doc=_MAX_LINE),
         Setting(

@@ -6,18 +6,26 @@ Endpoints (POST):
 * ``/dovecot``: one event per request, as Dovecot's http-post exporter sends it: json
   (``application/json``) or tab-text (``text/plain``);
 * ``/events``: NDJSON, one Dovecot json or tab-text event per line;
-* ``/stalwart``: a Stalwart webhook body; ``X-Signature`` is checked when a key is set.
+* ``/stalwart``: a Stalwart webhook body; ``X-Signature`` is checked when a key is set,
+  over the body as Stalwart made it (decoded, when it came in gzip).
+
+A body may come in ``Content-Encoding: gzip`` (``x-gzip``; ``identity``, or ``gzip,
+identity``, in any case): it is decoded as it is read, and ``max_body_bytes`` bounds the
+bytes sent and the decoded ones alike, so a gzip bomb costs the limit, never more.
 
 A request is answered only once its events are in the exporters' queues (under the
 ``block`` policy that is backpressure: a sender waits for its answer). Answers: 204 all
 accepted; 200 with ``{"accepted": N, "rejected": [{"line": L, "error": "..."}],
 "rejected_total": R}`` when some lines of a batch were bad (the good ones are kept; the
 first 10 bad ones are named); 400 when nothing was good, 401 without the bearer token or
-the right signature, 404, 405, 408 too slow, 413 over the body limit, 415 for an unknown
-Content-Type, 503 with ``Retry-After`` while an exporter that drops when full (not
-``block``) is full or over a connection cap, each with a JSON ``{"error": "..."}``. What
-the head alone decides (the token, the endpoint, the Content-Type, a full queue, the
-size) is answered before the body is read, and the connection closed. Bad input of any
+the right signature, 400 for a gzip body that is not gzip or is cut short, 404, 405, 408
+too slow, 413 over the body limit (sent or decoded), 415 for an unknown Content-Type or a
+Content-Encoding other than gzip (``br``, ``deflate``, ``compress``, gzip twice; with
+``Accept-Encoding: gzip, identity``), 503 with ``Retry-After`` while an exporter that drops
+when full (not ``block``) is full or over a connection cap, each with a JSON ``{"error":
+"..."}``. What the head alone decides (the token, the endpoint, the Content-Type, a full
+queue, the Content-Encoding, the size) is answered before the body is read, and the
+connection closed. Bad input of any
 kind ends in an answer or a closed connection, never in a crash.
 """
 
@@ -107,6 +115,7 @@ class HttpSource:
             max_connections_per_peer=settings.max_connections_per_peer,
             header_timeout=settings.header_timeout,
             request_timeout=settings.request_timeout,
+            decode_gzip=True,
         )
         token = settings.bearer_token
         self._authorize = None if token is None else require_bearer(token)
@@ -154,7 +163,8 @@ class HttpSource:
 
     def _check_head(self, head: Head) -> None:
         """What is refused before a body byte is read: no token, no such endpoint, a
-        Content-Type Dovecot does not send, queues full."""
+        Content-Type Dovecot does not send, queues full (then the server: the method, a
+        Content-Encoding other than gzip, the Content-Length)."""
         self.counts.requests += 1
         if self._authorize is not None:
             self._authorize(head)
@@ -236,6 +246,8 @@ class HttpSource:
         return Response.json(200 if accepted else 400, answer)
 
     async def _stalwart(self, request: Request) -> Response:
+        # Stalwart signs the body it serialises; a gzip body is checked decoded (the
+        # bytes a compressing proxy or client would send are not what was signed).
         key = self.settings.stalwart_signing_key
         if key is not None and not signature_ok(
             key, request.body, request.headers.get("x-signature")

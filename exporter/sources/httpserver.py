@@ -16,6 +16,12 @@ It is cheap to refuse and no client can hold it:
   with ``Retry-After`` and closed at once, and accepting never stops;
 * reading a large body gives the other clients their turn.
 
+With ``decode_gzip``, a body in ``Content-Encoding: gzip`` (or ``x-gzip``; ``identity``
+is none) is decoded as it is read, and ``max_body_bytes`` bounds both the bytes sent and
+the decoded ones: the decoder never makes more than the limit leaves (so a gzip bomb
+costs the limit, not what it inflates to), and yields between pieces. Any other coding
+(``br``, ``deflate``, two gzip layers) is a 415 from the head.
+
 A handler gets a whole :class:`Request` and returns a :class:`Response`, or raises
 :class:`Refuse` for a 4xx/5xx with a JSON ``{"error": ...}`` body.
 """
@@ -27,6 +33,7 @@ import errno
 import hmac
 import os
 import sys
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -53,6 +60,11 @@ dropped unread before the connection closes: closing with bytes unread resets it
 client still sending (httpx, most) then loses the answer to the reset."""
 _LINGERING_REFUSALS_MAX = 64
 """Connections over a cap that linger at once; past this, they are closed at once."""
+GZIP_CODINGS = ("gzip", "x-gzip")
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+"""zlib's window bits for a gzip stream (its header and trailer checked)."""
+_DECODE_PIECE = 1 << 20
+"""The most a gzip body is decoded by in one go before the other clients get a turn."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,9 @@ class ServerLimits:
     """The head must have come this long after the connection (or the request) began."""
     request_timeout: float = 60.0
     """The body must have come this long after the head."""
+    decode_gzip: bool = False
+    """Decode gzip bodies (``max_body_bytes`` then bounds the decoded size too); any
+    other Content-Encoding is a 415. Without it, Content-Encoding is not looked at."""
 
 
 def require_bearer(token: Secret) -> CheckHead:
@@ -277,8 +292,8 @@ class HttpServer:
             assert isinstance(event, h11.Request)
             method = event.method.decode("ascii", "replace")
             where = f"{peer} {printable(method, 20)} {printable(_path(event), 200)}"
-            head = self._head(event, peer)
-            request = await self._body(conn, stream, head)
+            head, gzipped = self._head(event, peer)
+            request = await self._body(conn, stream, head, gzipped)
             response = await self._handler(request)
         except Refuse as refusal:
             response = Response.json(refusal.status, _error(str(refusal)))
@@ -334,8 +349,9 @@ class HttpServer:
                 continue
             raise _TooSlow(late if left <= idle else f"nothing came for {idle:g} s")
 
-    def _head(self, event: h11.Request, peer: str) -> Head:
-        """The request's head, or :class:`Refuse` for what it alone says is refused."""
+    def _head(self, event: h11.Request, peer: str) -> tuple[Head, bool]:
+        """The request's head and whether its body is gzip, or :class:`Refuse` for what
+        the head alone says is refused."""
         headers: dict[str, str] = {}
         for name, value in event.headers:
             headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
@@ -347,15 +363,20 @@ class HttpServer:
             self._check_head(head)
         if head.method not in self._limits.methods:
             raise Refuse(405, f"only {', '.join(self._limits.methods)} accepted")
+        gzipped = self._limits.decode_gzip and is_gzip(
+            b", ".join(v for n, v in event.headers if n == b"content-encoding").decode("latin-1")
+        )
         limit = self._limits.max_body_bytes
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             raise Refuse(413, f"body larger than {limit} bytes")
-        return head
+        return head, gzipped
 
     async def _body(
-        self, conn: h11.Connection, stream: anyio.abc.ByteStream, head: Head
+        self, conn: h11.Connection, stream: anyio.abc.ByteStream, head: Head, gzipped: bool
     ) -> Request:
+        """The body, decoded when ``gzipped``; both the bytes sent and the decoded ones
+        bounded by ``max_body_bytes`` (413)."""
         if conn.they_are_waiting_for_100_continue:  # curl waits a second for it otherwise
             go_on = h11.InformationalResponse(status_code=100, headers=[])
             await self._send_bytes(stream, conn.send(go_on))
@@ -363,14 +384,22 @@ class HttpServer:
         deadline = anyio.current_time() + within
         late = f"the request body did not come within {within:g} s"
         body = bytearray()
+        gunzip = _Gunzip(limit) if gzipped else None
+        sent = 0
         while True:
             event = await self._next(conn, stream, deadline, late)
             if isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > limit:
+                sent += len(event.data)
+                if sent > limit:
                     raise Refuse(413, f"body larger than {limit} bytes")
+                if gunzip is None:
+                    body += event.data
+                else:
+                    await gunzip.feed(event.data, body)
                 await anyio.lowlevel.checkpoint()  # a fast sender does not hold the loop
             elif isinstance(event, h11.EndOfMessage):
+                if gunzip is not None:
+                    gunzip.finish()
                 return Request(head.method, head.path, head.headers, bytes(body), peer=head.peer)
             else:
                 raise h11.RemoteProtocolError("request ended early")
@@ -395,6 +424,58 @@ class HttpServer:
     async def _send_bytes(self, stream: anyio.abc.ByteStream, data: bytes | None) -> None:
         with anyio.fail_after(self._limits.idle_timeout):  # a client that never reads
             await stream.send(data or b"")
+
+
+def is_gzip(content_encoding: str) -> bool:
+    """Whether a body in ``content_encoding`` (the header's values, comma-joined) is
+    gzip: ``gzip`` or ``x-gzip`` once, in any case, with or without ``identity`` beside
+    it (which is none); an empty one is none. Any other, or gzip twice, is a 415."""
+    codings = [word.strip(" \t").lower() for word in content_encoding.split(",")]
+    applied = [coding for coding in codings if coding and coding != "identity"]
+    if not applied:
+        return False
+    if len(applied) == 1 and applied[0] in GZIP_CODINGS:
+        return True
+    raise Refuse(
+        415,
+        f"Content-Encoding {printable(content_encoding)!r} is not accepted: "
+        "gzip (x-gzip) once, or identity",
+        [("Accept-Encoding", "gzip, identity")],  # RFC 7694 3
+    )
+
+
+class _Gunzip:
+    """A gzip body decoded as it comes, never past ``limit`` bytes: each decompress is
+    allowed what the limit still leaves plus one byte (to know it is over), at most
+    ``_DECODE_PIECE``, the other clients running between pieces. Members one after the
+    other (RFC 1952 2.2) are one body, as ``gzip -d`` reads them."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._zlib = zlib.decompressobj(_GZIP_WBITS)
+
+    async def feed(self, data: bytes, body: bytearray) -> None:
+        """Decode ``data`` onto ``body``: 413 past the limit, 400 for what is not gzip."""
+        capped = False  # the last piece filled its room: zlib may hold more output
+        while data or capped:
+            if self._zlib.eof:  # the next member
+                self._zlib = zlib.decompressobj(_GZIP_WBITS)
+            room = min(self._limit - len(body) + 1, _DECODE_PIECE)
+            try:
+                out = self._zlib.decompress(data, room)
+            except zlib.error as exc:
+                raise Refuse(400, f"the body is not valid gzip: {exc}") from None
+            body += out
+            if len(body) > self._limit:
+                raise Refuse(413, f"body larger than {self._limit} bytes once decoded (gzip)")
+            capped = len(out) == room and not self._zlib.eof
+            data = self._zlib.unused_data if self._zlib.eof else self._zlib.unconsumed_tail
+            await anyio.lowlevel.checkpoint()
+
+    def finish(self) -> None:
+        """At the body's end: 400 unless its last gzip member ended too."""
+        if not self._zlib.eof:
+            raise Refuse(400, "the gzip body is truncated: it ended before its gzip trailer")
 
 
 async def _receive(stream: anyio.abc.ByteStream) -> bytes:

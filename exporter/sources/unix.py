@@ -11,9 +11,11 @@ At most ``max_connections`` connections are served at once: one more is closed a
 it is accepted, and reported (at most every few seconds, with how many were since). A
 connection's buffers go with it when it ends: what one connection can hold is one line.
 
-The socket file has exactly ``mode`` before anyone can connect, and its path is never
-chmod'ed nor followed: the socket is bound, chmod'ed and set listening in a directory
-only this process can write (made beside the path, 0700), then renamed into place, which
+The socket file has exactly ``mode`` (and ``owner`` and ``group``, when set: the mail
+server's user can then connect to a 0600 or 0660 socket made by root) before anyone can
+connect, and its path is never chmod'ed, chown'ed nor followed: the socket is bound,
+chown'ed, chmod'ed and set listening in a directory only this process can write (made
+beside the path, 0700), then renamed into place, which
 replaces a name and never follows one. A socket file left by a previous run is replaced;
 anything else at the path (a regular file, a directory, a symlink, a socket someone is
 still listening on) is refused with a clear error. On cancellation the listener is closed
@@ -51,6 +53,11 @@ _PLACE = "s"
 class UnixSourceSettings:
     path: str
     mode: int = 0o600
+    owner: int | None = None
+    """The socket's uid (resolved from a name when the configuration is read); None:
+    this process's."""
+    group: int | None = None
+    """The socket's gid; None: this process's."""
     max_line_bytes: int = 1 << 20
     """A longer line (without its newline) is reported and skipped, never buffered."""
     max_connections: int = 1024
@@ -105,7 +112,9 @@ class UnixSource:
         # InvalidStateError in a loop callback when a receive is cancelled as data arrives.
         path = self.settings.path
         shortage = ensure_descriptors(self.settings.max_connections)
-        listener, ours = _listening_socket(path, self.settings.mode)
+        listener, ours = _listening_socket(
+            path, self.settings.mode, self.settings.owner, self.settings.group
+        )
         try:
             with listener:
                 listener.setblocking(False)
@@ -175,15 +184,18 @@ class UnixSource:
             )
 
 
-def _listening_socket(path: str, mode: int) -> tuple[socket.socket, os.stat_result]:
-    """A listening socket at ``path`` with exactly ``mode`` (and the file it is); a stale
-    socket file is replaced.
+def _listening_socket(
+    path: str, mode: int, owner: int | None = None, group: int | None = None
+) -> tuple[socket.socket, os.stat_result]:
+    """A listening socket at ``path`` with exactly ``mode``, ``owner`` and ``group``
+    (None: ours), and the file it is; a stale socket file is replaced.
 
-    A chmod of ``path`` after bind would follow a symlink swapped in by anyone who can
-    write the directory, and a umask set around bind would change the mode of every file
-    another thread creates meanwhile. So the socket is bound, chmod'ed and set listening
-    in a fresh directory beside ``path`` that only we can write, reached through its
-    descriptor, then renamed to ``path``: a rename replaces a name, it never follows one.
+    A chmod or chown of ``path`` after bind would follow a symlink swapped in by anyone
+    who can write the directory, and a umask set around bind would change the mode of
+    every file another thread creates meanwhile. So the socket is bound, chown'ed,
+    chmod'ed and set listening in a fresh directory beside ``path`` that only we can
+    write, reached through its descriptor, then renamed to ``path``: a rename replaces a
+    name, it never follows one, and nobody can connect before it has its owner and mode.
     """
     _remove_stale(path)
     try:
@@ -202,6 +214,7 @@ def _listening_socket(path: str, mode: int) -> tuple[socket.socket, os.stat_resu
             except OSError as exc:
                 raise OSError(exc.errno, f"cannot listen on {path}: {exc.strerror or exc}") from exc
             try:
+                _chown(folder, path, owner, group)
                 os.chmod(_PLACE, mode, dir_fd=folder)  # past the umask; only we write here
                 ours = os.stat(_PLACE, dir_fd=folder, follow_symlinks=False)
                 sock.listen()
@@ -219,6 +232,27 @@ def _listening_socket(path: str, mode: int) -> tuple[socket.socket, os.stat_resu
         with contextlib.suppress(OSError):
             os.rmdir(private)
     return sock, ours
+
+
+def _chown(folder: int, path: str, owner: int | None, group: int | None) -> None:
+    """Give the socket in the private directory its owner and group (before its chmod:
+    a chown may clear mode bits). Only root may give a file away; a user may give it
+    to a group it is in."""
+    if owner is None and group is None:
+        return
+    uid, gid = -1 if owner is None else owner, -1 if group is None else group
+    try:
+        os.chown(_PLACE, uid, gid, dir_fd=folder, follow_symlinks=False)
+    except OSError as exc:
+        whose = ", ".join(
+            f"{what} {value}"
+            for what, value in (("owner", owner), ("group", group))
+            if value is not None
+        )
+        raise OSError(
+            exc.errno,
+            f"cannot listen on {path}: cannot give the socket to {whose}: {exc.strerror or exc}",
+        ) from exc
 
 
 def _open_private(private: str, path: str) -> int:

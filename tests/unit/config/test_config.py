@@ -3,6 +3,8 @@ its line, key path and what is allowed; the routing printed with secrets masked.
 
 from __future__ import annotations
 
+import grp
+import pwd
 from pathlib import Path
 
 import orjson
@@ -296,10 +298,42 @@ def test_unix_source_problems() -> None:
     ]
 
 
+def test_a_unix_socket_s_owner_and_group_are_resolved_when_the_config_is_read() -> None:
+    """Names to ids (an unknown one a problem at its key's line); a numeric id, as a
+    string or a number, taken as it is, with or without a name."""
+    root_user, root_group = pwd.getpwuid(0).pw_name, grp.getgrgid(0).gr_name
+    head = MINIMAL + '\n[source.sock]\ntype = "unix"\npath = "/run/e.sock"\n'
+    given = {
+        f'owner = "{root_user}"\ngroup = "{root_group}"\n': (0, 0),
+        'owner = 65534\ngroup = "4294967294"\n': (65534, 4294967294),
+        'owner = ""\ngroup = ""\n': (None, None),
+        "": (None, None),
+    }
+    for keys, ids in given.items():
+        unix = parse_config(head + keys, "t.toml").sources["sock"].unix
+        assert unix is not None
+        assert (unix.owner, unix.group) == ids, keys
+    wrong = 'owner = "no-such-user-x"\ngroup = "no-such-group-x"\n'
+    assert _problems(head + wrong) == [
+        "t.toml:12: source.sock.owner: no user 'no-such-user-x' on this system (a name in "
+        "/etc/passwd or its NSS, or a numeric id)",
+        "t.toml:13: source.sock.group: no group 'no-such-group-x' on this system (a name in "
+        "/etc/group or its NSS, or a numeric id)",
+    ]
+    assert _problems(head + "owner = -1\ngroup = 4294967295\n") == [
+        "t.toml:12: source.sock.owner: -1 is not a user id (0 to 4294967294)",
+        "t.toml:13: source.sock.group: 4294967295 is not a group id (0 to 4294967294)",
+    ]
+    assert _problems(head + "owner = true\n") == [
+        "t.toml:12: source.sock.owner: must be a user name or a numeric id, not a boolean"
+    ]
+
+
 def test_every_key_the_loader_reads_is_documented_in_the_example() -> None:
     """The commented-out blocks count: each source type's keys are written there."""
     example = (REPO / "config.example.toml").read_text()
-    for key in ("path", "mode", "max_line_bytes", "state_file", "poll_interval", "start_at"):
+    keys = ("path", "mode", "owner", "group", "max_line_bytes", "state_file", "poll_interval")
+    for key in (*keys, "start_at"):
         assert f"# {key} = " in example, key
 
 
@@ -334,11 +368,20 @@ def test_check_describes_every_kind_of_source(
     path = tmp_path / "c.toml"
     path.write_text(
         MINIMAL + '\n[source.s]\ntype = "unix"\npath = "/run/e.sock"\n'
+        '\n[source.given]\ntype = "unix"\npath = "/run/g.sock"\nmode = "0660"\n'
+        f'owner = "{pwd.getpwuid(0).pw_name}"\ngroup = 4294967294\n'
         '\n[source.f]\ntype = "file"\npath = "/var/log/e.ndjson"\n'
     )
     assert main(["check", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "source s: unix socket /run/e.sock (mode 0600)" in out
+    assert (
+        "source s: unix socket /run/e.sock (mode 0600, owner this process's, "
+        "group this process's)" in out
+    )
+    assert (
+        f"source given: unix socket /run/g.sock (mode 0660, owner {pwd.getpwuid(0).pw_name} "
+        "(0), group 4294967294)" in out  # an id without a name is shown bare
+    )
     assert "source f: file /var/log/e.ndjson, followed (no state file)" in out
 
 

@@ -399,7 +399,10 @@ def test_check_shows_what_guards_each_listener(
         "token; head within 3 s, body within 60 s, idle 60 s; at most 1024 connections, "
         "7 per peer, 10485760 bytes a body"
     ) in out
-    assert "source sock: unix socket /run/x.sock (mode 0600); at most 9 connections" in out
+    assert (
+        "source sock: unix socket /run/x.sock (mode 0600, owner this process's, group this "
+        "process's); at most 9 connections"
+    ) in out
     assert token not in out
 
 

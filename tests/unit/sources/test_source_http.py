@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gzip
 import hashlib
 import hmac
 import io
+import random
 import socket
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
@@ -686,3 +689,193 @@ async def test_an_accepted_connection_buffers_nothing_until_it_is_read() -> None
             await stream.aclose()
     assert sent[0] < total  # the client was made to wait
     assert buffered <= 1 << 20, f"{buffered} bytes read that nobody asked for"
+
+
+# -- Content-Encoding: gzip ----------------------------------------------------------------
+
+GZIP = {"Content-Encoding": "gzip"}
+
+
+async def test_gzip_bodies_are_decoded_and_give_the_same_events_as_plain_ones() -> None:
+    """Over 1 MiB decoded (more than one piece of the decoder), in each spelling of gzip,
+    in two members one after the other, and on /dovecot."""
+    body = b"\n".join(LINES * 60) + b"\n"
+    assert len(body) > 1 << 20
+    two_members = gzip.compress(b"\n".join(LINES[:3]) + b"\n") + gzip.compress(LINES[3])
+    async with serving() as (source, received, url), httpx.AsyncClient() as client:
+        plain = await client.post(url + "/events", content=body)
+        expected = list(received)
+        received.clear()
+        answers = [
+            await client.post(
+                url + "/events", content=gzip.compress(body), headers={"Content-Encoding": name}
+            )
+            for name in ["gzip", "x-gzip", "GZip", "gzip, identity", "identity ,gzip"]
+        ]
+        assert received == expected * 5
+        received.clear()
+        identity = await client.post(
+            url + "/events", content=body, headers={"Content-Encoding": "identity"}
+        )
+        members = await client.post(url + "/events", content=two_members, headers=GZIP)
+        dovecot = await client.post(
+            url + "/dovecot", content=gzip.compress(LINES[0]), headers={**JSON, **GZIP}
+        )
+    assert plain.status_code == identity.status_code == 204
+    assert [a.status_code for a in answers] == [204] * 5
+    assert (members.status_code, dovecot.status_code) == (204, 204)
+    assert received == expected + [read_event(line) for line in LINES[:4] + LINES[:1]]
+    assert source.refused == {}
+
+
+async def test_a_gzip_bomb_is_a_413_and_never_inflated_past_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """50 MiB of zeros in about 50 KiB: refused once the decoded size passes the limit,
+    the decoder having made at most the limit and one byte (not 50 MiB)."""
+    limit = 256 << 10
+    bomb = gzip.compress(b"\0" * (50 << 20), 9)
+    assert len(bomb) < limit
+    made: list[int] = []
+    real = zlib.decompressobj
+
+    class Spy:
+        def __init__(self, wbits: int) -> None:
+            self._real = real(wbits)
+
+        def decompress(self, data: bytes, max_length: int = 0) -> bytes:
+            out = self._real.decompress(data, max_length)
+            made.append(len(out))
+            return out
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._real, name)
+
+    monkeypatch.setattr("exporter.sources.httpserver.zlib.decompressobj", Spy)
+    async with (
+        serving(max_body_bytes=limit) as (source, received, url),
+        httpx.AsyncClient() as client,
+    ):
+        answer = await client.post(url + "/events", content=bomb, headers=GZIP)
+        made_for_the_bomb = sum(made)
+        after = await client.post(url + "/events", content=gzip.compress(LINES[0]), headers=GZIP)
+    assert answer.status_code == 413
+    assert answer.json()["error"] == f"body larger than {limit} bytes once decoded (gzip)"
+    assert limit < made_for_the_bomb <= limit + 1
+    assert after.status_code == 204
+    assert received == [read_event(LINES[0])]
+    assert source.refused == {413: 1}
+
+
+async def test_the_bytes_sent_are_bounded_too_whatever_they_decode_to() -> None:
+    """A gzip body over the limit as sent (chunked: no Content-Length to refuse it by)."""
+    noise = gzip.compress(random.Random(1).randbytes(3000), 0)
+    async with (
+        serving(max_body_bytes=2000) as (source, _, url),
+        httpx.AsyncClient() as client,
+    ):
+        answer = await client.post(url + "/events", content=_chunks(noise), headers=GZIP)
+    assert answer.status_code == 413
+    assert answer.json()["error"] == "body larger than 2000 bytes"
+
+
+async def test_decoding_a_large_gzip_body_gives_the_other_clients_turns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between two pieces of decoding, the loop is offered to the others."""
+    calls: list[str] = []
+    real_checkpoint, real = anyio.lowlevel.checkpoint, zlib.decompressobj
+
+    async def checkpoint() -> None:
+        calls.append("turn")
+        await real_checkpoint()
+
+    class Spy:
+        def __init__(self, wbits: int) -> None:
+            self._real = real(wbits)
+
+        def decompress(self, data: bytes, max_length: int = 0) -> bytes:
+            calls.append("decode")
+            return self._real.decompress(data, max_length)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._real, name)
+
+    monkeypatch.setattr("exporter.sources.httpserver.anyio.lowlevel.checkpoint", checkpoint)
+    monkeypatch.setattr("exporter.sources.httpserver.zlib.decompressobj", Spy)
+    body = gzip.compress(b"\n" * (5 << 20))  # 5 MiB of empty lines, in one small chunk
+    async with serving() as (_, _, url), httpx.AsyncClient() as client:
+        answer = await client.post(url + "/events", content=body, headers=GZIP)
+    assert answer.status_code == 204
+    decoding = calls[calls.index("decode") : len(calls) - calls[::-1].index("decode")]
+    assert decoding.count("decode") >= 5
+    assert "decode decode" not in " ".join(decoding)
+
+
+async def test_a_body_that_is_not_gzip_or_is_cut_short_is_a_400() -> None:
+    whole = gzip.compress(b"\n".join(LINES))
+    async with serving() as (source, received, url), httpx.AsyncClient() as client:
+        answers = [
+            await client.post(url + "/events", content=body, headers=GZIP)
+            for body in [whole[:-10], whole[: len(whole) // 2], b"", LINES[0], whole + b"junk"]
+        ]
+    assert [a.status_code for a in answers] == [400] * 5
+    errors = [a.json()["error"] for a in answers]
+    assert errors[:3] == ["the gzip body is truncated: it ended before its gzip trailer"] * 3
+    assert errors[3].startswith("the body is not valid gzip: ")
+    assert errors[4].startswith("the body is not valid gzip: ")
+    assert received == []
+    assert source.refused == {400: 5}
+
+
+async def test_another_content_encoding_is_a_415_from_the_head_its_body_never_read() -> None:
+    """The head announces 5 MiB in br and none of it is sent: the answer comes anyway."""
+    async with serving() as (source, received, url):
+        async with await anyio.connect_tcp("127.0.0.1", source.port) as stream:
+            await stream.send(
+                b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Encoding: BR\r\n"
+                b"Content-Length: %d\r\n\r\n" % (5 << 20)
+            )
+            answer = await _read_to_end(stream)
+        async with httpx.AsyncClient() as client:
+            others = [
+                await client.post(url + "/events", content=gzip.compress(LINES[0]), headers=[*more])
+                for more in [
+                    [("Content-Encoding", "deflate")],
+                    [("Content-Encoding", "compress")],
+                    [("Content-Encoding", "gzip, gzip")],
+                    [("Content-Encoding", "gzip"), ("Content-Encoding", "br")],
+                ]
+            ]
+    assert _status(answer) == 415
+    assert _header(answer, b"connection") == b"close"
+    assert _header(answer, b"accept-encoding") == b"gzip, identity"
+    assert b"Content-Encoding 'BR' is not accepted" in answer
+    assert [a.status_code for a in others] == [415] * 4
+    assert "'gzip, br'" in others[3].json()["error"]
+    assert received == []
+    assert source.refused == {415: 5}
+
+
+async def test_a_gzip_stalwart_webhook_is_checked_against_its_decoded_body() -> None:
+    """Stalwart signs the body it made: the signature of the decoded body verifies; one
+    of the compressed bytes does not."""
+    key = "stalwart-key"
+    body = _stalwart_body()
+    packed = gzip.compress(body)
+
+    def sign(data: bytes) -> str:
+        return base64.b64encode(hmac.new(key.encode(), data, hashlib.sha256).digest()).decode()
+
+    async with (
+        serving(stalwart_signing_key=Secret(key)) as (_, received, url),
+        httpx.AsyncClient() as client,
+    ):
+        signed = await client.post(
+            url + "/stalwart", content=packed, headers={**GZIP, "X-Signature": sign(body)}
+        )
+        over_the_wire = await client.post(
+            url + "/stalwart", content=packed, headers={**GZIP, "X-Signature": sign(packed)}
+        )
+    assert (signed.status_code, over_the_wire.status_code) == (204, 401)
+    assert [event.name for event in received] == ["auth.success", "message-ingest.ham"]

@@ -1,5 +1,5 @@
-"""The unix source over real sockets: the socket file's mode, concurrent writers, bad,
-oversized and truncated lines reported while good ones flow, stale and foreign files at
+"""The unix source over real sockets: the socket file's mode and owner, concurrent writers,
+bad, oversized and truncated lines reported while good ones flow, stale and foreign files at
 the path, and the path gone when the source stops."""
 
 from __future__ import annotations
@@ -377,3 +377,61 @@ async def test_a_path_near_the_length_limit_still_listens() -> None:
                     await client.send(line("a", 1))
                 await collector.wait_for(1)
         assert os.listdir(deep) == []
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="only root may give a socket to another user (chown to 65534)"
+)
+async def test_the_socket_has_its_owner_and_group_before_it_is_at_its_path(
+    sock_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given to nobody (65534) while still in the private directory: what is renamed
+    into place already has them, and so has the socket at the path."""
+    real_rename = os.rename
+    renamed: list[os.stat_result] = []
+
+    def rename(src: str, dst: str, *, src_dir_fd: int | None = None, **more: object) -> None:
+        renamed.append(os.stat(src, dir_fd=src_dir_fd, follow_symlinks=False))
+        real_rename(src, dst, src_dir_fd=src_dir_fd, **more)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", rename)
+    with anyio.fail_after(10):
+        async with serving(sock_path, mode=0o660, owner=65534, group=65534) as (_, collector, _):
+            monkeypatch.undo()
+            found = os.lstat(sock_path)
+            async with await anyio.connect_unix(sock_path) as client:
+                await client.send(line("a", 1))
+            await collector.wait_for(1)
+    assert [(s.st_uid, s.st_gid) for s in renamed] == [(65534, 65534)]
+    assert stat.S_ISSOCK(found.st_mode)
+    assert (found.st_uid, found.st_gid, stat.S_IMODE(found.st_mode)) == (65534, 65534, 0o660)
+    assert not lexists(sock_path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may give a socket to another user")
+@pytest.mark.parametrize("given", ["owner", "group"])
+async def test_one_of_owner_and_group_given_leaves_the_other_the_process_s(
+    sock_path: str, given: str
+) -> None:
+    with anyio.fail_after(10):
+        async with serving(sock_path, **{given: 65534}) as _:
+            found = os.lstat(sock_path)
+    expected = {"owner": (65534, os.getegid()), "group": (os.geteuid(), 65534)}[given]
+    assert (found.st_uid, found.st_gid) == expected
+
+
+async def test_a_chown_refused_says_so_and_leaves_nothing_at_the_path(
+    sock_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def chown(*args: object, **kwargs: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chown", chown)
+    source = UnixSource(UnixSourceSettings(sock_path, owner=65534), Collector(), ErrorLog())
+    with anyio.fail_after(10), pytest.raises(PermissionError) as refused:
+        await source.serve()
+    assert refused.value.strerror == (
+        f"cannot listen on {sock_path}: cannot give the socket to owner 65534: "
+        "Operation not permitted"
+    )
+    assert os.listdir(os.path.dirname(sock_path)) == []
