@@ -77,7 +77,7 @@ from exporter.errors import (
     UsageError,
 )
 from exporter.observe.text import printable
-from exporter.secret import Secret
+from exporter.secret import Secret, stalwart_signature
 
 Body = Literal["ndjson", "json-array", "single"]
 Compression = Literal["none", "gzip"]
@@ -779,12 +779,6 @@ def _decoded(head: bytes, encoding: str) -> bytes:
 
 
 # -- signatures ----------------------------------------------------------------------
-
-
-def stalwart_signature(key: Secret, body: bytes) -> str:
-    """Stalwart's webhook ``X-Signature``: base64 of HMAC-SHA256(key, body)."""
-    digest = hmac.new(key.reveal().encode(), body, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
 
 
 def standard_webhooks_signature(key: Secret, msg_id: str, timestamp: str, body: bytes) -> str:

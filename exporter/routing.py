@@ -37,6 +37,7 @@ from exporter.delivery.exporter import Exporter
 from exporter.delivery.queue import EventQueue, Overflow
 from exporter.delivery.spool import SpoolQueue
 from exporter.event import Event
+from exporter.filter import Matcher
 from exporter.formats import make_formatter
 from exporter.formats.spec import Formatter
 from exporter.formats.text import shown
@@ -44,7 +45,6 @@ from exporter.observe.log import Log, RateLimit
 from exporter.sources.intake import RejectedEvent
 from exporter.sources.lines import why_rejected
 
-Matcher = Callable[[Event], bool]
 REJECTIONS_SHOWN: Final = 10
 """A metric's rejections shown at once; then at most one per interval."""
 REJECTIONS_INTERVAL: Final = 30.0

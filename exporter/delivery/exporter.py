@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
@@ -144,30 +145,26 @@ class Exporter:
         self.settings = settings
         self._owns_log = log is None
         self._log = self._bound(log or Log())
-        self.queue: EventQueue | SpoolQueue
-        if settings.spool is None:
-            self.queue = EventQueue(
-                settings.queue_max_events,
-                settings.queue_max_bytes,
-                settings.overflow,
-                self._drop,
-                batch_max_events=settings.batch_max_events,
-                batch_max_bytes=settings.batch_max_bytes,
-                batch_max_age=settings.batch_max_age,
-            )
-        else:
-            self.queue = SpoolQueue(
+        # the memory queue, or the spool at its path: the same bounds and batches
+        queue: Callable[..., EventQueue | SpoolQueue] = (
+            EventQueue
+            if settings.spool is None
+            else partial(
+                SpoolQueue,
                 settings.spool,
-                settings.queue_max_events,
-                settings.queue_max_bytes,
-                settings.overflow,
-                self._drop,
-                batch_max_events=settings.batch_max_events,
-                batch_max_bytes=settings.batch_max_bytes,
-                batch_max_age=settings.batch_max_age,
                 sync=settings.spool_sync,  # type: ignore[arg-type]
                 log=self._log,
             )
+        )
+        self.queue: EventQueue | SpoolQueue = queue(
+            settings.queue_max_events,
+            settings.queue_max_bytes,
+            settings.overflow,
+            self._drop,
+            batch_max_events=settings.batch_max_events,
+            batch_max_bytes=settings.batch_max_bytes,
+            batch_max_age=settings.batch_max_age,
+        )
         self.stats = ExporterStats(accepted=lambda: self.queue.accepted)
         if isinstance(self.queue, SpoolQueue):
             self.stats.recovered = self.queue.recovered

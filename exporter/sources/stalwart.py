@@ -12,9 +12,7 @@ against the exact body when a key is configured.
 
 from __future__ import annotations
 
-import base64
 import datetime
-import hashlib
 import hmac
 
 import orjson
@@ -25,15 +23,14 @@ from exporter.event import INT_MAX, INT_MIN, Event, FieldValue, default_hostname
 from exporter.formats.text import shown
 from exporter.formats.timefmt import MAX_TIME_NS, MIN_TIME_NS, parse_rfc3339_ns
 from exporter.observe.text import printable
-from exporter.secret import Secret
+from exporter.secret import Secret, stalwart_signature
 
 
 def signature_ok(key: Secret, body: bytes, header: str | None) -> bool:
     """Whether ``header`` is Stalwart's signature of ``body`` under ``key``."""
     if header is None:
         return False
-    digest = hmac.new(key.reveal().encode(), body, hashlib.sha256).digest()
-    return hmac.compare_digest(base64.b64encode(digest), header.strip().encode())
+    return hmac.compare_digest(stalwart_signature(key, body).encode(), header.strip().encode())
 
 
 def read_webhook(body: bytes) -> list[Event]:

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ import pytest
 
 from exporter.cli import main
 from tests.support import REPO
+from tests.support.config import Block, merged, write_config
 from tests.support.drivers import socket_dir
 from tests.support.processes import (
     Listener,
@@ -30,28 +32,28 @@ FILTER = "event=imap_command_finished"
 CAPTURE = len(EVENTS_FILE.read_bytes().splitlines())
 
 
-def _config(tmp_path: Path) -> Path:
-    path = tmp_path / "exporter.toml"
-    path.write_text(
-        f"""
-[global]
-dead_letter = "{tmp_path / "dead.ndjson"}"
-shutdown_timeout = 5.0
+HTTP_SOURCE = {"type": "http", "listen": "127.0.0.1:0"}
 
-[source.listener]
-type = "http"
-listen = "127.0.0.1:0"
 
-[exporter.archive]
-destination = "file:{tmp_path / "events.ndjson"}"
-batch_max_age = 0.05
-
-[metric.commands]
-filter = "{FILTER}"
-exporter = "archive"
-"""
+def _config(
+    tmp_path: Path,
+    settings: Block | None = None,
+    sources: Mapping[str, Block] | None = None,
+    event_filter: str = FILTER,
+) -> Path:
+    """An http source into a file exporter (``events.ndjson``); ``settings`` over the
+    usual [global], ``sources`` instead of the http one."""
+    return write_config(
+        tmp_path / "exporter.toml",
+        settings=merged(
+            {"dead_letter": tmp_path / "dead.ndjson", "shutdown_timeout": 5.0}, settings
+        ),
+        sources=sources or {"listener": HTTP_SOURCE},
+        exporters={
+            "archive": {"destination": f"file:{tmp_path / 'events.ndjson'}", "batch_max_age": 0.05}
+        },
+        metrics={"commands": {"filter": event_filter, "exporter": "archive"}},
     )
-    return path
 
 
 def test_run_receives_over_http_and_writes_what_export_would(tmp_path: Path) -> None:
@@ -90,9 +92,7 @@ def test_run_with_stdin_ends_when_its_input_ends_and_exits_1_for_rejected_lines(
 ) -> None:
     """As ``export`` does: the events delivered, the bad line reported, exit 1 (0 without
     it: test_run_with_stdin_from_dev_null_ends_cleanly)."""
-    config = _config(tmp_path)
-    text = config.read_text().replace('type = "http"\nlisten = "127.0.0.1:0"', 'type = "stdin"')
-    config.write_text(text)
+    config = _config(tmp_path, sources={"listener": {"type": "stdin"}})
     out = tmp_path / "events.ndjson"
     with exporter_child("run", str(config)) as child:
         os.write(child.stdin_w, EVENTS_FILE.read_bytes() + b"not an event\n")
@@ -107,9 +107,7 @@ def test_run_with_stdin_ends_when_its_input_ends_and_exits_1_for_rejected_lines(
 
 
 def test_run_with_stdin_skips_a_line_over_its_max_line_bytes(tmp_path: Path) -> None:
-    config = _config(tmp_path)
-    stdin = 'type = "stdin"\nmax_line_bytes = 1000'
-    config.write_text(config.read_text().replace('type = "http"\nlisten = "127.0.0.1:0"', stdin))
+    config = _config(tmp_path, sources={"listener": {"type": "stdin", "max_line_bytes": 1000}})
     out = tmp_path / "events.ndjson"
     events = EVENTS_FILE.read_bytes().splitlines(keepends=True)
     with exporter_child("run", str(config)) as child:
@@ -123,13 +121,7 @@ def test_run_with_stdin_skips_a_line_over_its_max_line_bytes(tmp_path: Path) -> 
 
 
 def test_metrics_endpoint_and_periodic_summaries(tmp_path: Path) -> None:
-    config = _config(tmp_path)
-    config.write_text(
-        config.read_text().replace(
-            "shutdown_timeout = 5.0",
-            'shutdown_timeout = 5.0\nmetrics_listen = "127.0.0.1:0"\nsummary_interval = 0.05',
-        )
-    )
+    config = _config(tmp_path, {"metrics_listen": "127.0.0.1:0", "summary_interval": 0.05})
     out = tmp_path / "events.ndjson"
     with exporter_child("run", str(config)) as child:
         ports = re.compile(
@@ -203,23 +195,22 @@ def test_run_sigterm_with_a_stalled_destination_loses_no_line_taken_from_stdin(
     stdin is delivered, dead-lettered or counted as dropped."""
     with socket_dir() as directory:
         sock = os.path.join(directory, "stalled.sock")
-        config = tmp_path / "c.toml"
-        config.write_text(
-            f"""
-[global]
-dead_letter = "{tmp_path / "dead.ndjson"}"
-shutdown_timeout = 0.1
-summary_interval = 0
-[source.in]
-type = "stdin"
-[exporter.out]
-destination = "unix:{sock}"
-queue_max_events = 1000
-batch_max_events = 100
-[metric.all]
-filter = "event=e"
-exporter = "out"
-"""
+        config = write_config(
+            tmp_path / "c.toml",
+            settings={
+                "dead_letter": tmp_path / "dead.ndjson",
+                "shutdown_timeout": 0.1,
+                "summary_interval": 0,
+            },
+            sources={"in": {"type": "stdin"}},
+            exporters={
+                "out": {
+                    "destination": f"unix:{sock}",
+                    "queue_max_events": 1000,
+                    "batch_max_events": 100,
+                }
+            },
+            metrics={"all": {"filter": "event=e", "exporter": "out"}},
         )
         listener = Listener(sock, read_limit=0)
         try:
@@ -252,20 +243,16 @@ def test_run_with_unix_and_file_sources(tmp_path: Path) -> None:
     followed.write_bytes(b"".join(lines[:10]))
     with socket_dir() as directory:
         sock = os.path.join(directory, "in.sock")
-        config = tmp_path / "c.toml"
-        config.write_text(
-            _config(tmp_path)
-            .read_text()
-            .replace(
-                'type = "http"\nlisten = "127.0.0.1:0"',
-                f'type = "unix"\npath = "{sock}"\n\n[source.followed]\ntype = "file"\n'
-                f'path = "{followed}"\nstate_file = "{tmp_path / "state"}"\npoll_interval = 0.01',
-            )
-        )
-        config.write_text(
-            config.read_text().replace(
-                'filter = "event=imap_command_finished"', 'filter = "event=*"'
-            )
+        followed_source = {
+            "type": "file",
+            "path": followed,
+            "state_file": tmp_path / "state",
+            "poll_interval": 0.01,
+        }
+        config = _config(
+            tmp_path,
+            sources={"listener": {"type": "unix", "path": sock}, "followed": followed_source},
+            event_filter="event=*",
         )
         out = tmp_path / "events.ndjson"
         with exporter_child("run", str(config)) as child:
@@ -292,13 +279,11 @@ def test_run_says_which_listener_cannot_start_and_why(tmp_path: Path, taken_by: 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = _config(tmp_path)
-        text = config.read_text()
         if taken_by == "source":
-            text = text.replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"')
+            listener = {"type": "http", "listen": f"127.0.0.1:{port}"}
+            config = _config(tmp_path, sources={"listener": listener})
         else:
-            text = text.replace("[global]", f'[global]\nmetrics_listen = "127.0.0.1:{port}"')
-        config.write_text(text)
+            config = _config(tmp_path, settings={"metrics_listen": f"127.0.0.1:{port}"})
         with exporter_child("run", str(config)) as child:
             assert child.wait(timeout=10) == 2
     stderr = bytes(child.stderr).decode()
@@ -311,20 +296,16 @@ def test_run_says_which_listener_cannot_start_and_why(tmp_path: Path, taken_by: 
 def test_run_refuses_a_dead_letter_path_it_could_not_write(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = _config(tmp_path)
-    config.write_text(config.read_text().replace(str(tmp_path / "dead.ndjson"), "/nonexistent/d"))
+    config = _config(tmp_path, {"dead_letter": "/nonexistent/d"})
     assert main(["run", str(config)]) == 2
-    # said as check says it: at the key's line, with the path
-    assert ":3: global.dead_letter: its directory /nonexistent does not exist" in (
+    # said as check says it: at the key's line (the second: [global] is the first), with the path
+    assert ":2: global.dead_letter: its directory /nonexistent does not exist" in (
         capsys.readouterr().err
     )
 
 
 def test_run_with_stdin_from_dev_null_ends_cleanly(tmp_path: Path) -> None:
-    config = _config(tmp_path)
-    config.write_text(
-        config.read_text().replace('type = "http"\nlisten = "127.0.0.1:0"', 'type = "stdin"')
-    )
+    config = _config(tmp_path, sources={"listener": {"type": "stdin"}})
     with open(os.devnull, "rb") as null:
         done = subprocess.run(
             [sys.executable, "-m", "exporter", "run", str(config)],

@@ -9,11 +9,13 @@ import re
 import signal
 import socket
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
 import orjson
 
+from tests.support.config import Block, numbered_lines, write_config
 from tests.support.drivers import socket_dir
 from tests.support.processes import Child, Listener, exporter_child, wait_until
 
@@ -21,29 +23,32 @@ POSTS = 200
 """Posts of the flowing test (bounded): each a few numbered events of two kinds."""
 
 
-def _config(tmp_path: Path, event_filter: str = "event=e", more: str = "") -> Path:
-    path = tmp_path / "c.toml"
-    path.write_text(
-        f"""
-[global]
-dead_letter = "{tmp_path / "dead.ndjson"}"
-shutdown_timeout = 5.0
-summary_interval = 0
-metrics_listen = "127.0.0.1:0"
-unready_after = 0.3
-[source.web]
-type = "http"
-listen = "127.0.0.1:0"
-[exporter.out]
-destination = "file:{tmp_path / "out.ndjson"}"
-batch_max_age = 0.01
-[metric.picked]
-filter = "{event_filter}"
-exporter = "out"
-{more}
-"""
+def _config(
+    tmp_path: Path,
+    event_filter: str = "event=e",
+    exporter: str = "out",
+    exporters: Mapping[str, Block] | None = None,
+    metrics: Mapping[str, Block] | None = None,
+) -> Path:
+    """An http source, metric ``picked`` (``event_filter``) into ``exporter`` (``out``:
+    a file, ``out.ndjson``), self-metrics on a free port; plus ``exporters`` and
+    ``metrics``."""
+    return write_config(
+        tmp_path / "c.toml",
+        settings={
+            "dead_letter": tmp_path / "dead.ndjson",
+            "shutdown_timeout": 5.0,
+            "summary_interval": 0,
+            "metrics_listen": "127.0.0.1:0",
+            "unready_after": 0.3,
+        },
+        sources={"web": {"type": "http", "listen": "127.0.0.1:0"}},
+        exporters={
+            "out": {"destination": f"file:{tmp_path / 'out.ndjson'}", "batch_max_age": 0.01},
+            **(exporters or {}),
+        },
+        metrics={"picked": {"filter": event_filter, "exporter": exporter}, **(metrics or {})},
     )
-    return path
 
 
 def _ports(child: Child) -> tuple[int, int]:
@@ -82,7 +87,7 @@ def _said(child: Child, text: str) -> bool:
 
 
 def _post(port: int, events: list[tuple[str, int]]) -> None:
-    body = b"".join(orjson.dumps({"event": name, "fields": {"n": n}}) + b"\n" for name, n in events)
+    body = b"".join(numbered_lines([n], event=name) for name, n in events)
     answer = httpx.post(f"http://127.0.0.1:{port}/events", content=body, timeout=10)
     assert answer.status_code == 204, answer.text
 
@@ -112,7 +117,7 @@ def test_a_reload_applies_a_new_filter_while_events_flow_losing_none(tmp_path: P
         poster = threading.Thread(target=flow, name="poster", daemon=True)
         poster.start()
         assert wait_until(lambda: len(posted) >= 20, timeout=15)
-        config.write_text(config.read_text().replace('"event=e"', '"event=e OR event=f"'))
+        _config(tmp_path, "event=e OR event=f")
         sighup_at.append(len(posted))
         child.proc.send_signal(signal.SIGHUP)
         poster.join(timeout=60)
@@ -124,8 +129,7 @@ def test_a_reload_applies_a_new_filter_while_events_flow_losing_none(tmp_path: P
         assert wait_until(lambda: last in _delivered(tmp_path), timeout=15)
 
         # a reload that does not check: logged, nothing changes, still ready
-        good = config.read_text()
-        config.write_text(good.replace('exporter = "out"', 'exporter = "nowhere"'))
+        _config(tmp_path, "event=e OR event=f", exporter="nowhere")
         child.proc.send_signal(signal.SIGHUP)
         assert wait_until(lambda: _said(child, "reload failed"), timeout=15)
         _post(port, [("e", POSTS), ("f", POSTS), ("g", POSTS)])
@@ -193,17 +197,17 @@ def test_ready_goes_503_while_an_exporter_fails_and_200_once_it_recovers(tmp_pat
     the events, 200 again. /health answers 200 throughout."""
     with socket_dir() as directory:
         sock = os.path.join(directory, "receiver.sock")
-        more = f"""
-[exporter.remote]
-destination = "unix:{sock}"
-batch_max_age = 0.01
-retry_initial_delay = 0.01
-retry_max_delay = 0.05
-[metric.everything]
-filter = "event=*"
-exporter = "remote"
-"""
-        config = _config(tmp_path, more=more)
+        remote = {
+            "destination": f"unix:{sock}",
+            "batch_max_age": 0.01,
+            "retry_initial_delay": 0.01,
+            "retry_max_delay": 0.05,
+        }
+        config = _config(
+            tmp_path,
+            exporters={"remote": remote},
+            metrics={"everything": {"filter": "event=*", "exporter": "remote"}},
+        )
         with exporter_child("run", str(config)) as child:
             port, scrape = _ports(child)
             ready_url = f"http://127.0.0.1:{scrape}/ready"

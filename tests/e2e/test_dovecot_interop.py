@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.config import write_config
 from tests.support.dovecot import (
     USERS,
     Binaries,
@@ -108,30 +109,20 @@ class Interop:
 
 
 def _daemon_config(tmp: Path, fmt: Format) -> Path:
-    path = tmp / f"exporter-{fmt.name}.toml"
-    path.write_text(
-        f"""
-[global]
-dead_letter = "{tmp / f"dead-{fmt.name}.ndjson"}"
-shutdown_timeout = 5.0
-
-[source.dovecot]
-type = "http"
-listen = "127.0.0.1:0"
-
-[exporter.file]
-format = "{fmt.format}"
-time_format = "{fmt.time_format}"
-time_precision = "us"
-destination = "file:{tmp / f"ours-{fmt.name}.txt"}"
-batch_max_age = 0.05
-
-[metric.everything]
-filter = "{FILTER}"
-exporter = "file"
-"""
+    exporter = {
+        "format": fmt.format,
+        "time_format": fmt.time_format,
+        "time_precision": "us",
+        "destination": f"file:{tmp / f'ours-{fmt.name}.txt'}",
+        "batch_max_age": 0.05,
+    }
+    return write_config(
+        tmp / f"exporter-{fmt.name}.toml",
+        settings={"dead_letter": tmp / f"dead-{fmt.name}.ndjson", "shutdown_timeout": 5.0},
+        sources={"dovecot": {"type": "http", "listen": "127.0.0.1:0"}},
+        exporters={"file": exporter},
+        metrics={"everything": {"filter": FILTER, "exporter": "file"}},
     )
-    return path
 
 
 def _listening_port(child: Child) -> int:

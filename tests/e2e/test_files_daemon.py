@@ -17,34 +17,26 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.config import numbered_lines, write_config
 from tests.support.files import VICTIM_TEXT, plant_symlink
 from tests.support.processes import Child, exporter_child, wait_until
 
-EVENT = b'{"event":"e","fields":{"n":%d}}\n'
 PORTS = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)|metrics on http://127\.0\.0\.1:(\d+)")
 
 
 def _config(tmp_path: Path, destination: Path, dead: Path) -> Path:
-    config = tmp_path / "c.toml"
-    config.write_text(
-        f"""
-[global]
-dead_letter = "{dead}"
-shutdown_timeout = 2.0
-summary_interval = 0
-metrics_listen = "127.0.0.1:0"
-[source.in]
-type = "http"
-listen = "127.0.0.1:0"
-[exporter.archive]
-destination = "file:{destination}"
-batch_max_age = 0.02
-[metric.all]
-filter = "event=e"
-exporter = "archive"
-"""
+    return write_config(
+        tmp_path / "c.toml",
+        settings={
+            "dead_letter": dead,
+            "shutdown_timeout": 2.0,
+            "summary_interval": 0,
+            "metrics_listen": "127.0.0.1:0",
+        },
+        sources={"in": {"type": "http", "listen": "127.0.0.1:0"}},
+        exporters={"archive": {"destination": f"file:{destination}", "batch_max_age": 0.02}},
+        metrics={"all": {"filter": "event=e", "exporter": "archive"}},
     )
-    return config
 
 
 def _ports(child: Child) -> tuple[int, int]:
@@ -72,7 +64,7 @@ def _metric(scrape: int, series: str) -> int | None:
 
 
 def _post(listen: int, numbers: range) -> None:
-    body = b"".join(EVENT % n for n in numbers)
+    body = numbered_lines(numbers)
     answer = httpx.post(f"http://127.0.0.1:{listen}/events", content=body, timeout=2)
     assert answer.status_code == 204
 

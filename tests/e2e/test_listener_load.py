@@ -25,6 +25,7 @@ from exporter.config import ConfigError, parse_config
 from exporter.sources.http import HttpSourceSettings
 from exporter.sources.unix import UnixSourceSettings
 from tests.support import REPO
+from tests.support.config import Block, merged, write_config
 from tests.support.processes import Child, exporter_child, wait_until
 from tests.support.samples import EVENTS_FILE
 
@@ -35,36 +36,27 @@ METRICS = re.compile(rb"metrics on http://127\.0\.0\.1:(\d+)/metrics")
 TOKEN = "metrics-and-source-token"
 
 
-def _config(tmp_path: Path, source: str = "", metrics: bool = False) -> Path:
+def _config(tmp_path: Path, source: Block | None = None, metrics: bool = False) -> Path:
+    """An http source (plus ``source`` settings) into a drop exporter; with ``metrics``,
+    self-metrics on a free port behind the token (written to ``token``)."""
     (tmp_path / "token").write_text(TOKEN + "\n")
     scrape = (
-        f'metrics_listen = "127.0.0.1:0"\nmetrics_bearer_token_file = "{tmp_path / "token"}"'
+        {"metrics_listen": "127.0.0.1:0", "metrics_bearer_token_file": tmp_path / "token"}
         if metrics
-        else ""
+        else {}
     )
-    path = tmp_path / "exporter.toml"
-    path.write_text(
-        f"""
-[global]
-dead_letter = "{tmp_path / "dead.ndjson"}"
-shutdown_timeout = 5.0
-summary_interval = 0
-{scrape}
-
-[source.listener]
-type = "http"
-listen = "127.0.0.1:0"
-{source}
-
-[exporter.out]
-destination = "drop"
-
-[metric.all]
-filter = "event=*"
-exporter = "out"
-"""
+    return write_config(
+        tmp_path / "exporter.toml",
+        settings={
+            "dead_letter": tmp_path / "dead.ndjson",
+            "shutdown_timeout": 5.0,
+            "summary_interval": 0,
+            **scrape,
+        },
+        sources={"listener": merged({"type": "http", "listen": "127.0.0.1:0"}, source)},
+        exporters={"out": {"destination": "drop"}},
+        metrics={"all": {"filter": "event=*", "exporter": "out"}},
     )
-    return path
 
 
 def _port(child: Child, pattern: re.Pattern[bytes]) -> int:
@@ -127,7 +119,7 @@ def test_sixty_tokenless_10_mib_bodies_are_refused_without_growing_the_daemon(
 ) -> None:
     """Before, each body was read whole before the token was checked: 60 of them took the
     daemon from 33 to 718 MiB. Now the head decides; the body is never held."""
-    config = _config(tmp_path, f'bearer_token_file = "{tmp_path / "token"}"', metrics=True)
+    config = _config(tmp_path, {"bearer_token_file": tmp_path / "token"}, metrics=True)
     with exporter_child("run", str(config)) as child:
         port, scrape = _port(child, LISTENING), _port(child, METRICS)
         _warm_up(port)
@@ -223,7 +215,7 @@ def test_more_slow_connections_than_the_cap_new_clients_hear_503_then_are_served
         if hard != resource.RLIM_INFINITY and hard < wanted:
             pytest.skip(f"needs {wanted} open files, the hard limit is {hard}")
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    config = _config(tmp_path, "max_connections_per_peer = 2000")  # the total cap counts
+    config = _config(tmp_path, {"max_connections_per_peer": 2000})  # the total cap counts
     held: list[socket.socket] = []
     try:
         with exporter_child("run", str(config)) as child:

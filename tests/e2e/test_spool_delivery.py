@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from tests.support import REPO
+from tests.support.config import numbered_lines
 from tests.support.drivers import socket_dir
 from tests.support.http_receiver import Receiver
 from tests.support.processes import exporter_child, wait_until
@@ -31,7 +32,7 @@ RECEIVED = re.compile(rb'^event_exporter_exporter_received_total\{exporter="out"
 
 
 def _body(first: int, count: int) -> bytes:
-    return b"".join(b'{"event":"e","fields":{"n":%d}}\n' % n for n in range(first, first + count))
+    return numbered_lines(range(first, first + count))
 
 
 def test_posts_that_do_not_divide_the_batch_are_delivered_without_waiting_for_the_age(
@@ -42,7 +43,7 @@ def test_posts_that_do_not_divide_the_batch_are_delivered_without_waiting_for_th
     at once. Counted, not timed: the 9 batches (of whole rows, each as large as the rows
     allow) arrive while the daemon runs; with the stall, none did before the hour."""
     with Receiver() as receiver:
-        source = 'type = "http"\nlisten = "127.0.0.1:0"'
+        source = {"type": "http", "listen": "127.0.0.1:0"}
         config = spooled_daemon_config(tmp_path, receiver.url, source, batch_max_age=3600)
         with exporter_child("run", str(config)) as daemon:
             assert wait_until(
@@ -78,14 +79,13 @@ def test_a_full_disk_under_the_spool_is_no_traceback_and_loses_nothing_silently(
     commit works (what it took is held in memory, not acknowledged further), and at
     SIGTERM every event received is left in the spool or dead-lettered with the
     reason."""
-    line = b'{"event":"e","fields":{"n":%d,"pad":"' + b"x" * 2000 + b'"}}\n'
     total = 2000  # 4 MB
     with socket_dir() as directory, small_disk(tmp_path / "disk") as disk:
         source = f"{directory}/in.sock"
         config = spooled_daemon_config(
             tmp_path,
             f"unix:{directory}/nobody.sock",
-            f'type = "unix"\npath = "{source}"',
+            {"type": "unix", "path": source},
             spool=disk / "q.db",
             shutdown_timeout=1.0,
         )
@@ -102,7 +102,7 @@ def test_a_full_disk_under_the_spool_is_no_traceback_and_loses_nothing_silently(
             with socket.socket(socket.AF_UNIX) as client:
                 client.connect(source)
                 client.setblocking(False)
-                data = memoryview(b"".join(line % n for n in range(total)))
+                data = memoryview(numbered_lines(range(total), pad=2000))
                 error = b"commit failed: database or disk is full"
                 for _ in range(10_000):  # what the socket takes, until the spool fails
                     with contextlib.suppress(BlockingIOError):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.config import numbered_lines
 from tests.support.processes import exporter_child, wait_until
 from tests.support.spool import spooled_daemon_config
 
@@ -33,12 +34,12 @@ def test_a_second_owner_is_refused_and_the_spool_left_as_it_was(tmp_path: Path) 
     """Regression: spool drain emptied a spool a running daemon owned."""
     spool = tmp_path / "spool.db"
     nobody = f"unix:{tmp_path / 'nobody.sock'}"  # nothing listens: events stay spooled
-    config = spooled_daemon_config(tmp_path, nobody, 'type = "http"\nlisten = "127.0.0.1:0"')
+    config = spooled_daemon_config(tmp_path, nobody, {"type": "http", "listen": "127.0.0.1:0"})
     with exporter_child("run", str(config)) as daemon:
         assert wait_until(lambda: LISTENING.search(bytes(daemon.stderr)) is not None, timeout=15)
         found = LISTENING.search(bytes(daemon.stderr))
         assert found is not None
-        body = b"".join(b'{"event":"e","fields":{"n":%d}}\n' % n for n in range(50))
+        body = numbered_lines(range(50))
         answer = httpx.post(f"http://127.0.0.1:{int(found[1])}/events", content=body, timeout=5)
         assert answer.status_code == 204  # committed to the spool
         held = _rows(spool)

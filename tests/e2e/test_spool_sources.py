@@ -19,6 +19,7 @@ import httpx
 import orjson
 
 from exporter.cli import main
+from tests.support.config import numbered_lines
 from tests.support.drivers import socket_dir
 from tests.support.http_receiver import Receiver
 from tests.support.processes import Child, event_number, exporter_child, wait_until
@@ -26,14 +27,13 @@ from tests.support.spool import FLAKY, spooled_daemon_config
 
 KILLS = 5
 TOTAL = 60_000
-LINE = b'{"event":"e","hostname":"h","fields":{"n":"%07d"}}\n'
-SIZE = len(LINE % 0)
+SIZE = len(numbered_lines([0], digits=7, hostname="h"))
 METRICS = re.compile(rb"metrics on (http://127\.0\.0\.1:\d+/metrics)")
 TAKEN = re.compile(rb'^event_exporter_source_events_total\{source="in"\} (\d+)$', re.M)
 
 
 def _lines(first: int, stop: int) -> bytes:
-    return b"".join(LINE % n for n in range(first, stop))
+    return numbered_lines(range(first, stop), digits=7, hostname="h")
 
 
 def _received(receiver: Receiver) -> Counter[int]:
@@ -109,7 +109,7 @@ def test_file_source_sigkill_at_random_points_loses_no_event_read(tmp_path: Path
     rng = random.Random(11)
     log, state = tmp_path / "events.ndjson", tmp_path / "position.state"
     stops = [*sorted(rng.sample(range(1000, TOTAL), KILLS)), TOTAL]
-    source = f'type = "file"\npath = "{log}"\nstate_file = "{state}"\npoll_interval = 0.01'
+    source = {"type": "file", "path": log, "state_file": state, "poll_interval": 0.01}
     with Receiver(FLAKY) as receiver:
         config = spooled_daemon_config(tmp_path, receiver.url, source)
         written = 0
@@ -141,17 +141,17 @@ def test_file_source_sigkill_in_a_catch_up_resends_only_the_last_50_ms(tmp_path:
     those 300 events may still be in the spool (a deferred delete once kept them all)."""
     log, state = tmp_path / "events.ndjson", tmp_path / "position.state"
     log.write_bytes(_lines(0, 5000))
-    source = f'type = "file"\npath = "{log}"\nstate_file = "{state}"\npoll_interval = 0.01'
+    source = {"type": "file", "path": log, "state_file": state, "poll_interval": 0.01}
     with socket.socket() as refusing:  # bound, not listening: connections are refused
         refusing.bind(("127.0.0.1", 0))
         down = f"http://127.0.0.1:{refusing.getsockname()[1]}/ingest"
-        config = spooled_daemon_config(tmp_path, down, source, "batch_max_events = 100")
+        config = spooled_daemon_config(tmp_path, down, source, {"batch_max_events": 100})
         with exporter_child("run", str(config)) as child:
             assert wait_until(lambda: _saved_offset(state) == 5000 * SIZE, timeout=10)
             _kill(child)
     assert len(_spooled(tmp_path)) == 5000
     with Receiver(["ok"] * 3 + ["503:retry-after=10"]) as receiver:
-        config = spooled_daemon_config(tmp_path, receiver.url, source, "batch_max_events = 100")
+        config = spooled_daemon_config(tmp_path, receiver.url, source, {"batch_max_events": 100})
         with exporter_child("run", str(config)) as child:
             assert receiver.wait_recorded(4, timeout=10)
             last = max(request.ended for request in receiver.received)
@@ -242,7 +242,7 @@ def test_unix_source_sigkill_at_random_points_loses_no_event_taken(tmp_path: Pat
     rng = random.Random(5)
     with socket_dir() as directory, Receiver(FLAKY) as receiver:
         path = f"{directory}/in.sock"
-        config = spooled_daemon_config(tmp_path, receiver.url, f'type = "unix"\npath = "{path}"')
+        config = spooled_daemon_config(tmp_path, receiver.url, {"type": "unix", "path": path})
         first = 0  # the first event not counted as taken
         in_doubt = unread = 0
         for life in range(KILLS):  # bounded: 5 lives ending in SIGKILL

@@ -32,6 +32,7 @@ import orjson
 
 from exporter.delivery.deadletter import read_dead_letters
 from tests.support import REPO
+from tests.support.config import numbered_lines
 
 LINE_BYTES = 24
 SUMMARY = re.compile(
@@ -43,7 +44,7 @@ SUMMARY = re.compile(
 
 def numbered_tab_line(n: int) -> bytes:
     """Event ``n`` as a tab-text line of exactly LINE_BYTES bytes (newline included)."""
-    line = b"event:e\tfield:n=%07d\n" % n
+    line = numbered_lines([n], form="tab-text", digits=7)
     assert len(line) == LINE_BYTES
     return line
 

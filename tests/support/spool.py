@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.config import Block, merged, write_config
+
 FLAKY = ["500", "ok", "503:retry-after=0", "ok", "ok", "429", "ok"] * 30
 """A receiver script: errors, a pause, a refusal, between successes."""
 
@@ -18,39 +20,35 @@ FLAKY = ["500", "ok", "503:retry-after=0", "ok", "ok", "429", "ok"] * 30
 def spooled_daemon_config(
     tmp_path: Path,
     url: str,
-    source: str,
-    exporter: str = "",
+    source: Block,
+    exporter: Block | None = None,
     *,
     spool: Path | None = None,
     batch_max_age: float = 0.02,
     shutdown_timeout: float = 5.0,
 ) -> Path:
-    """``c.toml`` in ``tmp_path``: the ``[source.in]`` body ``source``, an exporter
-    spooling to ``spool`` (``spool.db`` there) and posting to ``url`` (plus ``exporter``
-    settings), self-metrics on a free port."""
-    config = tmp_path / "c.toml"
-    config.write_text(
-        f"""
-[global]
-dead_letter = "{tmp_path / "dead.ndjson"}"
-summary_interval = 0
-shutdown_timeout = {shutdown_timeout}
-metrics_listen = "127.0.0.1:0"
-[source.in]
-{source}
-[exporter.out]
-destination = "{url}"
-spool = "{spool or tmp_path / "spool.db"}"
-batch_max_age = {batch_max_age}
-retry_initial_delay = 0.01
-retry_max_delay = 0.05
-{exporter}
-[metric.all]
-filter = "event=e"
-exporter = "out"
-"""
+    """``c.toml`` in ``tmp_path``: the source ``[source.in]``, an exporter spooling to
+    ``spool`` (``spool.db`` there) and posting to ``url`` (plus ``exporter`` settings),
+    self-metrics on a free port."""
+    out = {
+        "destination": url,
+        "spool": spool or tmp_path / "spool.db",
+        "batch_max_age": batch_max_age,
+        "retry_initial_delay": 0.01,
+        "retry_max_delay": 0.05,
+    }
+    return write_config(
+        tmp_path / "c.toml",
+        settings={
+            "dead_letter": tmp_path / "dead.ndjson",
+            "summary_interval": 0,
+            "shutdown_timeout": shutdown_timeout,
+            "metrics_listen": "127.0.0.1:0",
+        },
+        sources={"in": source},
+        exporters={"out": merged(out, exporter)},
+        metrics={"all": {"filter": "event=e", "exporter": "out"}},
     )
-    return config
 
 
 @contextmanager

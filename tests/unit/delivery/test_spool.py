@@ -25,6 +25,7 @@ from exporter.cli import main
 from exporter.delivery.deadletter import DeadLetterFile
 from exporter.delivery.exporter import DeliverySettings, Exporter
 from exporter.delivery.spool import SpoolQueue
+from tests.support.config import numbered_lines
 from tests.support.fakes import ScriptedDriver
 from tests.support.http_receiver import Receiver
 from tests.support.logs import CapturedLog
@@ -283,10 +284,6 @@ BATCHES = 100
 PER_BATCH = 1000
 
 
-def _event(n: int) -> bytes:
-    return b'{"event":"e","hostname":"h","fields":{"n":"%07d"}}' % n
-
-
 LISTENING = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
 
 
@@ -301,7 +298,9 @@ def _daemon_life(config: Path, receiver: Receiver, posted: int, stop: int) -> in
         url = f"http://127.0.0.1:{int(found.group(1))}/events"
         with httpx.Client(timeout=30) as client:
             while posted < stop:
-                body = b"\n".join(_event(posted * PER_BATCH + i) for i in range(PER_BATCH))
+                first = posted * PER_BATCH
+                numbers = range(first, first + PER_BATCH)
+                body = numbered_lines(numbers, digits=7, hostname="h").rstrip(b"\n")
                 assert client.post(url, content=body).status_code == 204
                 posted += 1
         if stop < BATCHES:
@@ -323,7 +322,7 @@ def test_sigkill_at_ten_random_points_loses_no_acknowledged_event(tmp_path: Path
     rng = random.Random(7)
     kills = sorted(rng.sample(range(5, BATCHES - 5), 10))
     with Receiver(FLAKY) as receiver:
-        source = 'type = "http"\nlisten = "127.0.0.1:0"\nmax_body_bytes = 67108864'
+        source = {"type": "http", "listen": "127.0.0.1:0", "max_body_bytes": 67108864}
         config = spooled_daemon_config(tmp_path, receiver.url, source)
         posted = 0
         for stop in [*kills, BATCHES]:  # bounded: 11 lives
