@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.api import EventExporter
+from exporter.api import EventExporter, ThreadedEventExporter
 from exporter.cli import main
 from exporter.config import parse_config
 from exporter.errors import EventFormatError, EventParseError
@@ -387,6 +387,55 @@ async def test_the_api_emits_good_events_past_broken_ones(tmp_path: Path) -> Non
     delivered = [orjson.loads(line) for line in (tmp_path / "json.ndjson").read_bytes().split()]
     numbers = [d["fields"]["n"] for d in delivered if str(d["fields"].get("n")).startswith("g")]
     assert numbers == [f"good{n}" for n in range(len(broken) + 1)]
+
+
+_ANY_VALUE = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**200), 2**200),
+        st.floats(),
+        st.text(max_size=50),
+        st.binary(max_size=20),
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=30,
+)
+_ANY_EVENT = st.builds(
+    Event,
+    st.one_of(st.text(max_size=30), _ANY_VALUE),
+    fields=st.one_of(st.dictionaries(st.text(max_size=10), _ANY_VALUE, max_size=4), _ANY_VALUE),
+    categories=st.one_of(st.lists(st.one_of(st.text(max_size=10), _ANY_VALUE), max_size=3)),
+    start_ns=st.one_of(st.integers(-(2**70), 2**70), _ANY_VALUE),
+    end_ns=st.one_of(st.integers(-(2**70), 2**70), _ANY_VALUE),
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(hostile=st.lists(_ANY_EVENT, min_size=1, max_size=8))
+def test_the_threaded_api_takes_any_event_and_delivers_the_good_ones(
+    tmp_path_factory: pytest.TempPathFactory, hostile: list[Event]
+) -> None:
+    """Whatever a caller builds (wrong types, huge numbers, deep values) is that event's
+    rejection: the good events around it are delivered, in order."""
+    tmp_path = tmp_path_factory.mktemp("api")
+    config = parse_config(_pipeline_config(tmp_path))
+    with ThreadedEventExporter(config) as events:
+        for n, event in enumerate(hostile):
+            events.emit(Event("e", fields={"n": f"good{n}"}))
+            events.emit(event)
+        events.emit(Event("e", fields={"n": f"good{len(hostile)}"}))
+    delivered = [orjson.loads(line) for line in (tmp_path / "json.ndjson").read_bytes().split()]
+    numbers = [
+        d["fields"]["n"] for d in delivered if re.fullmatch(r"good\d+", str(d["fields"].get("n")))
+    ]
+    assert numbers[: len(hostile) + 1] == [f"good{n}" for n in range(len(hostile) + 1)]
 
 
 # -- each source class, in process ------------------------------------------------------------
