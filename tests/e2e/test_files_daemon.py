@@ -9,6 +9,7 @@ the daemon keeps answering, and one SIGTERM stops it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -18,7 +19,7 @@ import httpx
 import pytest
 
 from tests.support.config import numbered_lines, write_config
-from tests.support.files import VICTIM_TEXT, plant_symlink
+from tests.support.files import VICTIM_TEXT, plant_symlink, planted_fifo
 from tests.support.processes import Child, exporter_child, wait_until
 
 PORTS = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)|metrics on http://127\.0\.0\.1:(\d+)")
@@ -130,3 +131,48 @@ def test_run_refuses_a_dead_letter_path_that_is_not_a_file(tmp_path: Path, kind:
     assert f"global.dead_letter: {dead}: it is a {found}" in bytes(child.stderr).decode()
     if kind == "symlink":
         assert victim.read_bytes() == VICTIM_TEXT
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+@pytest.mark.parametrize("where", ["destination", "state_file", "spool"])
+def test_run_refuses_a_path_it_writes_that_is_not_a_file(
+    tmp_path: Path, kind: str, where: str
+) -> None:
+    """Every file the daemon writes, with a symlink or a FIFO planted there: refused at
+    start, at its key, never followed nor waited on; the victim file unchanged."""
+    target, victim = tmp_path / f"{where}.planted", tmp_path / "victim"
+    destination = target if where == "destination" else tmp_path / "out.ndjson"
+    exporter: dict[str, object] = {"destination": f"file:{destination}"}
+    sources: dict[str, dict[str, object]] = {"in": {"type": "http", "listen": "127.0.0.1:0"}}
+    if where == "spool":
+        exporter["spool"] = target
+    if where == "state_file":
+        (tmp_path / "in.log").write_bytes(numbered_lines(range(3)))
+        sources = {"in": {"type": "file", "path": tmp_path / "in.log", "state_file": target}}
+    config = write_config(
+        tmp_path / "c.toml",
+        settings={"dead_letter": tmp_path / "dead.ndjson", "summary_interval": 0},
+        sources=sources,
+        exporters={"archive": exporter},
+        metrics={"all": {"filter": "event=e", "exporter": "archive"}},
+    )
+    guard = None
+    with contextlib.ExitStack() as planted:
+        if kind == "symlink":
+            plant_symlink(target, victim)
+        else:
+            guard = planted.enter_context(planted_fifo(target))
+        with exporter_child("run", str(config)) as child:
+            code = child.wait(timeout=15)
+    stderr = bytes(child.stderr).decode(errors="replace")
+    assert code == 2, stderr
+    key = {"destination": "exporter.archive.destination", "spool": "exporter.archive.spool"}
+    named = key.get(where, "source.in.state_file")
+    found = "symlink" if kind == "symlink" else "FIFO"
+    assert re.search(rf"{re.escape(named)}: .*it is a {found}", stderr), stderr
+    if kind == "symlink":
+        assert victim.read_bytes() == VICTIM_TEXT
+    else:
+        assert guard is not None
+        assert not guard.waited_on  # refused at open, never blocked on
+    assert "Traceback" not in stderr
