@@ -89,6 +89,7 @@ def test_every_source_logs_what_it_rejects_with_where_rate_limited(tmp_path: Pat
             with httpx.Client(timeout=10) as client:
                 assert client.post(url, content=batch, headers=bearer).status_code == 200
                 assert client.post(url, content=numbered_tab_line(2)).status_code == 401
+                assert client.post(url, content=b"{bad", headers=bearer).status_code == 400
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                     conn.settimeout(10)
                     conn.connect(sock)
@@ -108,11 +109,13 @@ def test_every_source_logs_what_it_rejects_with_where_rate_limited(tmp_path: Pat
     assert len(batch_lines) == 10  # the first ten of fifty; the rest are only counted
     assert batch_lines[0].startswith("rejected 127.0.0.1 POST /events line 2: ")
     assert batch_lines[-1].startswith("rejected 127.0.0.1 POST /events line 11: ")
-    assert 'event_exporter_source_rejected_lines_total{source="web"} 50' in counted
+    assert 'event_exporter_source_rejected_lines_total{source="web"} 51' in counted
     assert (
         "rejected 127.0.0.1 POST /events: answered 401: a valid bearer token is required"
         in by_source["web"]
     )
+    # a batch with no good line: its lines said, not once more as an empty 400
+    assert not [m for m in by_source["web"] if m.endswith("answered 400: ")]
     (unix,) = [m for m in by_source["sock"] if m.startswith("rejected ")]
     assert unix.startswith("rejected connection 1, line 2: ")
     assert "\x1b" not in unix  # the sender's bytes, escaped
