@@ -50,6 +50,8 @@ NO_DEAD_LETTER_FILE = "undeliverable (no dead-letter file)"
 DEAD_LETTER_FAILED = "dead-letter write failed"
 DEAD_LETTER_FULL = "dead-letter file full"
 WARNING_INTERVAL = 30.0
+DRAINING_RETRY_MAX = 1.0
+"""Seconds a retry waits at most once shutdown began."""
 """Seconds between two warnings about events lost (or dead-lettered) for one reason."""
 
 
@@ -184,6 +186,9 @@ class Exporter:
         self.finished = anyio.Event()
         self._reports = RateLimit(WARNING_INTERVAL, clock=clock)
         self._unreported: Counter[str] = Counter()  # events since the last report, by reason
+        self._held: dict[str, Callable[[int], str]] = {}  # the message of what is unreported
+        self._draining = False
+        self._hurry = anyio.Event()
         self._reported: set[str] = set()
         self._delayed = 0  # events of the batches that failed in the current run
         self._connections = 0  # the driver's, when last looked at
@@ -289,6 +294,7 @@ class Exporter:
                 self.gate,
                 self.stats.delivery,
                 rng=self._rng,
+                sleep=self._retry_sleep,
                 outcome=outcome,
                 failed=self._failed_attempt,
             )
@@ -492,12 +498,37 @@ class Exporter:
         key, each counting the events since the last one shown."""
         self._unreported[key] += count
         if self._reports.allow(key) is None:
+            self._held[key] = message
             return
+        self._held.pop(key, None)
         events = self._unreported.pop(key)
         first = key not in self._reported
         self._reported.add(key)
         later = f" (further such warnings: at most one per {WARNING_INTERVAL:g} s)"
         self._log.warning(message(events) + (later if first else ""))
+
+    def report_held(self) -> None:
+        """Say what the rate limit held back (the run ends: no later line would): the
+        events dead-lettered or dropped since the last warning of each kind."""
+        for key, message in self._held.items():
+            events = self._unreported.pop(key, 0)
+            if events:
+                self._log.warning(message(events))
+        self._held.clear()
+
+    def hurry(self) -> None:
+        """Shutdown began: a retry waiting for its backoff tries again now, and while the
+        exporter drains no retry waits longer than DRAINING_RETRY_MAX (a receiver back
+        within ``shutdown_timeout`` gets what is queued, not the dead-letter file)."""
+        self._draining = True
+        self._hurry.set()
+
+    async def _retry_sleep(self, seconds: float) -> None:
+        if self._draining:
+            await anyio.sleep(min(seconds, DRAINING_RETRY_MAX))
+            return
+        with anyio.move_on_after(seconds):
+            await self._hurry.wait()
 
 
 def _with_last_error(reason: str, error: str | None) -> str:

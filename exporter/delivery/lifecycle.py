@@ -118,6 +118,7 @@ class _Shipment:
                 self._stopping("input ended", deadline=False)
             for exporter in fleet.exporters:
                 exporter.queue.close()
+                exporter.hurry()
             async with anyio.create_task_group() as drain:
                 drain.start_soon(self._deadline_after_shutdown)
                 for exporter in fleet.exporters:
@@ -129,6 +130,8 @@ class _Shipment:
             reason = "shutdown: second signal" if second else "shutdown: deadline passed"
             for exporter in fleet.exporters:
                 exporter.abandon(reason)
+        for exporter in fleet.exporters:
+            exporter.report_held()
 
     async def _consume(self) -> None:
         with self.consumer_scope:
