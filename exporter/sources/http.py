@@ -180,8 +180,6 @@ class HttpSource:
         """A request answered 4xx, reported as a rejection (one per status: a flood of
         401s does not hide the 400s); a 503 is backpressure, counted, not a rejection;
         a 500 is a bug."""
-        if not error:  # a batch with no good line (400): each of its lines was reported
-            return
         if status == 500:
             self.reports.warning(f"{where}: answered 500: {error}")
         elif status < 500:

@@ -112,8 +112,9 @@ class _TooSlow(Exception):
 
 Handler = Callable[[Request], Awaitable[Response]]
 Refused = Callable[[str, int, str], None]
-"""Told of each request answered 4xx or 5xx: where (``PEER METHOD PATH``), the status,
-the error the client was given."""
+"""Told of each request the server refused (4xx/5xx from a :class:`Refuse`, a deadline,
+bad framing, a handler's bug): where (``PEER METHOD PATH``), the status, the error; an
+error answer a handler returns itself (a batch with no good line) is not a refusal."""
 CheckHead = Callable[[Head], None]
 """Raises :class:`Refuse` to answer a request from its head, its body unread."""
 
@@ -280,6 +281,7 @@ class HttpServer:
             await self._await_request(conn, stream)
         limits = self._limits
         where = peer
+        error: str | None = None  # what a refusal told the client (None: the handler's answer)
         try:
             event = await self._next(
                 conn,
@@ -296,23 +298,27 @@ class HttpServer:
             request = await self._body(conn, stream, head, gzipped)
             response = await self._handler(request)
         except Refuse as refusal:
-            response = Response.json(refusal.status, _error(str(refusal)))
+            error = str(refusal)
+            response = Response.json(refusal.status, _error(error))
             response.headers.extend(refusal.headers)
         except _TooSlow as slow:
-            response = Response.json(408, _error(str(slow)))
+            error = str(slow)
+            response = Response.json(408, _error(error))
         except h11.RemoteProtocolError as exc:
             if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
                 return False  # nothing more can be said on this connection
             status = exc.error_status_hint  # 431: the head over its limit; 501: a coding
             what = {431: f"request head larger than {_HEAD_BYTES} bytes"}.get(status)
-            response = Response.json(status, _error(what or "malformed HTTP request"))
+            error = what or "malformed HTTP request"
+            response = Response.json(status, _error(error))
         except (TimeoutError, anyio.EndOfStream):
             raise  # the connection's, handled by _connection
         except Exception as exc:  # a bug in a handler: this request fails, not the server
             response = Response.json(500, _error(f"internal error: {type(exc).__name__}"))
+            error = f"internal error: {printable(repr(exc), 300)}"  # for the log, not the client
         self._count(response.status)
-        if response.status >= 400 and self._on_refused is not None:
-            self._on_refused(where, response.status, _error_of(response))
+        if error is not None and self._on_refused is not None:
+            self._on_refused(where, response.status, error)
         await self._send(conn, stream, response)
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             return True
@@ -522,15 +528,6 @@ def _hold_reads(stream: anyio.abc.ByteStream) -> None:
 
 def _error(message: str) -> dict[str, str]:
     return {"error": message}
-
-
-def _error_of(response: Response) -> str:
-    """The ``error`` of a refusal's JSON body (what the client was told)."""
-    try:
-        document = orjson.loads(response.body)
-    except orjson.JSONDecodeError:
-        return ""
-    return str(document.get("error", "")) if isinstance(document, dict) else ""
 
 
 def _path(event: h11.Request) -> str:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.support.config import write_config
 from tests.support.drivers import socket_dir
-from tests.support.processes import exporter_child, wait_until
+from tests.support.processes import announced_port, exporter_child, wait_until
 
 LISTENING = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
 JSON_N = b'{"event":"e","fields":{"n":'
@@ -63,11 +63,8 @@ def test_hostile_bytes_to_a_running_daemon_never_stop_it(tmp_path: Path) -> None
             metrics={"all": {"filter": "event=*", "exporter": "out"}},
         )
         with exporter_child("run", str(config)) as child, httpx.Client(timeout=10) as client:
-            assert wait_until(lambda: LISTENING.search(bytes(child.stderr)) is not None, timeout=15)
+            url = f"http://127.0.0.1:{announced_port(child, LISTENING.pattern)}/events"
             assert wait_until(lambda: os.path.exists(sock), timeout=15)
-            match = LISTENING.search(bytes(child.stderr))
-            assert match is not None
-            url = f"http://127.0.0.1:{int(match[1])}/events"
             sent: list[int] = []
 
             @settings(

@@ -7,7 +7,6 @@ source's (line, byte); each a warning with the source's name as context, rate-li
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 from pathlib import Path
@@ -16,7 +15,13 @@ import httpx
 import orjson
 
 from tests.support.drivers import socket_dir
-from tests.support.processes import Child, exporter_child, numbered_tab_line, wait_until
+from tests.support.processes import (
+    Child,
+    announced_port,
+    exporter_child,
+    numbered_tab_line,
+    wait_until,
+)
 
 TOKEN = "s3cret-token"
 BAD_IN_BATCH = 50
@@ -60,16 +65,6 @@ def _records(child: Child) -> list[dict[str, object]]:
     return [orjson.loads(line) for line in bytes(child.stderr).splitlines() if line.strip()]
 
 
-def _port(child: Child, pattern: bytes) -> int:
-    found = re.compile(pattern)
-    assert wait_until(lambda: found.search(bytes(child.stderr)) is not None, timeout=15), bytes(
-        child.stderr
-    ).decode(errors="replace")
-    match = found.search(bytes(child.stderr))
-    assert match is not None
-    return int(match.group(1))
-
-
 def _delivered(tmp_path: Path) -> int:
     out = tmp_path / "out.ndjson"
     return out.read_bytes().count(b"\n") if out.exists() else 0
@@ -81,8 +76,8 @@ def test_every_source_logs_what_it_rejects_with_where_rate_limited(tmp_path: Pat
         sock = os.path.join(directory, "in.sock")
         env = {"TEST_SOURCE_TOKEN": TOKEN}
         with exporter_child("run", str(_config(tmp_path, sock)), env=env) as child:
-            web = _port(child, rb"listening on http://127\.0\.0\.1:(\d+)")
-            scrape = _port(child, rb"metrics on http://127\.0\.0\.1:(\d+)/metrics")
+            web = announced_port(child, rb"listening on http://127\.0\.0\.1:(\d+)")
+            scrape = announced_port(child, rb"metrics on http://127\.0\.0\.1:(\d+)/metrics")
             url = f"http://127.0.0.1:{web}/events"
             bearer = {"Authorization": f"Bearer {TOKEN}"}
             batch = numbered_tab_line(1) + b"\n".join([b"{bad"] * BAD_IN_BATCH)

@@ -473,6 +473,18 @@ class Child:
                 self.summary_seen.set()
 
 
+def announced_port(child: Child, pattern: bytes, timeout: float = 15) -> int:
+    """The port the first group of ``pattern`` finds on the child's stderr (a listener's
+    start line), once it is there; fails with the stderr after ``timeout``."""
+    found = re.compile(pattern)
+    assert wait_until(lambda: found.search(bytes(child.stderr)) is not None, timeout=timeout), (
+        bytes(child.stderr).decode(errors="replace")
+    )
+    match = found.search(bytes(child.stderr))
+    assert match is not None
+    return int(match.group(1))
+
+
 @contextmanager
 def exporter_child(
     *args: str, cwd: Path = REPO, env: dict[str, str] | None = None

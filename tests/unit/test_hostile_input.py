@@ -45,7 +45,7 @@ from exporter.sources.tail import TailSource, TailSourceSettings
 from exporter.sources.unix import UnixSource, UnixSourceSettings
 from tests.support.drivers import socket_dir
 from tests.support.logs import CapturedLog
-from tests.support.processes import Child, bounded, exporter_child, wait_until
+from tests.support.processes import Child, announced_port, bounded, exporter_child, wait_until
 from tests.support.sources import Collector
 
 # -- input -----------------------------------------------------------------------------
@@ -695,16 +695,6 @@ def _delivered(tmp_path: Path) -> list[int]:
     return good_numbers([read_event(line) for line in out.read_bytes().splitlines()])
 
 
-def _port(child: Child, pattern: bytes) -> int:
-    found = re.compile(pattern)
-    assert wait_until(lambda: found.search(bytes(child.stderr)) is not None, timeout=15), bytes(
-        child.stderr
-    ).decode(errors="replace")
-    match = found.search(bytes(child.stderr))
-    assert match is not None
-    return int(match.group(1))
-
-
 def _stop(child: Child) -> str:
     """SIGTERM; the daemon exits 0 (nothing lost) without a traceback."""
     child.terminate()
@@ -910,8 +900,8 @@ listen = "127.0.0.1:0"
 """
         config = _run_config(tmp_path, sources, metrics=True)
         with exporter_child("run", str(config)) as child:
-            port = _port(child, rb"source=web: listening on http://127\.0\.0\.1:(\d+)")
-            scrape = _port(child, rb"metrics on http://127\.0\.0\.1:(\d+)/metrics")
+            port = announced_port(child, rb"source=web: listening on http://127\.0\.0\.1:(\d+)")
+            scrape = announced_port(child, rb"metrics on http://127\.0\.0\.1:(\d+)/metrics")
             writer = threading.Thread(target=_write_all, args=(child.stdin_w, on_stdin))
             writer.start()
             with socket.socket(socket.AF_UNIX) as client:
