@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.http import HttpSettings, check_url, signing_key_bytes
+from exporter.catalog.versions import Version
 from exporter.config.model import (
     SOURCE_TYPES,
     Config,
@@ -87,7 +88,7 @@ def read_config(data: dict[str, Any], problems: Problems, source: str) -> Config
     exporters = {
         name: built
         for name, table in root.tables("exporter")
-        if (built := read_exporter(name, table)) is not None
+        if (built := read_exporter(name, table, settings.dovecot_version)) is not None
     }
     named = list(exporters) + [
         name for name, value in named_tables(data.get("exporter")) if name not in exporters
@@ -148,9 +149,14 @@ def read_global(t: Table) -> GlobalConfig:
     return settings
 
 
-def read_exporter(name: str, t: Table) -> ExporterConfig | None:
+def read_exporter(
+    name: str, t: Table, dovecot_version: Version | None = None
+) -> ExporterConfig | None:
+    """``dovecot_compat`` unset follows ``dovecot_version`` ([global]) when it names one."""
     problems_before = len(t.problems)
     values = read_values(t, EXPORTER)
+    if "dovecot_compat" not in t.data and dovecot_version is not None:
+        values["dovecot_compat"] = "2.3" if dovecot_version < (2, 4) else "2.4"
     destination: Destination | None = values["destination"]
     spec = format_spec(values)
     driver_settings: DriverSettings = None

@@ -52,7 +52,13 @@ from exporter.delivery.exporter import DeliverySettings
 from exporter.delivery.queue import OVERFLOW_CHOICES, Overflow
 from exporter.delivery.retry import RetryPolicy
 from exporter.delivery.spool import SYNC_MODES
-from exporter.formats.spec import FORMATS, INCLUDE_WORDS, LOG_TRUNCATE_BYTES, FormatSpec
+from exporter.formats.spec import (
+    DOVECOT_COMPATS,
+    FORMATS,
+    INCLUDE_WORDS,
+    LOG_TRUNCATE_BYTES,
+    FormatSpec,
+)
 from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
 from exporter.observe.log import FORMATS as LOG_FORMATS
 from exporter.observe.log import LEVELS as LOG_LEVELS
@@ -232,6 +238,14 @@ WRITING = (
         doc="cut string values longer than N bytes, append '...'; 0: never (export --to "
         f"log:... cuts at {LOG_TRUNCATE_BYTES}, as Dovecot's log driver, unless given)",
         flag="--truncate",
+    ),
+    Setting(
+        "dovecot_compat",
+        Choice(DOVECOT_COMPATS),
+        FormatSpec,
+        doc="whose bytes: Dovecot 2.3's or 2.4's (json \\u escapes, truncation); unset, "
+        "[global] dovecot_version's series if it names one",
+        flag="--dovecot-compat",
     ),
 )
 """What is written of each event ([exporter.NAME]; ``export``'s options)."""

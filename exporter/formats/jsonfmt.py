@@ -1,4 +1,4 @@
-"""Dovecot 2.3's ``json`` format, byte for byte, on orjson.
+"""Dovecot's ``json`` format, byte for byte, on orjson: 2.3's or 2.4's.
 
 orjson already escapes exactly as Dovecot 2.3 does (``\\"``, ``\\\\``, ``\\b \\f \\n \\r \\t``,
 lower-case ``\\u00xx`` for other control bytes; DEL, ``/`` and non-ASCII raw). Two rules
@@ -9,6 +9,10 @@ remain, both handled off the common path:
 * an invalid UTF-8 byte (a lone surrogate in our strings) becomes U+FFFD. orjson refuses
   surrogates with TypeError, which is our signal to scrub and serialize again.
 
+Dovecot 2.4 differs in two rules (``FormatSpec.dovecot_compat``): its ``\\u`` escapes have
+upper-case hex (``\\u001B``: a regex over the escapes of the rare output that has one),
+and its truncation cuts at ``>=`` on a character boundary (:func:`cut_at_character`).
+
 Members come in Dovecot's fixed order: event, hostname, start_time, end_time, categories,
 fields. Timestamps are strings (rfc3339) or bare numbers (unix, as ``orjson.Fragment`` so
 the digits are exactly ours).
@@ -16,6 +20,7 @@ the digits are exactly ours).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +29,7 @@ import orjson
 from exporter.errors import EventFormatError
 from exporter.event import Event, Fields
 from exporter.formats.spec import ALL_INCLUDES, FormatSpec, Formatter
-from exporter.formats.text import cut_bytes, scrub_surrogates
+from exporter.formats.text import cut_at_character, cut_bytes, scrub_surrogates
 from exporter.formats.timefmt import make_time_formatter
 
 
@@ -50,6 +55,8 @@ def make_json_formatter(spec: FormatSpec, *, newline: bool = False) -> Formatter
     want_name, want_host, want_times, want_cats, want_fields = spec.sections()
     keys = spec.fields
     limit = spec.truncate
+    upper_hex = spec.dovecot_compat == "2.4"
+    cut = cut_at_character if upper_hex else cut_bytes
 
     def members(event: Event) -> dict[str, Any]:
         """The members the include set asks for, in Dovecot's order."""
@@ -70,7 +77,7 @@ def make_json_formatter(spec: FormatSpec, *, newline: bool = False) -> Formatter
             if keys:
                 fields = {key: fields[key] for key in keys if key in fields}
             if limit is not None:
-                fields = _truncated(fields, limit)
+                fields = _truncated(fields, limit, cut)
             out["fields"] = fields
         return out
 
@@ -106,6 +113,8 @@ def make_json_formatter(spec: FormatSpec, *, newline: bool = False) -> Formatter
             data = _dumps_scrubbed(out, default, option)
         if 0xE2 in data:  # int membership is a memchr: far cheaper than a 2-byte search
             data = data.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
+        if upper_hex and b"\\u00" in data:
+            data = _ESCAPE.sub(_upper_hex, data)
         return data
 
     return format_json
@@ -152,17 +161,26 @@ def _scrub_value(value: object) -> object:
     return value
 
 
-def _truncated(fields: Fields, limit: int) -> Fields:
-    """Dovecot 2.3 log-driver rule: str values and strlist elements cut, ``...`` appended."""
+# Every backslash of orjson's output starts an escape: matching escape by escape from the
+# left, ``\\\\u001b`` (an escaped backslash, then text) is never read as an escape.
+_ESCAPE = re.compile(rb"\\(?:u(00[0-9a-f]{2})|.)", re.DOTALL)
+
+
+def _upper_hex(match: re.Match[bytes]) -> bytes:
+    digits = match.group(1)
+    return match.group(0) if digits is None else b"\\u" + digits.upper()
+
+
+def _truncated(fields: Fields, limit: int, cut: Callable[[str, int], str | None]) -> Fields:
+    """The log driver's rule: str values and strlist elements cut, ``...`` appended
+    (``cut`` says where: Dovecot 2.3's byte cut or 2.4's character cut)."""
     result: Fields = {}
     for key, value in fields.items():
         if type(value) is str:
-            cut = cut_bytes(value, limit)
-            result[key] = value if cut is None else cut + "..."
+            short = cut(value, limit)
+            result[key] = value if short is None else short + "..."
         elif type(value) is list:
-            result[key] = [
-                item if (c := cut_bytes(item, limit)) is None else c + "..." for item in value
-            ]
+            result[key] = [item if (c := cut(item, limit)) is None else c + "..." for item in value]
         else:
             result[key] = value
     return result

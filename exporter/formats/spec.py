@@ -18,6 +18,10 @@ FormatName = Literal["json", "tab-text"]
 Formatter = Callable[[Event], bytes]
 """Writes one event: Dovecot's body, plus ``\\n`` when made with ``newline=True``."""
 FORMATS: Final[tuple[FormatName, ...]] = ("json", "tab-text")
+DovecotCompat = Literal["2.3", "2.4"]
+DOVECOT_COMPATS: Final[tuple[DovecotCompat, ...]] = ("2.3", "2.4")
+"""The Dovecot series whose bytes are written: 2.4 writes ``\\u001B`` (upper-case hex)
+and cuts json values at a character boundary; 2.3 writes ``\\u001b`` and cuts bytes."""
 INCLUDE_WORDS: Final = ("name", "hostname", "timestamps", "categories", "fields")
 ALL_INCLUDES: Final = frozenset(INCLUDE_WORDS)
 # Dovecot's log driver cuts longer string values to this many bytes.
@@ -55,6 +59,8 @@ class FormatSpec:
     """Keys to write, in this order; empty means every field in the event's order."""
     truncate: int | None = None
     """Cut string values longer than this many bytes and append ``...`` (log driver rule)."""
+    dovecot_compat: DovecotCompat = "2.4"
+    """Whose bytes: Dovecot 2.3's or 2.4's (json escapes and truncation differ)."""
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -70,6 +76,8 @@ class FormatSpec:
             raise UsageError(
                 f"unknown include word {bad[0]!r} (allowed: {', '.join(INCLUDE_WORDS)})"
             )
+        if self.dovecot_compat not in DOVECOT_COMPATS:
+            raise UsageError(f"unknown dovecot_compat {self.dovecot_compat!r} (allowed: 2.3, 2.4)")
         if self.truncate is not None and (type(self.truncate) is not int or self.truncate < 1):
             raise UsageError(f"truncate must be a positive number of bytes, got {self.truncate!r}")
         if len(set(self.fields)) != len(self.fields):

@@ -79,6 +79,37 @@ def cut_bytes(text: str, limit: int) -> str | None:
     return from_bytes(data[:limit])
 
 
+def cut_at_character(text: str, limit: int) -> str | None:
+    """Dovecot 2.4's cut (``uni_utf8_data_truncate``): None if ``text`` is shorter than
+    ``limit`` bytes; else its first ``limit`` bytes moved back to a character boundary.
+
+    2.4 cuts at ``>=``: a value of exactly ``limit`` bytes comes back whole (and gets
+    ``...`` although nothing was cut). When the byte at the limit is not ASCII, the cut
+    steps back over continuation bytes and then drops their lead byte too, so a complete
+    multibyte character just before the limit goes as well.
+    """
+    if len(text) < limit // 4:  # at most 4 bytes a character: cannot reach the limit
+        return None
+    data = raw_bytes(text)
+    if len(data) < limit:
+        return None
+    return from_bytes(data[: utf8_cut_point(data, limit)])
+
+
+def utf8_cut_point(data: bytes, limit: int) -> int:
+    """How many bytes of ``data`` ``uni_utf8_data_truncate(data, len, limit)`` keeps."""
+    if limit >= len(data):
+        return len(data)
+    if limit == 0 or data[limit] < 0x80:
+        return limit
+    cut = limit
+    while cut > 0 and data[cut - 1] & 0xC0 == 0x80:
+        cut -= 1
+    if cut > 0 and data[cut - 1] & 0xC0 == 0xC0:
+        cut -= 1
+    return cut
+
+
 def shown(text: str, limit: int = 40) -> str:
     """``text`` from a line, quoted for an error message: controls escaped, cut to
     ``limit`` characters, so a hostile line cannot write escapes or megabytes to a log."""

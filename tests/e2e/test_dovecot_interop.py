@@ -108,7 +108,8 @@ class Interop:
     sides: dict[str, Side] = field(default_factory=dict)
 
 
-def _daemon_config(tmp: Path, fmt: Format) -> Path:
+def _daemon_config(tmp: Path, fmt: Format, dovecot_version: str) -> Path:
+    """The Dovecot that runs is named in [global]: its series' bytes are written."""
     exporter = {
         "format": fmt.format,
         "time_format": fmt.time_format,
@@ -118,7 +119,11 @@ def _daemon_config(tmp: Path, fmt: Format) -> Path:
     }
     return write_config(
         tmp / f"exporter-{fmt.name}.toml",
-        settings={"dead_letter": tmp / f"dead-{fmt.name}.ndjson", "shutdown_timeout": 5.0},
+        settings={
+            "dead_letter": tmp / f"dead-{fmt.name}.ndjson",
+            "shutdown_timeout": 5.0,
+            "dovecot_version": dovecot_version.split()[0],
+        },
         sources={"dovecot": {"type": "http", "listen": "127.0.0.1:0"}},
         exporters={"file": exporter},
         metrics={"everything": {"filter": FILTER, "exporter": "file"}},
@@ -155,7 +160,7 @@ def _run(binaries: Binaries, tmp: Path) -> Interop:
         urls: dict[str, str] = {}
         for fmt in FORMATS:
             children[fmt.name] = stack.enter_context(
-                exporter_child("run", str(_daemon_config(tmp, fmt)))
+                exporter_child("run", str(_daemon_config(tmp, fmt, binaries.version())))
             )
         for fmt in FORMATS:
             urls[fmt.name] = f"http://127.0.0.1:{_listening_port(children[fmt.name])}/dovecot"

@@ -11,12 +11,16 @@ from exporter.formats.reader import read_event
 from exporter.formats.text import scrub_surrogates
 from tests.support.strategies import any_bytes_text, events, unicode_text
 
+DIALECTS = pytest.mark.parametrize("compat", ["2.3", "2.4"])
 
+
+@DIALECTS
 @pytest.mark.parametrize("time_format", ["rfc3339", "unix"])
 @given(event=events(unicode_text, with_times=True))
-def test_json_round_trips_events(time_format: str, event: Event) -> None:
-    """json keeps every type: the event read back equals the event written."""
-    fmt = make_formatter(FormatSpec(time_format=time_format))  # type: ignore[arg-type]
+def test_json_round_trips_events(compat: str, time_format: str, event: Event) -> None:
+    """json keeps every type, in both Dovecot dialects: the event read back equals the
+    event written."""
+    fmt = make_formatter(FormatSpec(time_format=time_format, dovecot_compat=compat))  # type: ignore[arg-type]
     data = fmt(event)
     assert read_event(data) == event
 
@@ -28,9 +32,10 @@ def test_json_rfc3339_ns_keeps_nanosecond_start_and_end(event: Event) -> None:
     assert (back.start_ns, back.end_ns) == (event.start_ns, event.end_ns)
 
 
+@DIALECTS
 @pytest.mark.parametrize("time_format", ["rfc3339", "unix"])
 @given(event=events(any_bytes_text, granularity_ns=1))
-def test_bytes_round_trip_in_both_formats(time_format: str, event: Event) -> None:
+def test_bytes_round_trip_in_both_formats(compat: str, time_format: str, event: Event) -> None:
     """Whatever an event holds (invalid UTF-8 included), reading our output and writing it
     again with the same settings gives the same bytes.
 
@@ -41,7 +46,12 @@ def test_bytes_round_trip_in_both_formats(time_format: str, event: Event) -> Non
     for name in ("json", "tab-text") if len(json_keys) == len(event.fields) else ("tab-text",):
         for precision in ("us", "ns"):
             fmt = make_formatter(
-                FormatSpec(format=name, time_format=time_format, time_precision=precision)  # type: ignore[arg-type]
+                FormatSpec(
+                    format=name,
+                    time_format=time_format,  # type: ignore[arg-type]
+                    time_precision=precision,
+                    dovecot_compat=compat,  # type: ignore[arg-type]
+                )
             )
             data = fmt(event)
             assert b"\n" not in data

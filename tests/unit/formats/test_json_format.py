@@ -33,6 +33,8 @@ def _event() -> Event:
 
 
 def _fmt(event: Event, **spec: object) -> bytes:
+    """Dovecot 2.3's bytes (tests/unit/formats/test_dovecot24.py has 2.4's)."""
+    spec.setdefault("dovecot_compat", "2.3")
     return make_formatter(FormatSpec(**spec))(event)  # type: ignore[arg-type]
 
 
