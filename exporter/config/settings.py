@@ -599,6 +599,13 @@ SOURCES: dict[str, tuple[Setting, ...]] = {
             doc="open connections from one address; one more is answered 503 and closed",
         ),
         Setting(
+            "reuse_port",
+            Switch(),
+            HttpSourceSettings,
+            doc="SO_REUSEPORT: several run processes listen on this address, the kernel "
+            "spreads the connections (each needs its own spool, dead letters, metrics port)",
+        ),
+        Setting(
             "bearer_token",
             SecretFrom(),
             HttpSourceSettings,

@@ -81,6 +81,8 @@ class HttpSourceSettings:
     """Open connections in all; more are answered 503 and closed."""
     max_connections_per_peer: int = 256
     """Open connections from one address; more are answered 503 and closed."""
+    reuse_port: bool = False
+    """SO_REUSEPORT: several ``run`` processes share the listener (see the README)."""
 
 
 @dataclass
@@ -115,6 +117,7 @@ class HttpSource:
             max_connections_per_peer=settings.max_connections_per_peer,
             header_timeout=settings.header_timeout,
             request_timeout=settings.request_timeout,
+            reuse_port=settings.reuse_port,
             decode_gzip=True,
         )
         token = settings.bearer_token

@@ -133,6 +133,9 @@ class ServerLimits:
     """The head must have come this long after the connection (or the request) began."""
     request_timeout: float = 60.0
     """The body must have come this long after the head."""
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT: several processes on one address, the kernel spreads the
+    connections among them (all cores, one process each)."""
     decode_gzip: bool = False
     """Decode gzip bodies (``max_body_bytes`` then bounds the decoded size too); any
     other Content-Encoding is a 415. Without it, Content-Encoding is not looked at."""
@@ -206,7 +209,9 @@ class HttpServer:
         """Accept until cancelled. Out of descriptors (EMFILE), it pauses and goes on."""
         shortage = ensure_descriptors(self._limits.max_connections)
         try:
-            listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
+            listener = await anyio.create_tcp_listener(
+                local_host=self.host, local_port=self.port, reuse_port=self._limits.reuse_port
+            )
         except OSError as exc:  # said as the operator reads it: which address, why
             why = os.strerror(exc.errno) if exc.errno else str(exc)
             what = f"cannot listen on {self.host}:{self.port}: {why[:1].lower()}{why[1:]}"
