@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from exporter import __version__
-from exporter.cli import catalog, check, export, generate, run, ship, spool
+from exporter.cli import catalog, check, export, generate, import_dovecot, run, ship, spool
 from exporter.cli.common import EXIT_OK, EXIT_USAGE, escaped, exit_statuses
 
 
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=VERSION_LINE, help="print the version and exit"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (export, ship, check, run, catalog, generate, spool):
+    for command in (export, ship, check, run, import_dovecot, catalog, generate, spool):
         command.add_command(commands)
     version = commands.add_parser(
         "version",

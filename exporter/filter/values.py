@@ -78,7 +78,7 @@ def classify(raw: str) -> TypedValue:
         return Text(raw, ambiguous_unit=True)
     if size is not None and size <= INT64_MAX:
         return Number(size, "size")
-    interval = _parse_interval_us(raw)
+    interval = parse_interval_us(raw)
     if interval is not None:
         return Number(interval, "interval")
     if is_escaped_literal(raw):
@@ -109,7 +109,7 @@ def _parse_size(text: str) -> int | None:
     return None if count is None else count * multiplier
 
 
-def _parse_interval_us(text: str) -> int | None:
+def parse_interval_us(text: str) -> int | None:
     """``str_parse_get_interval_msecs`` times 1000, if ``text`` is an interval."""
     match = _INTERVAL.fullmatch(text)
     if match is None or not match[2].isascii():

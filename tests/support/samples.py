@@ -11,6 +11,10 @@ from exporter.formats.reader import read_event
 from tests.support import DATA
 
 EVENTS_FILE: Final = DATA / "dovecot-events.ndjson"
+CONF_23: Final = DATA / "dovecot.conf"
+"""The 2.3.19.1 capture's whole dovecot.conf (65 event_exporter and 65 metric blocks)."""
+CONF_24: Final = DATA / "dovecot24.conf"
+"""The 2.4.4 capture's whole dovecot.conf (112 event_exporter and 112 metric blocks)."""
 EXPECTED_DIR: Final = DATA / "dovecot-expected"
 
 # config name -> (format, time format, exporter_include), as Dovecot was configured
