@@ -107,10 +107,10 @@ def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
             pending.append(line[:-1])
             continue
         pending.append(line)
-        yield start, " ".join(part.strip() for part in pending)
+        yield start, " ".join(part.strip(" \t") for part in pending)
         pending = []
     if pending:
-        yield start, " ".join(part.strip() for part in pending)
+        yield start, " ".join(part.strip(" \t") for part in pending)
 
 
 def _parse_into(text: str, source: str, base: Path, stack: list[Section], depth: int) -> None:
@@ -132,7 +132,7 @@ def _parse_into(text: str, source: str, base: Path, stack: list[Section], depth:
             type_, _, name = head.partition(" ")
             if not type_:
                 raise DovecotConfError(f"{where}: expecting 'TYPE [NAME] {{', got {raw.strip()!r}")
-            section = Section(type_, _unquote(name.strip()), where)
+            section = Section(type_, _unquote(name.strip(" \t")), where)
             stack[-1].children.append(section)
             stack.append(section)
             continue
@@ -145,7 +145,7 @@ def _parse_into(text: str, source: str, base: Path, stack: list[Section], depth:
             )
         value = value.strip(" \t")
         if value.startswith("<"):
-            value = _read(str(base / value[1:].strip()), where).rstrip("\n")
+            value = _read(str(base / value[1:].strip(" \t")), where).rstrip("\n")
         stack[-1].children.append(Entry(key, _unquote(value), where))
 
 
@@ -155,7 +155,7 @@ def _include(line: str, where: Where, base: Path, stack: list[Section], depth: i
         raise DovecotConfError(
             f"{where}: unknown directive {keyword!r} (allowed: !include, !include_try)"
         )
-    target = _unquote(target.strip())
+    target = _unquote(target.strip(" \t"))
     if not target:
         raise DovecotConfError(f"{where}: {keyword} needs a file")
     if depth >= MAX_INCLUDE_DEPTH:
