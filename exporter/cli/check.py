@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from drivers.http import MAX_REDIRECTS, HttpSettings
+from drivers.nats import NatsSettings
 from exporter.catalog.lint import filter_warnings
 from exporter.catalog.versions import Version, parse_version
 from exporter.cli.common import EXIT_OK, EXIT_USAGE, exit_statuses, say, usage_error
@@ -23,6 +24,7 @@ from exporter.config.settings import (
     EXPORTER,
     GLOBAL,
     HTTP,
+    NATS,
     SOURCES,
     exporter_owners,
     named,
@@ -176,6 +178,8 @@ def _exporter(exporter: ExporterConfig) -> list[str]:
     if isinstance(driver, HttpSettings):
         lines += _wrapped(shown_settings(HTTP, owners))
         lines += _http_meaning(driver)
+    if isinstance(driver, NatsSettings):
+        lines += _wrapped(shown_settings(NATS, owners))
     return lines
 
 

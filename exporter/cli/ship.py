@@ -37,12 +37,14 @@ from exporter.config.settings import (
     DESTINATION,
     FILE,
     HTTP,
+    NATS,
     SHIPPING,
     add_options,
     delivery_settings,
     file_settings,
     http_settings,
     named,
+    nats_settings,
     option_values,
 )
 from exporter.delivery.deadletter import DeadLetterFile, read_dead_letters
@@ -62,6 +64,7 @@ def add_delivery_options(parser: argparse.ArgumentParser, *, required: bool) -> 
     add_options(group, [DESTINATION], required=required)
     add_options(group, (*DELIVERY, *SHIPPING, *FILE))
     add_options(parser.add_argument_group("http(s):// destinations"), HTTP)
+    add_options(parser.add_argument_group("nats:// destinations"), NATS)
 
 
 def _settings(args: argparse.Namespace) -> DeliverySettings:
@@ -187,6 +190,13 @@ def _open_driver(args: argparse.Namespace, destination: Destination, event_forma
         settings = file_settings(option_values(args, FILE))
     elif destination.is_http:
         settings = http_options(args, destination.target, event_format)
+    elif destination.is_nats:
+        settings = nats_settings(
+            option_values(args, NATS),
+            destination.target,
+            "export",
+            "json" if event_format == "json" else "tab-text",
+        )
     return destination.open(settings)
 
 

@@ -629,7 +629,7 @@ class DestinationText(Kind):
         return parse_destination(value) if isinstance(value, str) else value
 
     def literal(self, value: Any) -> str:
-        if value.is_http or not value.target:
+        if value.is_http or value.is_nats or not value.target:
             return _toml_string(value.target or value.kind)
         return _toml_string(f"{value.kind}:{value.target}")
 

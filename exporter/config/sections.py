@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.http import HttpSettings, check_url, signing_key_bytes
+from drivers.nats import NatsSettings, check_subject
 from exporter.catalog.versions import Version
 from exporter.config.model import (
     SOURCE_TYPES,
@@ -30,6 +31,7 @@ from exporter.config.settings import (
     GLOBAL,
     HTTP,
     METRIC,
+    NATS,
     SOURCE_TYPE,
     SOURCES,
     Setting,
@@ -38,6 +40,7 @@ from exporter.config.settings import (
     file_settings,
     format_spec,
     http_settings,
+    nats_settings,
 )
 from exporter.config.toml import ConfigError, Problems, Table, hint, load_toml, named_tables
 from exporter.delivery.destinations import Destination
@@ -167,6 +170,8 @@ def read_exporter(
             t.problem(key, f"only for file: destinations, not {destination.kind}")
     if "http" in t.data or (destination is not None and destination.is_http):
         driver_settings = read_http(t.table("http"), destination, spec)
+    if "nats" in t.data or (destination is not None and destination.is_nats):
+        driver_settings = read_nats(t.table("nats"), destination, spec, name)
     body = driver_settings.body if isinstance(driver_settings, HttpSettings) else None
     delivery = delivery_settings(values, body, t.build)
     t.finish()
@@ -198,6 +203,32 @@ def read_http(t: Table, destination: Destination | None, spec: FormatSpec) -> Ht
     settings = http_settings(values, destination.target, spec.format, t.build)
     t.finish()
     return settings
+
+
+def read_nats(
+    t: Table, destination: Destination | None, spec: FormatSpec, exporter: str
+) -> NatsSettings | None:
+    if destination is None or not destination.is_nats:
+        if destination is not None:
+            t.problem("", f"only for nats:// destinations, not {destination.kind}")
+        return None
+    values = read_values(t, NATS)
+    if not _subject_at_key(t, values["subject"]):
+        t.finish()
+        return None
+    settings = nats_settings(values, destination.target, exporter, spec.format, t.build)
+    t.finish()
+    return settings
+
+
+def _subject_at_key(t: Table, template: str) -> bool:
+    """Whether the subject template checks; if not, a problem at its own key."""
+    try:
+        check_subject(template)
+    except UsageError as exc:
+        t.problem("subject", str(exc))
+        return False
+    return True
 
 
 def read_metric(

@@ -20,6 +20,7 @@ from typing import Any
 
 from drivers.file import FSYNC_POLICIES, FileSettings
 from drivers.http import BODIES, COMPRESSIONS, MAX_REDIRECTS, SIGNINGS, HttpSettings
+from drivers.nats import NatsConnection, NatsSettings
 from exporter.config.kinds import (
     REQUIRED,
     Account,
@@ -255,7 +256,8 @@ DESTINATION = Setting(
     DestinationText(),
     ExporterConfig,
     doc="ship through the delivery engine to DEST: file:PATH, unix:PATH, unix-dgram:PATH, "
-    "log:stderr, log:stdout, drop, http://HOST[:PORT]/PATH, https://...",
+    "log:stderr, log:stdout, drop, http://HOST[:PORT]/PATH, https://..., "
+    "nats://HOST:PORT[,HOST:PORT...]",
     flag="--to",
     cli_default=None,
 )
@@ -522,6 +524,129 @@ HTTP = (
 )
 """An http(s):// destination's driver ([exporter.NAME.http]; the --http-* options)."""
 
+NATS_CONNECTION = (
+    Setting(
+        "token",
+        SecretFrom(),
+        NatsConnection,
+        doc="the NATS token to connect with",
+        flag="--nats-token",
+    ),
+    Setting(
+        "user",
+        Text(empty_is_none=True, metavar="USER"),
+        NatsConnection,
+        doc="the NATS user, with its password",
+        flag="--nats-user",
+    ),
+    Setting(
+        "password",
+        SecretFrom(),
+        NatsConnection,
+        doc="the NATS user's password",
+        flag="--nats-password",
+    ),
+    Setting(
+        "creds",
+        SecretFrom(),
+        NatsConnection,
+        doc="a NATS creds file's text (its JWT and NKey seed)",
+        flag="--nats-creds",
+    ),
+    Setting(
+        "tls",
+        Switch(),
+        NatsConnection,
+        doc="connect with TLS (tls://HOST:PORT servers do too)",
+        flag="--nats-tls",
+    ),
+    Setting(
+        "verify_tls",
+        Switch(),
+        NatsConnection,
+        doc="verify the server's certificate (the option turns it off)",
+        flag="--nats-insecure",
+    ),
+    Setting(
+        "ca_file",
+        Text(empty_is_none=True, metavar="PATH"),
+        NatsConnection,
+        doc="trust these CA certificates (PEM), not the system's",
+        flag="--nats-ca-file",
+    ),
+    Setting(
+        "connect_timeout",
+        Seconds(0, positive=True),
+        NatsConnection,
+        doc="the longest wait to connect to one server",
+        flag="--nats-connect-timeout",
+    ),
+)
+"""How a NATS client connects: the nats driver's and the nats source's."""
+
+NATS = (
+    Setting(
+        "subject",
+        Text(nonempty=True),
+        NatsSettings,
+        doc="each event's subject: dot-separated tokens, a token may be {event}, {hostname} "
+        "or {category} (its first), made a token (. and others become _)",
+        flag="--nats-subject",
+    ),
+    Setting(
+        "stream",
+        Text(),
+        NatsSettings,
+        doc="the stream that must take the messages (Nats-Expected-Stream); '' any",
+        flag="--nats-stream",
+    ),
+    Setting(
+        "create_stream",
+        Switch(),
+        NatsSettings,
+        doc="create the stream if it is missing (subjects: the subject with * for each "
+        "placeholder), with the keys below",
+        flag="--nats-create-stream",
+    ),
+    Setting(
+        "replicas",
+        Count(1, maximum=5),
+        NatsSettings,
+        doc="a created stream's replicas (3 on a cluster of 3 survives the loss of a node)",
+        flag="--nats-replicas",
+    ),
+    Setting(
+        "duplicate_window",
+        Seconds(0),
+        NatsSettings,
+        doc="a created stream's duplicate window: a message id seen within it is dropped",
+        flag="--nats-duplicate-window",
+    ),
+    Setting(
+        "max_bytes",
+        Count(0, zero_is_none=True),
+        NatsSettings,
+        doc="a created stream's size bound in bytes (its oldest messages go); 0: none",
+        flag="--nats-max-bytes",
+    ),
+    Setting(
+        "max_age",
+        Seconds(0, zero_is_none=True),
+        NatsSettings,
+        doc="a created stream keeps a message this long at most; 0: no limit",
+        flag="--nats-max-age",
+    ),
+    Setting(
+        "ack_timeout",
+        Seconds(0, positive=True),
+        NatsSettings,
+        doc="seconds for a batch's PubAcks; the messages without one are sent again",
+        flag="--nats-ack-timeout",
+    ),
+    *NATS_CONNECTION,
+)
+"""A nats:// destination's driver ([exporter.NAME.nats]; the --nats-* options)."""
+
 METRIC = (
     Setting(
         "filter",
@@ -681,6 +806,7 @@ BLOCKS: dict[str, tuple[Setting, ...]] = {
     "global": GLOBAL,
     "exporter": EXPORTER,
     "exporter.http": HTTP,
+    "exporter.nats": NATS,
     "metric": METRIC,
     **{f"source.{kind}": (SOURCE_TYPE, *settings) for kind, settings in SOURCES.items()},
 }
@@ -742,6 +868,34 @@ def http_settings(
 ) -> HttpSettings | None:
     made: HttpSettings | None = make(
         HttpSettings, url=url, event_format=event_format, **fields_for(HttpSettings, HTTP, values)
+    )
+    return made
+
+
+def nats_settings(
+    values: Mapping[str, Any],
+    target: str,
+    exporter: str,
+    event_format: str,
+    make: Make = _call,
+) -> NatsSettings | None:
+    """A nats:// destination's driver settings (UsageError, or a problem by ``make``,
+    when they do not fit)."""
+    from drivers.nats import parse_servers
+
+    connection: NatsConnection | None = make(
+        NatsConnection,
+        servers=parse_servers(target),
+        **fields_for(NatsConnection, NATS, values),
+    )
+    if connection is None:
+        return None
+    made: NatsSettings | None = make(
+        NatsSettings,
+        connection=connection,
+        exporter=exporter,
+        event_format=event_format,
+        **fields_for(NatsSettings, NATS, values),
     )
     return made
 
@@ -808,6 +962,8 @@ def exporter_owners(exporter: ExporterConfig) -> dict[type, object]:
     }
     if exporter.driver_settings is not None:
         owners[type(exporter.driver_settings)] = exporter.driver_settings
+    if isinstance(exporter.driver_settings, NatsSettings):
+        owners[NatsConnection] = exporter.driver_settings.connection
     return owners
 
 

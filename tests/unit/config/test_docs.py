@@ -90,6 +90,8 @@ def _example_blocks() -> tuple[str, list[tuple[str, dict[str, tuple[object, str 
             block = f"source.{values['type']}"
         elif kind == "exporter" and rest.endswith(".http"):
             block = "exporter.http"
+        elif kind == "exporter" and rest.endswith(".nats"):
+            block = "exporter.nats"
         keys = {k: v for k, v in values.items() if not isinstance(v, dict) or k == "headers"}
         blocks.append((block, {key: (value, noted.get(key)) for key, value in keys.items()}))
     return text, blocks
