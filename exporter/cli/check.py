@@ -144,6 +144,25 @@ def describe(config: Config) -> str:
         elif source.file is not None:
             state = source.file.state_file or "no state file"
             where = f"file {source.file.path}, followed ({state})"
+        elif source.nats is not None:
+            nats = source.nats
+            auth = next(
+                (
+                    f"{what} *** ({secret.origin})"
+                    for what, secret in (
+                        ("token", nats.connection.token),
+                        (f"user {nats.connection.user} password", nats.connection.password),
+                        ("creds", nats.connection.creds),
+                    )
+                    if secret is not None
+                ),
+                "no credentials",
+            )
+            where = (
+                f"{nats.connection.name}, stream {nats.stream}, durable consumer "
+                f"{nats.consumer} (acked once delivered; ack_wait {nats.ack_wait:g} s, "
+                f"max_ack_pending {nats.max_ack_pending}); {auth}"
+            )
         lines.append(f"source {source.name}: {where}")
     for metric in config.metrics.values():
         lines += _metric(config, metric)

@@ -634,6 +634,27 @@ class DestinationText(Kind):
         return _toml_string(f"{value.kind}:{value.target}")
 
 
+class NatsServers(Kind):
+    """``nats://HOST:PORT[,HOST:PORT...]``: the servers of a NATS cluster (a tuple)."""
+
+    metavar = "URL"
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        from drivers.nats import parse_servers
+
+        text = t.text(key, None if default is REQUIRED else ",".join(default), nonempty=True)
+        if text is None:
+            return None
+        try:
+            return parse_servers(text)
+        except UsageError as exc:
+            t.problem(key, str(exc))
+            return None
+
+    def literal(self, value: Any) -> str:
+        return _toml_string("nats://" + ",".join(v.split("://", 1)[1] for v in value))
+
+
 class Words(Kind):
     """A set of words from ``allowed``: a TOML list, a comma or space separated list on a
     command line (where :class:`~exporter.formats.FormatSpec` names a wrong one)."""

@@ -20,12 +20,13 @@ from exporter.filter import EventFilter
 from exporter.formats.spec import ALL_INCLUDES, FormatSpec
 from exporter.secret import Secret
 from exporter.sources.http import HttpSourceSettings
+from exporter.sources.nats import NatsSourceSettings
 from exporter.sources.stdin import StdinSourceSettings
 from exporter.sources.tail import TailSourceSettings
 from exporter.sources.unix import UnixSourceSettings
 
 DEFAULT_DEAD_LETTER = "event-exporter.deadletter.ndjson"
-SOURCE_TYPES = ("http", "unix", "file", "stdin")
+SOURCE_TYPES = ("http", "unix", "file", "stdin", "nats")
 
 DriverSettings = FileSettings | HttpSettings | NatsSettings | None
 """A driver's own settings: a file: destination's, an http(s):// one's, a nats:// one's;
@@ -107,6 +108,7 @@ class SourceConfig:
     unix: UnixSourceSettings | None = None
     file: TailSourceSettings | None = None
     stdin: StdinSourceSettings | None = None
+    nats: NatsSourceSettings | None = None
 
 
 class ConfigWarning(str):

@@ -41,6 +41,7 @@ from exporter.config.settings import (
     format_spec,
     http_settings,
     nats_settings,
+    nats_source_settings,
 )
 from exporter.config.toml import ConfigError, Problems, Table, hint, load_toml, named_tables
 from exporter.delivery.destinations import Destination
@@ -264,7 +265,12 @@ def read_source(name: str, t: Table) -> SourceConfig | None:
         return None
     settings = SOURCES[kind]
     owner = settings[0].owner
-    made = owner(**fields_for(owner, settings, read_values(t, settings)))
+    values = read_values(t, settings)
+    made: Any
+    if kind == "nats":
+        made = nats_source_settings(values, name, t.build)
+    else:
+        made = owner(**fields_for(owner, settings, values))
     t.finish()
     if len(t.problems) > problems_before:
         return None

@@ -35,6 +35,7 @@ from exporter.config.kinds import (
     HostPort,
     Kind,
     Names,
+    NatsServers,
     Seconds,
     SecretFrom,
     Statuses,
@@ -64,6 +65,7 @@ from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
 from exporter.observe.log import FORMATS as LOG_FORMATS
 from exporter.observe.log import LEVELS as LOG_LEVELS
 from exporter.sources.http import HttpSourceSettings
+from exporter.sources.nats import NatsSourceSettings
 from exporter.sources.stdin import StdinSourceSettings
 from exporter.sources.tail import TailSourceSettings
 from exporter.sources.unix import UnixSourceSettings
@@ -675,7 +677,10 @@ METRIC = (
 """Which events an exporter gets and what of them it writes ([metric.NAME])."""
 
 SOURCE_TYPE = Setting(
-    "type", Choice(SOURCE_TYPES), SourceConfig, doc="http, unix, file or stdin: what it reads"
+    "type",
+    Choice(SOURCE_TYPES),
+    SourceConfig,
+    doc="http, unix, file, stdin or nats: what it reads",
 )
 _MAX_LINE = "a longer line is reported and skipped, never held whole"
 SOURCES: dict[str, tuple[Setting, ...]] = {
@@ -799,6 +804,59 @@ SOURCES: dict[str, tuple[Setting, ...]] = {
         Setting("max_line_bytes", Bytes(1), TailSourceSettings, doc=_MAX_LINE),
     ),
     "stdin": (Setting("max_line_bytes", Bytes(1), StdinSourceSettings, doc=_MAX_LINE),),
+    "nats": (
+        Setting(
+            "stream",
+            Text(nonempty=True),
+            NatsSourceSettings,
+            doc="the JetStream stream to consume",
+        ),
+        Setting(
+            "consumer",
+            Text(nonempty=True),
+            NatsSourceSettings,
+            doc="its durable pull consumer (created if missing); daemons on one share the work",
+        ),
+        Setting(
+            "servers",
+            NatsServers(),
+            NatsConnection,
+            doc="nats://HOST:PORT[,HOST:PORT...]: the servers of the cluster",
+        ),
+        Setting(
+            "subject",
+            Text(),
+            NatsSourceSettings,
+            doc="a created consumer's filter subject (wildcards allowed); '' every subject",
+        ),
+        Setting(
+            "fetch",
+            Count(1),
+            NatsSourceSettings,
+            doc="messages asked for at once",
+        ),
+        Setting(
+            "ack_wait",
+            Seconds(0, positive=True),
+            NatsSourceSettings,
+            doc="a created consumer's ack wait: a message unacked this long (its daemon "
+            "gone) goes to another",
+        ),
+        Setting(
+            "max_deliver",
+            Count(0, zero_is_none=True),
+            NatsSourceSettings,
+            doc="a created consumer gives a message up after this many deliveries; 0: never",
+        ),
+        Setting(
+            "max_ack_pending",
+            Count(1),
+            NatsSourceSettings,
+            doc="a created consumer's bound on messages handed out and not yet acked (each "
+            "acked once delivered: the backpressure)",
+        ),
+        *(dataclasses.replace(setting, flag=None) for setting in NATS_CONNECTION),
+    ),
 }
 """The keys of [source.NAME] besides ``type``, by type."""
 
@@ -896,6 +954,27 @@ def nats_settings(
         exporter=exporter,
         event_format=event_format,
         **fields_for(NatsSettings, NATS, values),
+    )
+    return made
+
+
+def nats_source_settings(
+    values: Mapping[str, Any], name: str, make: Make = _call
+) -> NatsSourceSettings | None:
+    """A ``[source.NAME]`` of type nats (its servers already parsed, None when wrong)."""
+    settings = SOURCES["nats"]
+    if values["servers"] is None:
+        return None
+    connection: NatsConnection | None = make(
+        NatsConnection, **fields_for(NatsConnection, settings, values)
+    )
+    if connection is None:
+        return None
+    made: NatsSourceSettings | None = make(
+        NatsSourceSettings,
+        connection=connection,
+        name=name,
+        **fields_for(NatsSourceSettings, settings, values),
     )
     return made
 

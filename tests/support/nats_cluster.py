@@ -310,3 +310,39 @@ async def add_stream(urls: list[str], stream: str, subjects: list[str], replicas
         )
     finally:
         await client.close()
+
+
+async def publish_lines(servers: str, stream: str, subject: str, lines: list[bytes]) -> None:
+    """``lines`` as messages on ``subject`` through the nats driver (batches of 1000;
+    each line's id is a hash of it, as the driver makes them)."""
+    from drivers.base import Batch
+    from drivers.nats import NatsConnection, NatsDriver, NatsSettings, parse_servers
+
+    driver = NatsDriver(
+        NatsSettings(NatsConnection(parse_servers(servers)), subject=subject, stream=stream)
+    )
+    try:
+        for start in range(0, len(lines), 1000):
+            batch = Batch()
+            for line in lines[start : start + 1000]:
+                batch.append(line + b"\n")
+            await driver.send(batch)
+    finally:
+        await driver.aclose()
+
+
+async def consumer_state(urls: list[str], stream: str, consumer: str) -> dict[str, int]:
+    """``num_ack_pending`` (handed out, not acked), ``num_pending`` (not handed out yet),
+    ``num_redelivered`` of a consumer."""
+    import nats
+
+    client = await nats.connect(servers=urls, connect_timeout=5)
+    try:
+        info = await client.jetstream(timeout=10).consumer_info(stream, consumer)
+        return {
+            "num_ack_pending": info.num_ack_pending or 0,
+            "num_pending": info.num_pending or 0,
+            "num_redelivered": info.num_redelivered or 0,
+        }
+    finally:
+        await client.close()

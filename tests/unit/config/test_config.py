@@ -264,10 +264,11 @@ def test_source_problems() -> None:
         "\n[source.none]\n"
     )
     assert _problems(text) == [
-        "t.toml:10: source.web.type: 'htp' is not allowed (allowed: http, unix, file, stdin); "
+        "t.toml:10: source.web.type: 'htp' is not allowed (allowed: http, unix, file, stdin, "
+        "nats); "
         "did you mean 'http'?",
         "t.toml:14: source.other.listen: 'nowhere' is not allowed (allowed: HOST:PORT)",
-        "t.toml:16: source.none.type: is required (allowed: http, unix, file, stdin)",
+        "t.toml:16: source.none.type: is required (allowed: http, unix, file, stdin, nats)",
     ]
 
 
