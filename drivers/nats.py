@@ -41,6 +41,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
 import orjson
 
 from drivers.base import Batch
@@ -181,7 +182,8 @@ class ConnectionState:
 async def connect(settings: NatsConnection, name: str, state: ConnectionState) -> Client:
     """A connected client (reconnecting on its own, without limit) whose callbacks keep
     ``state``; nats-py's exceptions are left to the caller's one mapping."""
-    import nats
+    import nats.aio.client
+    import nats.errors
     from nats.aio.client import RawCredentials
 
     async def error(exc: Exception) -> None:
@@ -201,19 +203,34 @@ async def connect(settings: NatsConnection, name: str, state: ConnectionState) -
         options.update(user=settings.user, password=settings.password.reveal())
     if settings.creds is not None:
         options["user_credentials"] = RawCredentials(settings.creds.reveal())
-    client = await nats.connect(
-        servers=list(settings.servers),
-        name=name,
-        connect_timeout=settings.connect_timeout,
-        reconnect_time_wait=0.25,
-        max_reconnect_attempts=-1,
-        allow_reconnect=True,
-        tls=settings.ssl_context(),
-        error_cb=error,
-        disconnected_cb=disconnected,
-        reconnected_cb=reconnected,
-        **options,
-    )
+    client = nats.aio.client.Client()
+    # nats-py tries the servers again and again (as it reconnects later, without limit):
+    # the first connection is bounded here, a round over the servers and a second.
+    within = settings.connect_timeout * len(settings.servers) + 1.0
+    try:
+        with anyio.fail_after(within):
+            await client.connect(
+                servers=list(settings.servers),
+                name=name,
+                connect_timeout=settings.connect_timeout,  # type: ignore[arg-type]
+                reconnect_time_wait=0.25,  # type: ignore[arg-type]
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+                tls=settings.ssl_context(),
+                error_cb=error,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+                **options,
+            )
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            await client.close()
+        if isinstance(exc, TimeoutError):
+            raise nats.errors.NoServersError(
+                f"no server answered within {within:g} s"
+                + (f" (the last error: {state.last_error})" if state.last_error else "")
+            ) from None
+        raise
     state.connected = True
     state.connections += 1
     return client

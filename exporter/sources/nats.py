@@ -120,6 +120,8 @@ class NatsSource:
         self._more = anyio.Event()  # a message became pending
         self._room = anyio.Event()  # a pending message was acked
         self._troubled_at = -TROUBLE_INTERVAL
+        self._held: list[Msg] = []  # the last fetch's messages, from _held_from on not pending
+        self._held_from = 0
 
     def announce(self) -> str:
         s = self.settings
@@ -196,8 +198,11 @@ class NatsSource:
                 self._trouble(f"fetch failed: {_text(exc)}")
                 await anyio.sleep(0.25)
                 continue
-            for msg in msgs:
+            self._held = msgs  # fetched, not all emitted yet: kept alive too
+            for index, msg in enumerate(msgs):
+                self._held_from = index
                 await self._take(msg)
+            self._held = []
 
     async def _take(self, msg: Msg) -> None:
         """Emit one message's event (or dead-letter and terminate it); pending it is."""
@@ -286,9 +291,10 @@ class NatsSource:
         while True:
             await anyio.sleep(every)
             now = time.monotonic()
-            for pending in list(self._pending):
-                if now - pending.since >= every:
-                    await self._answer(pending.msg, "in_progress")
+            waiting = [p.msg for p in self._pending if now - p.since >= every]
+            waiting += self._held[self._held_from + 1 :]  # behind an emit waiting for room
+            for msg in waiting:
+                await self._answer(msg, "in_progress")
 
     async def _answer(self, msg: Msg, how: str) -> None:
         """Ack, terminate or say +WPI; a failure (the connection gone) is a warning: the

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections import Counter
 from pathlib import Path
 
@@ -129,4 +130,70 @@ def test_two_daemons_share_a_consumer_and_a_killed_one_loses_nothing(
     assert max(copies.values()) <= 2
     assert b_numbers
     assert len(a_numbers) > len(written_by_a)  # both took part, a after its restart
+    assert _state(nats_cluster, stream, consumer)["num_pending"] == 0
+
+
+def test_undelivered_messages_stay_pending_bounded_by_max_ack_pending(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    """The collector (a unix socket) is not there: the daemon holds max_ack_pending
+    messages unacked, the rest waits in the stream; once it listens, every event arrives
+    and every message is acked."""
+    stream, consumer = "HELD", "held"
+    anyio.run(add_stream, nats_cluster.urls, stream, ["held.>"])
+    path = tmp_path / "collector.sock"
+    config = write_config(
+        tmp_path / "held.toml",
+        settings={"dead_letter": tmp_path / "dead.ndjson", "metrics_listen": ""},
+        sources={
+            "fleet": {
+                "type": "nats",
+                "servers": nats_cluster.servers,
+                "stream": stream,
+                "consumer": consumer,
+                "max_ack_pending": 100,
+                "fetch": 30,
+            }
+        },
+        exporters={
+            "out": {"destination": f"unix:{path}", "batch_max_age": 0.05, "retry_max_delay": 0.2}
+        },
+        metrics={"all": {"filter": "event=*", "exporter": "out"}},
+    )
+    anyio.run(
+        publish_lines,
+        nats_cluster.servers,
+        stream,
+        "held.x",
+        numbered_lines(range(500)).splitlines(),
+    )
+    received = bytearray()
+    with exporter_child("run", str(config)) as daemon:
+        assert wait_until(
+            lambda: (
+                _state(nats_cluster, stream, consumer)
+                == {"num_ack_pending": 100, "num_pending": 400, "num_redelivered": 0}
+            ),
+            timeout=15,
+            step=0.1,
+        ), (_state(nats_cluster, stream, consumer), daemon.stderr.decode())
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        listener.listen()
+        listener.settimeout(15)
+        with listener, listener.accept()[0] as conn:
+            conn.settimeout(15)
+            while received.count(b"\n") < 500:
+                chunk = conn.recv(65536)
+                assert chunk, received.count(b"\n")
+                received += chunk
+            assert wait_until(
+                lambda: _state(nats_cluster, stream, consumer)["num_ack_pending"] == 0,
+                timeout=15,
+                step=0.1,
+            )
+            daemon.terminate()
+            assert daemon.wait(timeout=15) == 0, daemon.stderr.decode()
+    numbers = [int(orjson.loads(line)["fields"]["n"]) for line in received.splitlines()]
+    assert numbers == list(range(500))
     assert _state(nats_cluster, stream, consumer)["num_pending"] == 0

@@ -268,29 +268,43 @@ class StoredMessage:
 
 
 async def read_stream(
-    urls: list[str], stream: str, *, seconds: float = 30.0
+    urls: list[str], stream: str, *, seconds: float = 60.0
 ) -> list[StoredMessage]:
-    """Every message the stream holds, in order, through an ephemeral consumer of its own
-    (acks none: the stream is left as it was)."""
+    """Every message the stream holds, in order, through an ordered push consumer of its
+    own (no acks: the stream is left as it was)."""
+    import asyncio
+
     import nats
-    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+    from nats.js.api import DeliverPolicy
 
     client = await nats.connect(servers=urls, connect_timeout=5)
     try:
         js = client.jetstream(timeout=10)
-        total = (await js.stream_info(stream)).state.messages
-        sub = await js.pull_subscribe(
-            "",
-            stream=stream,
-            config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
-        )
+        info = await js.stream_info(stream)
+        total = info.state.messages
         found: list[StoredMessage] = []
-        deadline = time.monotonic() + seconds
-        while len(found) < total and time.monotonic() < deadline:
-            for msg in await sub.fetch(min(5000, total - len(found)), timeout=5):
-                headers = msg.headers or {}
-                found.append(StoredMessage(msg.subject, headers.get("Nats-Msg-Id"), msg.data))
-        await sub.unsubscribe()
+        done = asyncio.Event()
+
+        async def take(msg: Any) -> None:
+            headers = msg.headers or {}
+            found.append(StoredMessage(msg.subject, headers.get("Nats-Msg-Id"), msg.data))
+            if len(found) >= total:
+                done.set()
+
+        if total:
+            subjects = info.config.subjects or [">"]
+            sub = await js.subscribe(
+                subjects[0] if len(subjects) == 1 else ">",
+                stream=stream,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL,
+                cb=take,
+                pending_msgs_limit=-1,
+                pending_bytes_limit=-1,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), seconds)
+            await sub.unsubscribe()
         return found
     finally:
         await client.close()
@@ -333,12 +347,16 @@ async def publish_lines(servers: str, stream: str, subject: str, lines: list[byt
 
 async def consumer_state(urls: list[str], stream: str, consumer: str) -> dict[str, int]:
     """``num_ack_pending`` (handed out, not acked), ``num_pending`` (not handed out yet),
-    ``num_redelivered`` of a consumer."""
+    ``num_redelivered`` of a consumer; ``{}`` while there is none."""
     import nats
+    from nats.js.errors import NotFoundError
 
     client = await nats.connect(servers=urls, connect_timeout=5)
     try:
-        info = await client.jetstream(timeout=10).consumer_info(stream, consumer)
+        try:
+            info = await client.jetstream(timeout=10).consumer_info(stream, consumer)
+        except NotFoundError:
+            return {}  # not made yet
         return {
             "num_ack_pending": info.num_ack_pending or 0,
             "num_pending": info.num_pending or 0,

@@ -3,6 +3,7 @@ tests are tests/e2e/test_nats_*.py), and its block in a configuration."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from exporter.config import ConfigError, parse_config
 from exporter.delivery.destinations import parse_destination
 from exporter.errors import UsageError
 from exporter.secret import Secret
+from tests.support.processes import bounded
 
 TOKEN = "nats-tok-SECRET-never-printed"
 
@@ -166,3 +168,34 @@ def test_a_connection_says_where_without_credentials() -> None:
     assert TOKEN not in repr(connection)
     assert connection.ssl_context() is None
     assert NatsConnection(("tls://a:1",)).ssl_context() is not None
+
+
+def test_no_server_listening_is_retried_then_dead_lettered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens on it once closed
+    source = tmp_path / "in.ndjson"
+    source.write_bytes(b'{"event":"e"}\n')
+    dead = tmp_path / "dead.ndjson"
+    with bounded(60):
+        status = main(
+            [
+                "export",
+                "--to",
+                f"nats://127.0.0.1:{port}",
+                "--retry-max-attempts",
+                "1",
+                "--nats-connect-timeout",
+                "1",
+                "--dead-letter",
+                str(dead),
+                str(source),
+            ]
+        )
+    err = capsys.readouterr().err
+    assert status == 3, err
+    assert "retried 0, dropped 0, dead-lettered 1" in err
+    assert "gave up after 1 attempt" in dead.read_text()
+    assert "no servers available" in dead.read_text()
