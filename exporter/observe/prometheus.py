@@ -165,6 +165,14 @@ def _source_families(sources: Mapping[str, object]) -> list[Family]:
         ("source_refused_total", "counter", "Requests a source answered 4xx/5xx, by status.",
          [(_labels(source=n, status=str(status)), count) for n, source in sources.items()
           for status, count in sorted(getattr(source, "refused", {}).items())]),
+        ("source_messages_acked_total", "counter",
+         "Messages a source acknowledged once their events were delivered (nats).",
+         [(_labels(source=n), getattr(c, "acked", 0)) for n, c in counts.items()
+          if hasattr(c, "acked")]),
+        ("source_messages_unacked", "gauge",
+         "Messages a source holds, their events not delivered yet (nats).",
+         [(_labels(source=n), unacked) for n, source in sources.items()
+          if isinstance(unacked := getattr(source, "unacked", None), int)]),
     ]  # fmt: skip
 
 

@@ -123,6 +123,11 @@ class NatsSource:
         self._held: list[Msg] = []  # the last fetch's messages, from _held_from on not pending
         self._held_from = 0
 
+    @property
+    def unacked(self) -> int:
+        """Messages emitted and not acked yet (their events not all delivered)."""
+        return len(self._pending)
+
     def announce(self) -> str:
         s = self.settings
         return (

@@ -13,11 +13,17 @@ from collections import Counter
 from pathlib import Path
 
 import anyio
+import httpx
 import orjson
 
 from tests.support.config import numbered_lines, write_config
 from tests.support.nats_cluster import NatsCluster, add_stream, consumer_state, publish_lines
-from tests.support.processes import dead_letter_events, exporter_child, wait_until
+from tests.support.processes import (
+    announced_port,
+    dead_letter_events,
+    exporter_child,
+    wait_until,
+)
 
 READY = b"ready: 1 source running"
 
@@ -144,7 +150,7 @@ def test_undelivered_messages_stay_pending_bounded_by_max_ack_pending(
     path = tmp_path / "collector.sock"
     config = write_config(
         tmp_path / "held.toml",
-        settings={"dead_letter": tmp_path / "dead.ndjson", "metrics_listen": ""},
+        settings={"dead_letter": tmp_path / "dead.ndjson", "metrics_listen": "127.0.0.1:0"},
         sources={
             "fleet": {
                 "type": "nats",
@@ -177,6 +183,10 @@ def test_undelivered_messages_stay_pending_bounded_by_max_ack_pending(
             timeout=15,
             step=0.1,
         ), (_state(nats_cluster, stream, consumer), daemon.stderr.decode())
+        url = announced_port(daemon, rb"metrics on http://127\.0\.0\.1:(\d+)/metrics")
+        metrics = httpx.get(f"http://127.0.0.1:{url}/metrics", timeout=10).text
+        assert 'event_exporter_source_messages_unacked{source="fleet"} 100' in metrics
+        assert 'event_exporter_source_messages_acked_total{source="fleet"} 0' in metrics
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(path))
         listener.listen()
@@ -192,6 +202,8 @@ def test_undelivered_messages_stay_pending_bounded_by_max_ack_pending(
                 timeout=15,
                 step=0.1,
             )
+            metrics = httpx.get(f"http://127.0.0.1:{url}/metrics", timeout=10).text
+            assert 'event_exporter_source_messages_acked_total{source="fleet"} 500' in metrics
             daemon.terminate()
             assert daemon.wait(timeout=15) == 0, daemon.stderr.decode()
     numbers = [int(orjson.loads(line)["fields"]["n"]) for line in received.splitlines()]
