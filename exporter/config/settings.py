@@ -963,8 +963,8 @@ def nats_source_settings(
 ) -> NatsSourceSettings | None:
     """A ``[source.NAME]`` of type nats (its servers already parsed, None when wrong)."""
     settings = SOURCES["nats"]
-    if values["servers"] is None:
-        return None
+    if any(values[key] is None for key in ("servers", "stream", "consumer")):
+        return None  # required: its problem is said
     connection: NatsConnection | None = make(
         NatsConnection, **fields_for(NatsConnection, settings, values)
     )

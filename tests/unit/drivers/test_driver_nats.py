@@ -10,6 +10,7 @@ import pytest
 
 from drivers.nats import (
     NatsConnection,
+    NatsDriver,
     NatsSettings,
     SubjectMaker,
     check_subject,
@@ -20,7 +21,7 @@ from drivers.nats import (
 from exporter.cli import main
 from exporter.config import ConfigError, parse_config
 from exporter.delivery.destinations import parse_destination
-from exporter.errors import UsageError
+from exporter.errors import PermanentDeliveryError, RetryableDeliveryError, UsageError
 from exporter.secret import Secret
 from tests.support.processes import bounded
 
@@ -199,3 +200,62 @@ def test_no_server_listening_is_retried_then_dead_lettered(
     assert "retried 0, dropped 0, dead-lettered 1" in err
     assert "gave up after 1 attempt" in dead.read_text()
     assert "no servers available" in dead.read_text()
+
+
+def _source(keys: str) -> str:
+    return (
+        f'[source.fleet]\ntype = "nats"\n{keys}\n'
+        '[exporter.out]\ndestination = "drop"\n'
+        '[metric.all]\nfilter = "event=*"\nexporter = "out"\n'
+    )
+
+
+def test_a_nats_source_block_and_its_problems_at_their_keys() -> None:
+    good = 'servers = "nats://a:4222,b:4222"\nstream = "DOVECOT"\nconsumer = "pool"'
+    source = parse_config(_source(good + "\nack_wait = 45\nmax_deliver = 5"), "t").sources
+    nats = source["fleet"].nats
+    assert nats is not None
+    assert (nats.stream, nats.consumer, nats.ack_wait, nats.max_deliver) == (
+        "DOVECOT",
+        "pool",
+        45.0,
+        5,
+    )
+    assert nats.connection.servers == ("nats://a:4222", "nats://b:4222")
+    assert nats.max_ack_pending == 10_000
+    assert _problems(_source('servers = "nats://a"\nstream = "S"\nconsumer = "c"')) == [
+        "t.toml:3: source.fleet.servers: 'a' is not HOST:PORT (a NATS destination is "
+        "nats://HOST:PORT[,HOST:PORT...] (or tls://...))"
+    ]
+    assert _problems(_source('servers = "nats://a:1"\nstream = "S"')) == [
+        "t.toml:1: source.fleet.consumer: is required"
+    ]
+    assert _problems(_source('servers = "nats://a:1"\nstream = "S"\nconsumer = "a.b"')) == [
+        "t.toml:1: source.fleet: consumer 'a.b': a name without . * > or blanks"
+    ]
+    assert _problems(_source(good + "\nack_wait = 0")) == [
+        "t.toml:6: source.fleet.ack_wait: must be more than 0, not 0"
+    ]
+
+
+def _mapped(exc: Exception) -> type:
+    driver = NatsDriver(NatsSettings(NatsConnection(("nats://a:1",))))
+    return type(driver._error(exc))
+
+
+def test_nats_failures_are_mapped_in_one_place() -> None:
+    import nats.errors
+    import nats.js.errors
+
+    api = nats.js.errors.APIError
+    assert _mapped(api(code=503, description="unavailable")) is RetryableDeliveryError
+    assert _mapped(api(code=500, description="x")) is RetryableDeliveryError
+    assert _mapped(api(code=400, err_code=10060, description="wrong stream")) is (
+        PermanentDeliveryError
+    )
+    assert _mapped(nats.js.errors.NoStreamResponseError()) is RetryableDeliveryError
+    assert _mapped(nats.errors.MaxPayloadError()) is PermanentDeliveryError
+    assert _mapped(nats.errors.TimeoutError()) is RetryableDeliveryError
+    assert _mapped(nats.errors.ConnectionClosedError()) is RetryableDeliveryError
+    assert _mapped(nats.errors.OutboundBufferLimitError()) is RetryableDeliveryError
+    assert _mapped(ConnectionRefusedError(111, "refused")) is RetryableDeliveryError
