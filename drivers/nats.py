@@ -7,7 +7,9 @@ subject made from :attr:`NatsSettings.subject` (``dovecot.{hostname}.{event}``: 
 consumer filters on it) with a ``Nats-Msg-Id`` that is a hash of the exporter's name and
 the event's bytes (:func:`message_id`): the same event sent again, after a PubAck that
 never came, is dropped by the stream within its duplicate window. The messages of a
-batch are published pipelined (no round trip per event), and the batch is delivered once
+batch are published pipelined (no round trip per event; their PubAcks come back on one
+reply inbox of the driver's: nats-py's ``publish_async`` yields per message, which makes
+one socket write each, about six times slower), and the batch is delivered once
 every message's PubAck came back; those without one (a timeout, a leader that died, a
 connection that broke) are sent again, with the same ids, by the one retry loop. Two
 byte-identical events of one exporter have one id: within the duplicate window, the
@@ -23,7 +25,8 @@ only when the template has placeholders.
 
 Classification, in one place (:meth:`NatsDriver._error`): a message the server refuses
 for what it is (larger than the server's max_payload, a subject or header it refuses, a
-stream that says 4xx other than "no stream yet") is permanent; no connection, a
+JetStream 4xx but 404 and 408, such as another stream than the expected one) is
+permanent; no connection (none within a round over the servers), a
 timeout, no stream answering (``no responders``: the stream's leader being elected, or
 no stream on the subject), a 503 or 5xx, a broken connection are retryable.
 

@@ -47,7 +47,13 @@ def _config(tmp: Path, name: str, cluster: NatsCluster, stream: str, consumer: s
                 "fetch": 200,
             }
         },
-        exporters={"out": {"destination": f"file:{tmp / f'{name}.ndjson'}", "batch_max_age": 0.2}},
+        exporters={
+            "out": {
+                "destination": f"file:{tmp / f'{name}.ndjson'}",
+                "batch_max_age": 0.2,
+                "batch_max_events": 100,
+            }
+        },
         metrics={"all": {"filter": "event=*", "exporter": "out"}},
     )
 
@@ -132,7 +138,8 @@ def test_two_daemons_share_a_consumer_and_a_killed_one_loses_nothing(
         f"written twice: {len(twice)}"
     )
     assert twice <= written_by_a  # only redeliveries of what a wrote and had not acked
-    assert len(twice) <= taken_by_a
+    assert len(twice) < taken_by_a  # some of what a had taken it had not delivered: the
+    # others delivered it after ack_wait, and nothing is lost
     assert max(copies.values()) <= 2
     assert b_numbers
     assert len(a_numbers) > len(written_by_a)  # both took part, a after its restart
