@@ -24,6 +24,7 @@ from exporter.config.settings import (
     GLOBAL,
     HTTP,
     SOURCES,
+    body_table_of,
     exporter_owners,
     named,
     shown_settings,
@@ -175,6 +176,8 @@ def _exporter(exporter: ExporterConfig) -> list[str]:
     ]
     if isinstance(driver, HttpSettings):
         lines += _wrapped(shown_settings(HTTP, owners))
+        table, settings = body_table_of(driver)
+        lines += _wrapped([f"{table}.{part}" for part in shown_settings(settings, owners)])
         lines += _http_meaning(driver)
     return lines
 
