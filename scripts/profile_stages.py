@@ -19,6 +19,7 @@ Run: ``python scripts/profile_stages.py [--events N]`` (needs valgrind).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -78,7 +79,7 @@ def run_stage(stage: str, src: Path, fmt_name: str) -> None:
 def count(stage: str, src: Path, fmt_name: str) -> int:
     """Instructions of one child process running ``stage`` over ``src``."""
     with tempfile.NamedTemporaryFile() as out:
-        done = subprocess.run(
+        done = subprocess.run(  # one hash seed: dict layouts, so counts, the same each run
             [
                 "valgrind",
                 "--tool=callgrind",
@@ -93,6 +94,7 @@ def count(stage: str, src: Path, fmt_name: str) -> int:
             capture_output=True,
             text=True,
             check=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
         )
     found = re.search(r"Collected : (\d+)", done.stderr)
     assert found, done.stderr
