@@ -5,11 +5,15 @@ what a slow or absent server cannot take. Here a batch is one request; the drive
 says how it went (delivered, retryable with the server's ``Retry-After``, permanent) and
 the engine's one retry loop does the rest, so nothing accepted is lost silently.
 
-Bodies (``HttpSettings.body``):
+Bodies (``HttpSettings.body``; each protocol's is a module of :mod:`drivers.bodies`,
+listed in :mod:`drivers.bodies.registry`):
 
 * ``ndjson`` (default): the batch as it is, one event per line, ``application/x-ndjson``
   (json events) or ``text/plain`` (tab-text lines are not JSON);
 * ``json-array``: ``[e1,e2,...]``, ``application/json`` (json events only);
+* a collector's protocol (OTLP, Elasticsearch ``_bulk``, ...): its body, its headers, its
+  status table, and, where it answers item by item, a :class:`~drivers.base.Partial` read
+  from a 2xx answer (the retry loop sends again only the items it asks for);
 * ``single``: one event per request, Dovecot's http-post body byte for byte (the event,
   no newline) with its Content-Type: ``application/json`` for json, ``text/plain`` for
   tab-text. Give such an exporter batches of one event (``export --to`` does), so that
@@ -67,7 +71,9 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from drivers.base import Batch
+from drivers.base import Batch, Partial
+from drivers.bodies import Body, BodyContext
+from drivers.bodies.registry import KINDS
 from exporter import __version__
 from exporter.errors import (
     DeliveryError,
@@ -79,10 +85,9 @@ from exporter.errors import (
 from exporter.observe.text import printable
 from exporter.secret import Secret, stalwart_signature
 
-Body = Literal["ndjson", "json-array", "single"]
 Compression = Literal["none", "gzip"]
 Signing = Literal["none", "stalwart", "standard-webhooks"]
-BODIES: tuple[Body, ...] = ("ndjson", "json-array", "single")
+BODIES: tuple[str, ...] = tuple(KINDS)
 COMPRESSIONS: tuple[Compression, ...] = ("none", "gzip")
 SIGNINGS: tuple[Signing, ...] = ("none", "stalwart", "standard-webhooks")
 DEFAULT_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -90,6 +95,8 @@ MAX_REDIRECTS = 5
 """Same-origin 307/308 hops followed for one request, at most."""
 _SHOWN_CHARS = 200
 """Characters of receiver text kept in a reason (the error body's first ones)."""
+_ANSWER_MAX_BYTES = 64 << 20
+"""Bytes of a 2xx answer read for a body that reads answers (``_bulk``: ~100 per item)."""
 _EXCERPT_READ_BYTES = 4096
 """Bytes of an error body read, at most: enough for the excerpt, bounded whatever it is."""
 _SCANNED_CHARS = 1 << 16
@@ -112,9 +119,12 @@ class HttpSettings:
     """Where and how batches are posted. Checked when the driver is made."""
 
     url: str
-    body: Body = "ndjson"
+    body: str = "ndjson"
     event_format: Literal["json", "tab-text"] = "json"
     """What the events are: decides ``single``'s Content-Type; ``json-array`` needs json."""
+    options: object | None = None
+    """The body's own settings (its table's dataclass, ``[exporter.NAME.<table>]``); None
+    for a body that has none, or to take that table's defaults."""
     compression: Compression = "none"
     gzip_level: int = 1
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -147,10 +157,17 @@ class HttpSettings:
 
     def __post_init__(self) -> None:
         check_url(self.url)
-        if self.body not in BODIES:
+        kind = KINDS.get(self.body)
+        if kind is None:
             raise UsageError(f"unknown http body {self.body!r} (allowed: {', '.join(BODIES)})")
-        if self.body == "json-array" and self.event_format != "json":
-            raise UsageError("http body json-array needs json events (--format json)")
+        if kind.json_only and self.event_format != "json":
+            raise UsageError(f"http body {self.body} needs json events (--format json)")
+        if kind.options is None and self.options is not None:
+            raise UsageError(f"http body {self.body} has no settings of its own")
+        if kind.options is not None and self.options is None:
+            object.__setattr__(self, "options", kind.options())
+        if kind.options is not None and not isinstance(self.options, kind.options):
+            raise UsageError(f"http body {self.body} takes {kind.options.__name__} settings")
         if self.compression not in COMPRESSIONS:
             raise UsageError(
                 f"unknown compression {self.compression!r} (allowed: {', '.join(COMPRESSIONS)})"
@@ -259,13 +276,18 @@ class HttpSettings:
             )
         return found
 
+    def make_body(self) -> Body | None:
+        """The body batches are encoded in; None for ``single`` (sent event by event)."""
+        make = KINDS[self.body].make
+        return None if make is None else make(BodyContext(self.event_format, self.options))
+
     @property
     def content_type(self) -> str:
-        """ndjson of json events: application/x-ndjson; tab-text lines are not JSON, so a
-        batch of them (or one) is text/plain; a json-array or one json event is JSON."""
-        if self.event_format != "json":
-            return "text/plain"
-        return "application/x-ndjson" if self.body == "ndjson" else "application/json"
+        """The body's; ``single``: one json event is JSON, a tab-text line text/plain."""
+        body = self.make_body()
+        if body is not None:
+            return body.content_type
+        return "application/json" if self.event_format == "json" else "text/plain"
 
 
 def printable_url(text: str) -> str:
@@ -468,6 +490,10 @@ class HttpDriver:
         _REDACT_LOG.texts.add(self._text)
         logging.getLogger("httpx").addFilter(_REDACT_LOG)  # once: the same object
         self._clock = clock
+        self._body = settings.make_body()
+        self._retry_statuses = settings.retry_statuses
+        if self._body is not None and self._body.retry_statuses is not None:
+            self._retry_statuses = self._body.retry_statuses
         self._fixed_headers = self._build_headers()
         if transport is None:
             transport = httpx.AsyncHTTPTransport(
@@ -501,17 +527,18 @@ class HttpDriver:
     def concurrency(self) -> int:
         return self.settings.concurrency
 
-    async def send(self, batch: Batch) -> None:
+    async def send(self, batch: Batch) -> Partial | None:
         if self._closed:
             raise DriverClosedError(f"{self.name}: send after close")
-        settings = self.settings
-        if settings.body == "single":
+        body = self._body
+        if body is None:
             await self._send_single(batch)
-            return
-        data = bytes(batch.data)
-        if settings.body == "json-array":
-            data = b"[" + data[:-1].replace(b"\n", b",") + b"]"
-        await self._post(data, batch.key)
+            return None
+        answer = await self._post(body.encode(batch), batch.key)
+        if answer is None:
+            return None
+        status, content = answer
+        return body.answer(batch, status, content)
 
     async def flush(self) -> None:
         return None
@@ -539,7 +566,9 @@ class HttpDriver:
                 self._resume = (batch, index)
                 raise
 
-    async def _post(self, data: bytes, key: str) -> None:
+    async def _post(self, data: bytes, key: str) -> tuple[int, bytes] | None:
+        """POST ``data``: None once delivered, or (status, body) of a 2xx answer the body
+        reads; else raise the classified error."""
         settings = self.settings
         if settings.compression == "gzip":
             if len(data) < _GZIP_IN_THREAD_BYTES:
@@ -564,13 +593,36 @@ class HttpDriver:
                 where = self._where(url)
                 raise classify_exception(exc, where, settings.request_timeout, self._text) from None
             try:
+                body = self._body
+                if 200 <= response.status_code <= 299 and body is not None and body.reads_answer:
+                    return response.status_code, await self._answer(response, url)
                 url = await self._outcome(response, url, hops)
             finally:
                 with anyio.CancelScope(shield=True):
                     await response.aclose()
             if url is None:
-                return
+                return None
         raise AssertionError("unreachable: _redirect refuses the hop after MAX_REDIRECTS")
+
+    async def _answer(self, response: httpx.Response, url: httpx.URL) -> bytes:
+        """A 2xx answer's body, whole (decoded): what it says of each item decides what
+        is sent again, so one that cannot be read is retried (nothing was counted yet)."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            with anyio.fail_after(self.settings.read_timeout):
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > _ANSWER_MAX_BYTES:
+                        raise PermanentDeliveryError(
+                            f"{self._where(url)}: an answer of more than {_ANSWER_MAX_BYTES} bytes"
+                        )
+                    chunks.append(chunk)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise classify_exception(
+                exc, self._where(url), self.settings.read_timeout, self._text
+            ) from None
+        return b"".join(chunks)
 
     async def _trace(self, event: str, info: Mapping[str, object]) -> None:
         """httpcore's steps of a request: counts the connections it opens."""
@@ -613,7 +665,7 @@ class HttpDriver:
             self._text.shown(response.reason_phrase),
             excerpt,
             name=self._where(url),
-            retry_statuses=self.settings.retry_statuses,
+            retry_statuses=self._retry_statuses,
             retry_after=response.headers.get("retry-after"),
             location=location,
             now=self._clock(),
@@ -670,6 +722,8 @@ class HttpDriver:
     def _build_headers(self) -> dict[str, str]:
         settings = self.settings
         headers = {"User-Agent": _USER_AGENT, "Content-Type": settings.content_type}
+        if self._body is not None:
+            headers.update(self._body.headers())
         if settings.compression == "gzip":
             headers["Content-Encoding"] = "gzip"
         headers.update(settings.headers)

@@ -217,8 +217,13 @@ class Pipeline(Generic[T]):
         Cancelled while waiting (shutdown), it still queues the event, past the bounds,
         where it had no room yet: an event taken is delivered or dead-lettered."""
         waiting = self.offer(event)
-        if not waiting:
-            return
+        if waiting:
+            await self.put_waiting(waiting)
+
+    async def put_waiting(self, waiting: list[tuple[T, bytes]]) -> None:
+        """The rest of :meth:`emit` after :meth:`offer` gave back ``waiting``: a line
+        source routes with ``offer`` (no coroutine per event) and awaits this only when
+        a queue was full. Cancelled, it queues what had no room yet, past the bounds."""
         for index, (target, line) in enumerate(waiting):
             try:
                 await self._put(target, line)

@@ -26,6 +26,7 @@ from exporter.config.settings import (
     HTTP,
     NATS,
     SOURCES,
+    body_table_of,
     exporter_owners,
     named,
     shown_settings,
@@ -196,6 +197,8 @@ def _exporter(exporter: ExporterConfig) -> list[str]:
     ]
     if isinstance(driver, HttpSettings):
         lines += _wrapped(shown_settings(HTTP, owners))
+        table, settings = body_table_of(driver)
+        lines += _wrapped([f"{table}.{part}" for part in shown_settings(settings, owners)])
         lines += _http_meaning(driver)
     if isinstance(driver, NatsSettings):
         lines += _wrapped(shown_settings(NATS, owners))

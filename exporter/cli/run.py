@@ -33,7 +33,15 @@ from exporter.cli.common import EXIT_LOSS, EXIT_OK, EXIT_USAGE, exit_statuses
 from exporter.cli.malloc import tune_malloc
 from exporter.cli.reload import Running, reload, retargetable
 from exporter.config import Config, ConfigError, SourceConfig, load_config
-from exporter.config.settings import EXPORTER, GLOBAL, HTTP, add_options, exporter_owners, named
+from exporter.config.settings import (
+    EXPORTER,
+    GLOBAL,
+    HTTP,
+    add_options,
+    body_table_of,
+    exporter_owners,
+    named,
+)
 from exporter.config.settings import shown_settings as shown
 from exporter.delivery.lifecycle import Fleet, ignore_early_signals, ignore_late_signals, ship
 from exporter.errors import UsageError
@@ -175,12 +183,17 @@ class _Daemon:
             log.warning(warning, **warning.context)
         for name, settings in config.exporters.items():
             owners = exporter_owners(settings)
-            chosen = shown(EXPORTER, owners, chosen_only=True)
-            chosen += [f"http.{part}" for part in shown(HTTP, owners, chosen_only=True)]
+            table, body = body_table_of(settings.driver_settings)
+            tables = (("", EXPORTER), ("http.", HTTP), (f"{table}.", body))
+            chosen = [
+                prefix + part
+                for prefix, block in tables
+                for part in shown(block, owners, chosen_only=True)
+            ]
             note = f" ({', '.join(chosen)})" if chosen else ""
             log.info(f"to {settings.where}{note}", exporter=name)
             if log.enabled("debug"):
-                every = shown(EXPORTER, owners) + [f"http.{p}" for p in shown(HTTP, owners)]
+                every = [prefix + part for prefix, block in tables for part in shown(block, owners)]
                 log.debug(f"settings: {', '.join(every)}", exporter=name)
         for metric in config.metrics.values():
             log.info(metric.route, metric=metric.name)

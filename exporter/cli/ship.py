@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 
 from drivers.base import Driver
+from drivers.bodies.registry import KINDS, body_tables
 from drivers.http import HttpSettings
 from exporter.cli.common import (
     EXIT_LOSS,
@@ -33,6 +34,7 @@ from exporter.cli.common import (
 from exporter.cli.malloc import tune_malloc
 from exporter.config import DriverSettings
 from exporter.config.settings import (
+    BODY_TABLES,
     DELIVERY,
     DESTINATION,
     FILE,
@@ -40,6 +42,7 @@ from exporter.config.settings import (
     NATS,
     SHIPPING,
     add_options,
+    body_options,
     delivery_settings,
     file_settings,
     http_settings,
@@ -64,6 +67,9 @@ def add_delivery_options(parser: argparse.ArgumentParser, *, required: bool) -> 
     add_options(group, [DESTINATION], required=required)
     add_options(group, (*DELIVERY, *SHIPPING, *FILE))
     add_options(parser.add_argument_group("http(s):// destinations"), HTTP)
+    for table, settings in BODY_TABLES.items():
+        bodies = ", ".join(kind.name for kind in body_tables()[table])
+        add_options(parser.add_argument_group(f"http body {bodies}"), settings)
     add_options(parser.add_argument_group("nats:// destinations"), NATS)
 
 
@@ -209,7 +215,11 @@ def http_options(args: argparse.Namespace, url: str, event_format: str) -> HttpS
         signing, key = named(HTTP, "signing"), named(HTTP, "signing_key")
         raise UsageError(f"{signing.flag} {values['signing']} needs {key.flags[0]} or -file")
     event_format = "json" if event_format == "json" else "tab-text"
-    settings = http_settings(values, url, event_format)
+    kind = KINDS.get(values["body"])
+    options = None
+    if kind is not None and kind.table is not None:
+        options = body_options(kind.name, option_values(args, BODY_TABLES[kind.table]))
+    settings = http_settings(values, url, event_format, options=options)
     assert settings is not None  # made directly: a UsageError says what does not fit
     for setting, why in settings.warnings():
         say(f"warning: {named(HTTP, setting).flag}: {why}")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from drivers.bodies.registry import KINDS, body_tables
 from drivers.http import HttpSettings, check_url, signing_key_bytes
 from drivers.nats import NatsSettings, check_subject
 from exporter.catalog.versions import Version
@@ -26,6 +27,7 @@ from exporter.config.model import (
     SourceConfig,
 )
 from exporter.config.settings import (
+    BODY_TABLES,
     EXPORTER,
     FILE,
     GLOBAL,
@@ -35,6 +37,7 @@ from exporter.config.settings import (
     SOURCE_TYPE,
     SOURCES,
     Setting,
+    body_options,
     delivery_settings,
     fields_for,
     file_settings,
@@ -170,7 +173,10 @@ def read_exporter(
         for key in (setting.key for setting in FILE if setting.key in t.data):
             t.problem(key, f"only for file: destinations, not {destination.kind}")
     if "http" in t.data or (destination is not None and destination.is_http):
-        driver_settings = read_http(t.table("http"), destination, spec)
+        driver_settings = read_http(t, destination, spec)
+    else:
+        for table in (table for table in BODY_TABLES if table in t.data):
+            t.table(table).problem("", "only for http(s):// destinations")
     if "nats" in t.data or (destination is not None and destination.is_nats):
         driver_settings = read_nats(t.table("nats"), destination, spec, name)
     body = driver_settings.body if isinstance(driver_settings, HttpSettings) else None
@@ -181,7 +187,12 @@ def read_exporter(
     return ExporterConfig(name, spec, destination, delivery, driver_settings)
 
 
-def read_http(t: Table, destination: Destination | None, spec: FormatSpec) -> HttpSettings | None:
+def read_http(
+    exporter: Table, destination: Destination | None, spec: FormatSpec
+) -> HttpSettings | None:
+    """[exporter.NAME.http], and the table of its body's own settings, if it has one
+    ([exporter.NAME.otlp] for an otlp body; any other body's table is a problem)."""
+    t = exporter.table("http")
     if destination is None or not destination.is_http:
         if destination is not None:
             t.problem("", f"only for http(s):// destinations, not {destination.kind}")
@@ -201,7 +212,20 @@ def read_http(t: Table, destination: Destination | None, spec: FormatSpec) -> Ht
                 "signing_key_env" if t.data.get("signing_key_env") else "signing_key_file", str(exc)
             )
             values.update(signing="none", signing_key=None)
-    settings = http_settings(values, destination.target, spec.format, t.build)
+    kind = KINDS.get(values["body"])
+    options = None
+    for table in BODY_TABLES:
+        if kind is not None and table == kind.table:
+            body_table = exporter.table(table)
+            found = read_values(body_table, BODY_TABLES[table])
+            options = body_options(kind.name, found, body_table.build)
+            body_table.finish()
+        elif table in exporter.data:
+            bodies = ", ".join(body.name for body in body_tables()[table])
+            exporter.table(table).problem("", f"only for http body {bodies}")
+    settings = None
+    if kind is None or kind.table is None or options is not None:
+        settings = http_settings(values, destination.target, spec.format, t.build, options)
     t.finish()
     return settings
 

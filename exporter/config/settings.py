@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from drivers.bodies.registry import KINDS, body_tables
 from drivers.file import FSYNC_POLICIES, FileSettings
 from drivers.http import BODIES, COMPRESSIONS, MAX_REDIRECTS, SIGNINGS, HttpSettings
 from drivers.nats import NatsConnection, NatsSettings
@@ -389,7 +390,7 @@ HTTP = (
         "body",
         Choice(BODIES),
         HttpSettings,
-        doc="ndjson, json-array, or single (Dovecot's: one event per request)",
+        doc=", ".join(f"{kind.name} ({kind.doc})" for kind in KINDS.values()),
         flag="--http-body",
     ),
     Setting(
@@ -520,11 +521,31 @@ HTTP = (
         "retry_statuses",
         Statuses(),
         HttpSettings,
-        doc="statuses retried; any other non-2xx is permanent",
+        doc="statuses retried; any other non-2xx is permanent (a collector's body follows "
+        "its protocol's table)",
         flag="--http-retry-statuses",
     ),
 )
 """An http(s):// destination's driver ([exporter.NAME.http]; the --http-* options)."""
+
+BODY_TABLES: dict[str, tuple[Setting, ...]] = {}
+"""The settings of each collector body's own table ([exporter.NAME.<table>], beside
+[exporter.NAME.http]), by table: what :func:`drivers.bodies.registry.body_tables` lists,
+each landing in its body's ``options`` dataclass."""
+
+
+def _check_body_tables() -> None:
+    tables = body_tables()
+    if set(tables) != set(BODY_TABLES):
+        raise AssertionError(f"body tables {sorted(tables)} but settings for {sorted(BODY_TABLES)}")
+    for table, kinds in tables.items():
+        for setting in BODY_TABLES[table]:
+            if any(setting.owner is not kind.options for kind in kinds):
+                raise AssertionError(f"{table}.{setting.key} does not land in its body's options")
+
+
+_check_body_tables()
+
 
 NATS_CONNECTION = (
     Setting(
@@ -864,6 +885,7 @@ BLOCKS: dict[str, tuple[Setting, ...]] = {
     "global": GLOBAL,
     "exporter": EXPORTER,
     "exporter.http": HTTP,
+    **{f"exporter.{table}": settings for table, settings in BODY_TABLES.items()},
     "exporter.nats": NATS,
     "metric": METRIC,
     **{f"source.{kind}": (SOURCE_TYPE, *settings) for kind, settings in SOURCES.items()},
@@ -922,10 +944,31 @@ def delivery_settings(
 
 
 def http_settings(
-    values: Mapping[str, Any], url: str, event_format: str, make: Make = _call
+    values: Mapping[str, Any],
+    url: str,
+    event_format: str,
+    make: Make = _call,
+    options: object | None = None,
 ) -> HttpSettings | None:
+    """``options``: the body's own settings (:func:`body_options`), None for its defaults."""
     made: HttpSettings | None = make(
-        HttpSettings, url=url, event_format=event_format, **fields_for(HttpSettings, HTTP, values)
+        HttpSettings,
+        url=url,
+        event_format=event_format,
+        options=options,
+        **fields_for(HttpSettings, HTTP, values),
+    )
+    return made
+
+
+def body_options(body: str, values: Mapping[str, Any], make: Make = _call) -> object | None:
+    """The settings of ``body``'s own table from ``values`` (by key), or None when it has
+    no table."""
+    kind = KINDS.get(body)
+    if kind is None or kind.table is None or kind.options is None:
+        return None
+    made: object | None = make(
+        kind.options, **fields_for(kind.options, BODY_TABLES[kind.table], values)
     )
     return made
 
@@ -1041,9 +1084,23 @@ def exporter_owners(exporter: ExporterConfig) -> dict[type, object]:
     }
     if exporter.driver_settings is not None:
         owners[type(exporter.driver_settings)] = exporter.driver_settings
+    if isinstance(exporter.driver_settings, HttpSettings) and exporter.driver_settings.options:
+        options = exporter.driver_settings.options
+        owners[type(options)] = options
+
     if isinstance(exporter.driver_settings, NatsSettings):
         owners[NatsConnection] = exporter.driver_settings.connection
     return owners
+
+
+def body_table_of(settings: object) -> tuple[str, tuple[Setting, ...]]:
+    """(its table, its settings) of an http destination's collector body; ("", ()) for
+    any other destination or body."""
+    if isinstance(settings, HttpSettings):
+        table = KINDS[settings.body].table
+        if table is not None:
+            return table, BODY_TABLES[table]
+    return "", ()
 
 
 def named(settings: Iterable[Setting], key: str) -> Setting:

@@ -35,7 +35,7 @@ from typing import Any
 
 import anyio
 
-from drivers.base import Batch, Driver
+from drivers.base import Batch, Driver, Partial
 from exporter.delivery.deadletter import DeadLetterFile, DeadLetterResult
 from exporter.delivery.health import Failing, counted, seconds
 from exporter.delivery.queue import EventQueue, Overflow
@@ -49,6 +49,8 @@ from exporter.observe.text import printable
 NO_DEAD_LETTER_FILE = "undeliverable (no dead-letter file)"
 DEAD_LETTER_FAILED = "dead-letter write failed"
 DEAD_LETTER_FULL = "dead-letter file full"
+REFUSED_BY_RECEIVER = "refused by the receiver"
+"""Items a receiver refused without naming them (OTLP partial success): not retried."""
 WARNING_INTERVAL = 30.0
 DRAINING_RETRY_MAX = 1.0
 """Seconds a retry waits at most once shutdown began."""
@@ -85,6 +87,9 @@ class ExporterStats:
     discarded: int = 0
     """Taken by the ``drop`` driver, which throws them away: not exported."""
     dead_lettered: int = 0
+    rejected: int = 0
+    """Events a receiver refused for good in a batch it otherwise took (item by item):
+    dead-lettered with its reason, or dropped when it did not say which."""
     batches: int = 0
     left_in_spool: int = 0
     """Events a spool kept at shutdown, sent at the next start."""
@@ -331,6 +336,7 @@ class Exporter:
                 sleep=self._retry_sleep,
                 outcome=outcome,
                 failed=self._failed_attempt,
+                settle=self._refused,
             )
             if outcome.failure is not None:
                 # Still in flight (and holding its slot: batches waiting for a slow disk do
@@ -338,7 +344,8 @@ class Exporter:
                 # writes it, with this reason; once in the worker thread the write ends and
                 # its result comes back (nothing yields between that and the accounting),
                 # so it is never written twice.
-                await self.dead_letter(batch.lines(), outcome.failure, outcome.attempts)
+                left = outcome.remaining(batch)
+                await self.dead_letter(left.lines(), outcome.failure, outcome.attempts)
         finally:
             slot.release()
         del self._in_flight[id(batch)]
@@ -348,18 +355,34 @@ class Exporter:
         self.stats.batches += 1
         took = anyio.current_time() - started
         self.stats.delivery_seconds += took
+        taken = len(batch) - outcome.settled
         if outcome.failure is None:
-            self._delivered(batch, outcome.attempts, took)
+            self._delivered(batch, taken, outcome.attempts, took)
+        else:  # what a receiver took before the rest failed
+            self.stats.exported += taken - len(outcome.remaining(batch))
 
-    def _delivered(self, batch: Batch, attempts: int, took: float) -> None:
-        """Count a delivered batch, and say what changed: the end of a run of failures,
-        and at debug level the batch and any new connection."""
+    async def _refused(self, sent: Batch, answer: Partial, attempt: int) -> None:
+        """The retry loop's report of items a receiver refused for good: those it named
+        go to the dead-letter file with its reason, the others are counted as dropped."""
+        where = self.driver.name
+        for reason, indexes in answer.rejected.items():
+            self.stats.rejected += len(indexes)
+            why = f"{where}: refused by the receiver: {reason}"
+            await self.dead_letter([sent.line(index) for index in indexes], why, attempt)
+        if answer.refused:
+            self.stats.rejected += answer.refused
+            self._lose(REFUSED_BY_RECEIVER, answer.refused, f"{where}: {answer.refused_reason}")
+
+    def _delivered(self, batch: Batch, taken: int, attempts: int, took: float) -> None:
+        """Count a delivered batch (``taken`` of its events: the others a receiver refused),
+        and say what changed: the end of a run of failures, and at debug level the batch
+        and any new connection."""
         if getattr(self.driver, "discards", False):  # asked now: a reload may retarget it
-            self.stats.discarded += len(batch)
+            self.stats.discarded += taken
         else:
-            self.stats.exported += len(batch)
+            self.stats.exported += taken
         if self.health.failing or attempts > 1:
-            self._delayed += len(batch)
+            self._delayed += taken
         if batch.accepted_at is not None:
             self.stats.latency.observe(max(0.0, time.time() - batch.accepted_at))
         run = self.health.succeed()
@@ -422,7 +445,7 @@ class Exporter:
             return
         for batch, outcome in self._in_flight.values():
             why = outcome.failure or _with_last_error(reason, outcome.last_error)
-            self._dead_letter_now(batch.lines(), why, outcome.attempts)
+            self._dead_letter_now(outcome.remaining(batch).lines(), why, outcome.attempts)
         self._in_flight.clear()
         last = self.health.last_error if self.health.failing else None
         queued = (item[:-1] for item in self.queue.take_all())

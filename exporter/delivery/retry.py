@@ -11,6 +11,11 @@ that failed together from retrying together. By default a batch is retried until
 delivered; ``max_attempts`` and ``max_elapsed`` bound that, after which it is
 dead-lettered. A ``Retry-After`` from the destination is honoured, capped by
 ``max_retry_after``.
+
+A receiver that answers item by item (:class:`~drivers.base.Partial`) settles part of a
+batch: what it refused for good goes to ``settle`` (the dead-letter file), what it took
+is delivered, and only the items it asked to have again are retried, as a batch of their
+own, like any retryable failure. An item it took is never sent again.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from drivers.base import Batch, Driver
+from drivers.base import Batch, Driver, Partial
 from exporter.delivery.health import counted
 from exporter.errors import (
     DeliveryError,
@@ -88,12 +93,26 @@ class PauseGate:
 
 @dataclass(slots=True)
 class Outcome:
-    """How delivering one batch ended; ``failure`` is None when it was delivered."""
+    """How delivering one batch ended; ``failure`` is None when what was left of it was
+    delivered."""
 
     attempts: int
     failure: str | None = None
     last_error: str | None = None
     """The error of the last failed attempt (a batch abandoned at shutdown keeps it)."""
+    left: Batch | None = None
+    """What is still to deliver when a receiver took part of the batch (None: all of
+    it): what a failure dead-letters, what a shutdown abandons."""
+    settled: int = 0
+    """Events of the batch a receiver refused for good, handed to ``settle``."""
+
+    def remaining(self, batch: Batch) -> Batch:
+        return batch if self.left is None else self.left
+
+
+Settle = Callable[[Batch, Partial, int], Awaitable[None]]
+"""Told of the items of a batch a receiver refused for good (the batch, the receiver's
+answer, the attempt): dead-letters them with their reasons, counts the unnamed ones."""
 
 
 FailedAttempt = Callable[[int, str, float | None], None]
@@ -120,11 +139,12 @@ async def deliver(
     clock: Callable[[], float] = anyio.current_time,
     outcome: Outcome | None = None,
     failed: FailedAttempt | None = None,
+    settle: Settle | None = None,
 ) -> Outcome:
     """Send ``batch`` until delivered or the policy gives up. ``outcome``, when given, is
     the one returned, its ``attempts`` counted as they start (so whoever abandons the
     batch mid-way knows how many were made); ``failed`` is told of every failed attempt
-    (the exporter's log and health)."""
+    (the exporter's log and health), ``settle`` of the items a receiver refused."""
     started = clock()
     outcome = Outcome(0) if outcome is None else outcome
 
@@ -143,26 +163,17 @@ async def deliver(
                 break
         outcome.attempts += 1
         attempts = outcome.attempts
+        sent = outcome.remaining(batch)
         try:
-            await driver.send(batch)
-            return outcome
+            partial = await driver.send(sent)
+            if partial is None:
+                return outcome
+            retry = await _settle(sent, partial, attempts, outcome, settle)
+            if retry is None:
+                return outcome
+            error, retry_after = retry
         except RetryableDeliveryError as exc:
-            error = str(exc)
-            if policy.gives_up(attempts, clock() - started):
-                return give_up(f"gave up after {counted(attempts, 'attempt')}: {error}", error)
-            counters.retries += 1
-            outcome.last_error = error
-            if exc.retry_after is not None:
-                counters.retry_after_pauses += 1
-                # Never faster than the backoff: "Retry-After: 0" must not spin.
-                gate.pause(max(policy.retry_after(exc.retry_after), policy.backoff(attempts, rng)))
-                wait = gate.remaining()
-            else:
-                wait = policy.backoff(attempts, rng)
-            if failed is not None:
-                failed(attempts, error, max(wait, gate.remaining()))
-            if exc.retry_after is None:
-                await sleep(wait)
+            error, retry_after = str(exc), exc.retry_after
         except PermanentDeliveryError as exc:
             return give_up(str(exc), str(exc))
         except DeliveryError as exc:  # an unclassified DeliveryError: never retry blindly
@@ -170,3 +181,37 @@ async def deliver(
         except Exception as exc:  # a driver bug must not lose the batch silently
             failure = f"driver error {type(exc).__name__}: {exc}"
             return give_up(failure, failure)
+        if policy.gives_up(attempts, clock() - started):
+            return give_up(f"gave up after {counted(attempts, 'attempt')}: {error}", error)
+        counters.retries += 1
+        outcome.last_error = error
+        if retry_after is not None:
+            counters.retry_after_pauses += 1
+            # Never faster than the backoff: "Retry-After: 0" must not spin.
+            gate.pause(max(policy.retry_after(retry_after), policy.backoff(attempts, rng)))
+            wait = gate.remaining()
+        else:
+            wait = policy.backoff(attempts, rng)
+        if failed is not None:
+            failed(attempts, error, max(wait, gate.remaining()))
+        if retry_after is None:
+            await sleep(wait)
+
+
+async def _settle(
+    sent: Batch, partial: Partial, attempt: int, outcome: Outcome, settle: Settle | None
+) -> tuple[str, float | None] | None:
+    """Hand what a receiver refused to ``settle`` and keep what it wants again as the
+    batch's remainder: (the error, Retry-After) to retry it, None when nothing is left."""
+    if partial.settled:
+        if settle is None:  # a driver answering item by item needs an engine that listens
+            raise AssertionError(f"{type(partial).__name__} without anyone to settle it")
+        outcome.settled += partial.settled
+        await settle(sent, partial, attempt)
+    if not partial.retry:
+        return None
+    outcome.left = sent.subset(partial.retry)
+    what = f"{counted(len(partial.retry), 'item')} of {len(sent)} to send again"
+    return (f"{what}: {partial.retry_reason}" if partial.retry_reason else what), (
+        partial.retry_after
+    )

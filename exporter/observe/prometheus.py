@@ -53,6 +53,10 @@ _EXPORTER_SERIES: tuple[tuple[str, str, str, ExporterValue], ...] = (
     ("exporter_failing", "gauge",
      "1 while an exporter's deliveries fail (since its last success), else 0.",
      lambda e: int(e.health.failing)),
+    ("exporter_rejected_total", "counter",
+     "Events a receiver refused item by item in a batch it otherwise took (dead-lettered, "
+     "or dropped when it did not say which).",
+     lambda e: e.stats.rejected),
 )  # fmt: skip
 """One series per exporter each, in this order (drops, by reason, come after received)."""
 

@@ -7,16 +7,17 @@ from collections.abc import Iterable
 
 import anyio
 
-from drivers.base import Batch
+from drivers.base import Batch, Partial
 from exporter.delivery.exporter import Exporter
 from exporter.errors import DeliveryError, DriverClosedError
 
 
 class ScriptedDriver:
-    """Fails as scripted (one entry per send: None = succeed, or an error to raise),
-    then succeeds; keeps every delivered line in order."""
+    """Fails as scripted (one entry per send: None = succeed, an error to raise, or a
+    Partial to answer: it keeps the items the answer does not name), then succeeds;
+    keeps every delivered line in order."""
 
-    def __init__(self, script: Iterable[BaseException | None] = ()) -> None:
+    def __init__(self, script: Iterable[BaseException | Partial | None] = ()) -> None:
         self.script = list(script)
         self.lines: list[bytes] = []
         self.sends = 0
@@ -34,7 +35,7 @@ class ScriptedDriver:
 
     connections = 0
 
-    async def send(self, batch: Batch) -> None:
+    async def send(self, batch: Batch) -> Partial | None:
         if self.closed:
             raise DriverClosedError("scripted: send after close")
         self.sends += 1
@@ -42,9 +43,16 @@ class ScriptedDriver:
             await self.gate.wait()
         if self.script:
             outcome = self.script.pop(0)
+            if isinstance(outcome, Partial):
+                named = set(outcome.retry).union(*outcome.rejected.values())
+                self.lines.extend(
+                    line for index, line in enumerate(batch.lines()) if index not in named
+                )
+                return outcome
             if outcome is not None:
                 raise outcome
         self.lines.extend(batch.lines())
+        return None
 
     async def flush(self) -> None:
         return None

@@ -89,10 +89,8 @@ def _example_blocks() -> tuple[str, list[tuple[str, dict[str, tuple[object, str 
         block = kind
         if kind == "source":
             block = f"source.{values['type']}"
-        elif kind == "exporter" and rest.endswith(".http"):
-            block = "exporter.http"
-        elif kind == "exporter" and rest.endswith(".nats"):
-            block = "exporter.nats"
+        elif kind == "exporter" and "." in rest:  # [exporter.NAME.http], .otlp, ...
+            block = f"exporter.{rest.rpartition('.')[2]}"
         keys = {k: v for k, v in values.items() if not isinstance(v, dict) or k == "headers"}
         blocks.append((block, {key: (value, noted.get(key)) for key, value in keys.items()}))
     return text, blocks

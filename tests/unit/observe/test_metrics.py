@@ -52,3 +52,10 @@ async def test_connections_refused_over_a_cap_are_a_series_per_listener() -> Non
     assert 'event_exporter_source_connections_refused_total{source="u"} 4' in text
     assert 'event_exporter_source_connections_refused_total{source="h"} 2' in text
     assert 'source_connections_refused_total{source="s"}' not in text
+
+
+async def test_items_a_receiver_refused_are_a_series() -> None:
+    pipeline = Pipeline.from_config(parse_config(CONFIG))
+    pipeline.exporters["out"].stats.rejected = 4
+    text = render(pipeline, {})
+    assert 'event_exporter_exporter_rejected_total{exporter="out"} 4' in text.splitlines()
