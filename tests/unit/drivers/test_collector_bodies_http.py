@@ -192,6 +192,7 @@ def test_check_shows_the_bodies_settings_and_never_the_token(
     assert "environment variable HEC_TOKEN" in out.out
     assert "svc={category:service}" in out.out
     assert "index mail" in out.out
+    assert "auth Splunk HEC token *** (environment variable HEC_TOKEN)" in out.out
 
 
 def test_export_refuses_a_label_over_a_field_on_the_command_line(
