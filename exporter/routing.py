@@ -45,6 +45,8 @@ from exporter.observe.log import Log, RateLimit
 from exporter.sources.intake import RejectedEvent
 from exporter.sources.lines import why_rejected
 
+Mark = dict[int, tuple[Exporter, int]]
+"""By id() of an exporter: it, and its queue's position (:meth:`Pipeline.mark`)."""
 REJECTIONS_SHOWN: Final = 10
 """A metric's rejections shown at once; then at most one per interval."""
 REJECTIONS_INTERVAL: Final = 30.0
@@ -215,8 +217,13 @@ class Pipeline(Generic[T]):
         Cancelled while waiting (shutdown), it still queues the event, past the bounds,
         where it had no room yet: an event taken is delivered or dead-lettered."""
         waiting = self.offer(event)
-        if not waiting:
-            return
+        if waiting:
+            await self.put_waiting(waiting)
+
+    async def put_waiting(self, waiting: list[tuple[T, bytes]]) -> None:
+        """The rest of :meth:`emit` after :meth:`offer` gave back ``waiting``: a line
+        source routes with ``offer`` (no coroutine per event) and awaits this only when
+        a queue was full. Cancelled, it queues what had no room yet, past the bounds."""
         for index, (target, line) in enumerate(waiting):
             try:
                 await self._put(target, line)
@@ -295,6 +302,23 @@ class Pipeline(Generic[T]):
         """Write what was emitted where an exporter has a spool, without waiting."""
         for exporter in (*self.exporters.values(), *self.retired):
             exporter.queue.commit()
+
+    # -- end-to-end acknowledgement (sources.intake.Settles) ---------------------------
+
+    def mark(self) -> Mark:
+        """Where each exporter's queue stands now (its :attr:`Exporter.position`): taken
+        before and after an event's :meth:`emit`, the pair says where that event went."""
+        return {id(e): (e, e.position) for e in (*self.exporters.values(), *self.retired)}
+
+    async def settled(self, before: Mark, after: Mark) -> None:
+        """Return once the events emitted between ``before`` and ``after`` are delivered,
+        dead-lettered or dropped by every exporter whose queue took events meanwhile, and
+        committed where an exporter has a spool."""
+        for key, (exporter, position) in after.items():
+            earlier = before.get(key)
+            if earlier is None or position > earlier[1]:
+                await exporter.wait_settled(position)
+        await self.committed()
 
     def force(self, event: Event) -> None:
         """Route ``event`` past every queue's bounds (shutdown: input already taken)."""

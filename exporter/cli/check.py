@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from drivers.http import MAX_REDIRECTS, HttpSettings
+from drivers.nats import NatsSettings
 from exporter.catalog.lint import filter_warnings
 from exporter.catalog.versions import Version, parse_version
 from exporter.cli.common import EXIT_OK, EXIT_USAGE, exit_statuses, say, usage_error
@@ -23,6 +24,7 @@ from exporter.config.settings import (
     EXPORTER,
     GLOBAL,
     HTTP,
+    NATS,
     SOURCES,
     body_table_of,
     exporter_owners,
@@ -143,6 +145,25 @@ def describe(config: Config) -> str:
         elif source.file is not None:
             state = source.file.state_file or "no state file"
             where = f"file {source.file.path}, followed ({state})"
+        elif source.nats is not None:
+            nats = source.nats
+            auth = next(
+                (
+                    f"{what} *** ({secret.origin})"
+                    for what, secret in (
+                        ("token", nats.connection.token),
+                        (f"user {nats.connection.user} password", nats.connection.password),
+                        ("creds", nats.connection.creds),
+                    )
+                    if secret is not None
+                ),
+                "no credentials",
+            )
+            where = (
+                f"{nats.connection.name}, stream {nats.stream}, durable consumer "
+                f"{nats.consumer} (acked once delivered; ack_wait {nats.ack_wait:g} s, "
+                f"max_ack_pending {nats.max_ack_pending}); {auth}"
+            )
         lines.append(f"source {source.name}: {where}")
     for metric in config.metrics.values():
         lines += _metric(config, metric)
@@ -179,6 +200,8 @@ def _exporter(exporter: ExporterConfig) -> list[str]:
         table, settings = body_table_of(driver)
         lines += _wrapped([f"{table}.{part}" for part in shown_settings(settings, owners)])
         lines += _http_meaning(driver)
+    if isinstance(driver, NatsSettings):
+        lines += _wrapped(shown_settings(NATS, owners))
     return lines
 
 

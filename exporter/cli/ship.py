@@ -39,6 +39,7 @@ from exporter.config.settings import (
     DESTINATION,
     FILE,
     HTTP,
+    NATS,
     SHIPPING,
     add_options,
     body_options,
@@ -46,6 +47,7 @@ from exporter.config.settings import (
     file_settings,
     http_settings,
     named,
+    nats_settings,
     option_values,
 )
 from exporter.delivery.deadletter import DeadLetterFile, read_dead_letters
@@ -68,6 +70,7 @@ def add_delivery_options(parser: argparse.ArgumentParser, *, required: bool) -> 
     for table, settings in BODY_TABLES.items():
         bodies = ", ".join(kind.name for kind in body_tables()[table])
         add_options(parser.add_argument_group(f"http body {bodies}"), settings)
+    add_options(parser.add_argument_group("nats:// destinations"), NATS)
 
 
 def _settings(args: argparse.Namespace) -> DeliverySettings:
@@ -193,6 +196,13 @@ def _open_driver(args: argparse.Namespace, destination: Destination, event_forma
         settings = file_settings(option_values(args, FILE))
     elif destination.is_http:
         settings = http_options(args, destination.target, event_format)
+    elif destination.is_nats:
+        settings = nats_settings(
+            option_values(args, NATS),
+            destination.target,
+            "export",
+            "json" if event_format == "json" else "tab-text",
+        )
     return destination.open(settings)
 
 

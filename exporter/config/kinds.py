@@ -689,9 +689,30 @@ class DestinationText(Kind):
         return parse_destination(value) if isinstance(value, str) else value
 
     def literal(self, value: Any) -> str:
-        if value.is_http or not value.target:
+        if value.is_http or value.is_nats or not value.target:
             return _toml_string(value.target or value.kind)
         return _toml_string(f"{value.kind}:{value.target}")
+
+
+class NatsServers(Kind):
+    """``nats://HOST:PORT[,HOST:PORT...]``: the servers of a NATS cluster (a tuple)."""
+
+    metavar = "URL"
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        from drivers.nats import parse_servers
+
+        text = t.text(key, None if default is REQUIRED else ",".join(default), nonempty=True)
+        if text is None:
+            return None
+        try:
+            return parse_servers(text)
+        except UsageError as exc:
+            t.problem(key, str(exc))
+            return None
+
+    def literal(self, value: Any) -> str:
+        return _toml_string("nats://" + ",".join(v.split("://", 1)[1] for v in value))
 
 
 class Words(Kind):

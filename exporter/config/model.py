@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from drivers.file import FileSettings
 from drivers.http import HttpSettings, is_loopback_host, printable_url
+from drivers.nats import NatsSettings
 from exporter.catalog.lint import field_list_warnings, filter_warnings
 from exporter.catalog.versions import Version
 from exporter.delivery.deadletter import DEFAULT_MAX_BYTES as DEFAULT_DEAD_LETTER_MAX_BYTES
@@ -19,15 +20,17 @@ from exporter.filter import EventFilter
 from exporter.formats.spec import ALL_INCLUDES, FormatSpec
 from exporter.secret import Secret
 from exporter.sources.http import HttpSourceSettings
+from exporter.sources.nats import NatsSourceSettings
 from exporter.sources.stdin import StdinSourceSettings
 from exporter.sources.tail import TailSourceSettings
 from exporter.sources.unix import UnixSourceSettings
 
 DEFAULT_DEAD_LETTER = "event-exporter.deadletter.ndjson"
-SOURCE_TYPES = ("http", "unix", "file", "stdin")
+SOURCE_TYPES = ("http", "unix", "file", "stdin", "nats")
 
-DriverSettings = FileSettings | HttpSettings | None
-"""A driver's own settings: a file: destination's, an http(s):// one's; None for the others."""
+DriverSettings = FileSettings | HttpSettings | NatsSettings | None
+"""A driver's own settings: a file: destination's, an http(s):// one's, a nats:// one's;
+None for the others."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class ExporterConfig:
         destination = self.destination
         if destination.is_http:
             return printable_url(destination.target)
+        if destination.is_nats:
+            return destination.target
         return f"{destination.kind}:{destination.target}" if destination.target else "drop"
 
 
@@ -103,6 +108,7 @@ class SourceConfig:
     unix: UnixSourceSettings | None = None
     file: TailSourceSettings | None = None
     stdin: StdinSourceSettings | None = None
+    nats: NatsSourceSettings | None = None
 
 
 class ConfigWarning(str):

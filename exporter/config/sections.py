@@ -15,6 +15,7 @@ from typing import Any
 
 from drivers.bodies.registry import KINDS, body_tables
 from drivers.http import HttpSettings, check_url, signing_key_bytes
+from drivers.nats import NatsSettings, check_subject
 from exporter.catalog.versions import Version
 from exporter.config.model import (
     SOURCE_TYPES,
@@ -32,6 +33,7 @@ from exporter.config.settings import (
     GLOBAL,
     HTTP,
     METRIC,
+    NATS,
     SOURCE_TYPE,
     SOURCES,
     Setting,
@@ -41,6 +43,8 @@ from exporter.config.settings import (
     file_settings,
     format_spec,
     http_settings,
+    nats_settings,
+    nats_source_settings,
 )
 from exporter.config.toml import ConfigError, Problems, Table, hint, load_toml, named_tables
 from exporter.delivery.destinations import Destination
@@ -173,6 +177,8 @@ def read_exporter(
     else:
         for table in (table for table in BODY_TABLES if table in t.data):
             t.table(table).problem("", "only for http(s):// destinations")
+    if "nats" in t.data or (destination is not None and destination.is_nats):
+        driver_settings = read_nats(t.table("nats"), destination, spec, name)
     body = driver_settings.body if isinstance(driver_settings, HttpSettings) else None
     delivery = delivery_settings(values, body, t.build)
     t.finish()
@@ -224,6 +230,32 @@ def read_http(
     return settings
 
 
+def read_nats(
+    t: Table, destination: Destination | None, spec: FormatSpec, exporter: str
+) -> NatsSettings | None:
+    if destination is None or not destination.is_nats:
+        if destination is not None:
+            t.problem("", f"only for nats:// destinations, not {destination.kind}")
+        return None
+    values = read_values(t, NATS)
+    if not _subject_at_key(t, values["subject"]):
+        t.finish()
+        return None
+    settings = nats_settings(values, destination.target, exporter, spec.format, t.build)
+    t.finish()
+    return settings
+
+
+def _subject_at_key(t: Table, template: str) -> bool:
+    """Whether the subject template checks; if not, a problem at its own key."""
+    try:
+        check_subject(template)
+    except UsageError as exc:
+        t.problem("subject", str(exc))
+        return False
+    return True
+
+
 def read_metric(
     t: Table, name: str, exporters: dict[str, ExporterConfig], named: list[str]
 ) -> MetricConfig | None:
@@ -257,7 +289,12 @@ def read_source(name: str, t: Table) -> SourceConfig | None:
         return None
     settings = SOURCES[kind]
     owner = settings[0].owner
-    made = owner(**fields_for(owner, settings, read_values(t, settings)))
+    values = read_values(t, settings)
+    made: Any
+    if kind == "nats":
+        made = nats_source_settings(values, name, t.build)
+    else:
+        made = owner(**fields_for(owner, settings, values))
     t.finish()
     if len(t.problems) > problems_before:
         return None

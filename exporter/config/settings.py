@@ -23,6 +23,7 @@ from drivers.bodies.registry import KINDS, body_tables
 from drivers.bodies.splunk_hec import SplunkSettings
 from drivers.file import FSYNC_POLICIES, FileSettings
 from drivers.http import BODIES, COMPRESSIONS, MAX_REDIRECTS, SIGNINGS, HttpSettings
+from drivers.nats import NatsConnection, NatsSettings
 from exporter.config.kinds import (
     REQUIRED,
     Account,
@@ -38,6 +39,7 @@ from exporter.config.kinds import (
     Kind,
     Labels,
     Names,
+    NatsServers,
     Seconds,
     SecretFrom,
     Statuses,
@@ -67,6 +69,7 @@ from exporter.formats.timefmt import PRECISIONS, TIME_FORMATS
 from exporter.observe.log import FORMATS as LOG_FORMATS
 from exporter.observe.log import LEVELS as LOG_LEVELS
 from exporter.sources.http import HttpSourceSettings
+from exporter.sources.nats import NatsSourceSettings
 from exporter.sources.stdin import StdinSourceSettings
 from exporter.sources.tail import TailSourceSettings
 from exporter.sources.unix import UnixSourceSettings
@@ -259,7 +262,8 @@ DESTINATION = Setting(
     DestinationText(),
     ExporterConfig,
     doc="ship through the delivery engine to DEST: file:PATH, unix:PATH, unix-dgram:PATH, "
-    "log:stderr, log:stdout, drop, http://HOST[:PORT]/PATH, https://...",
+    "log:stderr, log:stdout, drop, http://HOST[:PORT]/PATH, https://..., "
+    "nats://HOST:PORT[,HOST:PORT...]",
     flag="--to",
     cli_default=None,
 )
@@ -608,6 +612,130 @@ def _check_body_tables() -> None:
 
 _check_body_tables()
 
+
+NATS_CONNECTION = (
+    Setting(
+        "token",
+        SecretFrom(),
+        NatsConnection,
+        doc="the NATS token to connect with",
+        flag="--nats-token",
+    ),
+    Setting(
+        "user",
+        Text(empty_is_none=True, metavar="USER"),
+        NatsConnection,
+        doc="the NATS user, with its password",
+        flag="--nats-user",
+    ),
+    Setting(
+        "password",
+        SecretFrom(),
+        NatsConnection,
+        doc="the NATS user's password",
+        flag="--nats-password",
+    ),
+    Setting(
+        "creds",
+        SecretFrom(),
+        NatsConnection,
+        doc="a NATS creds file's text (its JWT and NKey seed)",
+        flag="--nats-creds",
+    ),
+    Setting(
+        "tls",
+        Switch(),
+        NatsConnection,
+        doc="connect with TLS (tls://HOST:PORT servers do too)",
+        flag="--nats-tls",
+    ),
+    Setting(
+        "verify_tls",
+        Switch(),
+        NatsConnection,
+        doc="verify the server's certificate (the option turns it off)",
+        flag="--nats-insecure",
+    ),
+    Setting(
+        "ca_file",
+        Text(empty_is_none=True, metavar="PATH"),
+        NatsConnection,
+        doc="trust these CA certificates (PEM), not the system's",
+        flag="--nats-ca-file",
+    ),
+    Setting(
+        "connect_timeout",
+        Seconds(0, positive=True),
+        NatsConnection,
+        doc="the longest wait to connect to one server",
+        flag="--nats-connect-timeout",
+    ),
+)
+"""How a NATS client connects: the nats driver's and the nats source's."""
+
+NATS = (
+    Setting(
+        "subject",
+        Text(nonempty=True),
+        NatsSettings,
+        doc="each event's subject: dot-separated tokens, a token may be {event}, {hostname} "
+        "or {category} (its first), made a token (. and others become _)",
+        flag="--nats-subject",
+    ),
+    Setting(
+        "stream",
+        Text(),
+        NatsSettings,
+        doc="the stream that must take the messages (Nats-Expected-Stream); '' any",
+        flag="--nats-stream",
+    ),
+    Setting(
+        "create_stream",
+        Switch(),
+        NatsSettings,
+        doc="create the stream if it is missing (subjects: the subject with * for each "
+        "placeholder), with the keys below",
+        flag="--nats-create-stream",
+    ),
+    Setting(
+        "replicas",
+        Count(1, maximum=5),
+        NatsSettings,
+        doc="a created stream's replicas (3 on a cluster of 3 survives the loss of a node)",
+        flag="--nats-replicas",
+    ),
+    Setting(
+        "duplicate_window",
+        Seconds(0),
+        NatsSettings,
+        doc="a created stream's duplicate window: a message id seen within it is dropped",
+        flag="--nats-duplicate-window",
+    ),
+    Setting(
+        "max_bytes",
+        Count(0, zero_is_none=True),
+        NatsSettings,
+        doc="a created stream's size bound in bytes (its oldest messages go); 0: none",
+        flag="--nats-max-bytes",
+    ),
+    Setting(
+        "max_age",
+        Seconds(0, zero_is_none=True),
+        NatsSettings,
+        doc="a created stream keeps a message this long at most; 0: no limit",
+        flag="--nats-max-age",
+    ),
+    Setting(
+        "ack_timeout",
+        Seconds(0, positive=True),
+        NatsSettings,
+        doc="seconds for a batch's PubAcks; the messages without one are sent again",
+        flag="--nats-ack-timeout",
+    ),
+    *NATS_CONNECTION,
+)
+"""A nats:// destination's driver ([exporter.NAME.nats]; the --nats-* options)."""
+
 METRIC = (
     Setting(
         "filter",
@@ -636,7 +764,10 @@ METRIC = (
 """Which events an exporter gets and what of them it writes ([metric.NAME])."""
 
 SOURCE_TYPE = Setting(
-    "type", Choice(SOURCE_TYPES), SourceConfig, doc="http, unix, file or stdin: what it reads"
+    "type",
+    Choice(SOURCE_TYPES),
+    SourceConfig,
+    doc="http, unix, file, stdin or nats: what it reads",
 )
 _MAX_LINE = "a longer line is reported and skipped, never held whole"
 SOURCES: dict[str, tuple[Setting, ...]] = {
@@ -760,6 +891,59 @@ SOURCES: dict[str, tuple[Setting, ...]] = {
         Setting("max_line_bytes", Bytes(1), TailSourceSettings, doc=_MAX_LINE),
     ),
     "stdin": (Setting("max_line_bytes", Bytes(1), StdinSourceSettings, doc=_MAX_LINE),),
+    "nats": (
+        Setting(
+            "stream",
+            Text(nonempty=True),
+            NatsSourceSettings,
+            doc="the JetStream stream to consume",
+        ),
+        Setting(
+            "consumer",
+            Text(nonempty=True),
+            NatsSourceSettings,
+            doc="its durable pull consumer (created if missing); daemons on one share the work",
+        ),
+        Setting(
+            "servers",
+            NatsServers(),
+            NatsConnection,
+            doc="nats://HOST:PORT[,HOST:PORT...]: the servers of the cluster",
+        ),
+        Setting(
+            "subject",
+            Text(),
+            NatsSourceSettings,
+            doc="a created consumer's filter subject (wildcards allowed); '' every subject",
+        ),
+        Setting(
+            "fetch",
+            Count(1),
+            NatsSourceSettings,
+            doc="messages asked for at once",
+        ),
+        Setting(
+            "ack_wait",
+            Seconds(0, positive=True),
+            NatsSourceSettings,
+            doc="a created consumer's ack wait: a message unacked this long (its daemon "
+            "gone) goes to another",
+        ),
+        Setting(
+            "max_deliver",
+            Count(0, zero_is_none=True),
+            NatsSourceSettings,
+            doc="a created consumer gives a message up after this many deliveries; 0: never",
+        ),
+        Setting(
+            "max_ack_pending",
+            Count(1),
+            NatsSourceSettings,
+            doc="a created consumer's bound on messages handed out and not yet acked (each "
+            "acked once delivered: the backpressure)",
+        ),
+        *(dataclasses.replace(setting, flag=None) for setting in NATS_CONNECTION),
+    ),
 }
 """The keys of [source.NAME] besides ``type``, by type."""
 
@@ -768,6 +952,7 @@ BLOCKS: dict[str, tuple[Setting, ...]] = {
     "exporter": EXPORTER,
     "exporter.http": HTTP,
     **{f"exporter.{table}": settings for table, settings in BODY_TABLES.items()},
+    "exporter.nats": NATS,
     "metric": METRIC,
     **{f"source.{kind}": (SOURCE_TYPE, *settings) for kind, settings in SOURCES.items()},
 }
@@ -854,6 +1039,55 @@ def body_options(body: str, values: Mapping[str, Any], make: Make = _call) -> ob
     return made
 
 
+def nats_settings(
+    values: Mapping[str, Any],
+    target: str,
+    exporter: str,
+    event_format: str,
+    make: Make = _call,
+) -> NatsSettings | None:
+    """A nats:// destination's driver settings (UsageError, or a problem by ``make``,
+    when they do not fit)."""
+    from drivers.nats import parse_servers
+
+    connection: NatsConnection | None = make(
+        NatsConnection,
+        servers=parse_servers(target),
+        **fields_for(NatsConnection, NATS, values),
+    )
+    if connection is None:
+        return None
+    made: NatsSettings | None = make(
+        NatsSettings,
+        connection=connection,
+        exporter=exporter,
+        event_format=event_format,
+        **fields_for(NatsSettings, NATS, values),
+    )
+    return made
+
+
+def nats_source_settings(
+    values: Mapping[str, Any], name: str, make: Make = _call
+) -> NatsSourceSettings | None:
+    """A ``[source.NAME]`` of type nats (its servers already parsed, None when wrong)."""
+    settings = SOURCES["nats"]
+    if values["servers"] is None:
+        return None
+    connection: NatsConnection | None = make(
+        NatsConnection, **fields_for(NatsConnection, settings, values)
+    )
+    if connection is None:
+        return None
+    made: NatsSourceSettings | None = make(
+        NatsSourceSettings,
+        connection=connection,
+        name=name,
+        **fields_for(NatsSourceSettings, settings, values),
+    )
+    return made
+
+
 # -- the command line -------------------------------------------------------------------------
 
 
@@ -919,6 +1153,9 @@ def exporter_owners(exporter: ExporterConfig) -> dict[type, object]:
     if isinstance(exporter.driver_settings, HttpSettings) and exporter.driver_settings.options:
         options = exporter.driver_settings.options
         owners[type(options)] = options
+
+    if isinstance(exporter.driver_settings, NatsSettings):
+        owners[NatsConnection] = exporter.driver_settings.connection
     return owners
 
 

@@ -6,6 +6,7 @@ unix-dgram:PATH    a unix datagram socket, one event per datagram
 log:stderr         one line per event on stderr (or log:stdout)
 drop               encode, then discard
 http://... https://...  POST batches (see drivers.http)
+nats://HOST:PORT[,...]  publish to NATS JetStream (see drivers.nats)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from exporter.observe.text import printable
 if TYPE_CHECKING:
     from drivers.file import FileSettings
     from drivers.http import HttpSettings
+    from drivers.nats import NatsSettings
 
 T = TypeVar("T")
 
@@ -33,6 +35,7 @@ SCHEMES = (
     "drop",
     "http://HOST[:PORT]/PATH",
     "https://...",
+    "nats://HOST:PORT[,HOST:PORT...]",
 )
 
 
@@ -49,13 +52,24 @@ class Destination:
     def is_http(self) -> bool:
         return self.kind == "http"
 
-    def open(self, settings: FileSettings | HttpSettings | None = None) -> Driver:
+    @property
+    def is_nats(self) -> bool:
+        return self.kind == "nats"
+
+    def open(self, settings: FileSettings | HttpSettings | NatsSettings | None = None) -> Driver:
         """A new driver for this destination, made with its driver's own settings (None:
         their defaults); connections and files open lazily."""
         if self.kind == "http":
             from drivers.http import HttpDriver, HttpSettings
 
             return HttpDriver(self._own(settings, HttpSettings) or HttpSettings(self.target))
+        if self.kind == "nats":
+            from drivers.nats import NatsConnection, NatsDriver, NatsSettings, parse_servers
+
+            nats = self._own(settings, NatsSettings) or NatsSettings(
+                NatsConnection(parse_servers(self.target))
+            )
+            return NatsDriver(nats)
         if self.kind == "file":
             from drivers.file import FileDriver, FileSettings
 
@@ -92,6 +106,11 @@ def parse_destination(text: str) -> Destination:
     kind = kind.lower()
     if sep and kind in ("http", "https") and target.startswith("//"):
         return Destination("http", text)
+    if sep and kind in ("nats", "tls") and target.startswith("//"):
+        from drivers.nats import parse_servers
+
+        parse_servers(text)  # UsageError says what is wrong
+        return Destination("nats", text)
     if sep and kind in ("file", "unix", "unix-dgram") and target:
         return Destination(kind, target)
     if sep and kind == "log" and target in ("stderr", "stdout"):

@@ -197,6 +197,12 @@ class Exporter:
         self._reported: set[str] = set()
         self._delayed = 0  # events of the batches that failed in the current run
         self._connections = 0  # the driver's, when last looked at
+        # End-to-end acknowledgement (a source that acks only what was delivered): each
+        # event that enters the memory queue has a position, in order; one is settled
+        # (delivered, dead-lettered or dropped) once every batch in flight starts after it.
+        self._taken = 0  # events that left the queue: in batches, or cut by drop_oldest
+        self._firsts: dict[int, int] = {}  # in flight, by id(batch): its first position
+        self._settling = anyio.Event()
 
     @property
     def log(self) -> Log:
@@ -234,6 +240,9 @@ class Exporter:
     def _drop(self, reason: str, count: int) -> None:
         """The queue dropped ``count`` events under its overflow policy (or a spool that
         cannot write): counted, and said (rate-limited)."""
+        if reason == "queue full (drop_oldest)":
+            self._taken += count  # they left the queue from its front, settled
+            self._settled_more()
         if count:
             self._lose(reason, count, lambda: self._why_dropped(reason), undeliverable=False)
 
@@ -245,6 +254,29 @@ class Exporter:
             f"the queue holds {len(queue)} events, {queue.queued_bytes} bytes "
             f"(queue_max_events {queue.max_events}, queue_max_bytes {queue.max_bytes})"
         )
+
+    # -- end-to-end acknowledgement ----------------------------------------------------
+
+    @property
+    def position(self) -> int:
+        """How many events have entered the memory queue in all: an event offered (and
+        taken) before this is read has a position below it. A spool's events are settled
+        once committed (:meth:`Pipeline.committed`): 0."""
+        return 0 if self.queue.durable else self._taken + len(self.queue)
+
+    @property
+    def settled(self) -> int:
+        """Every event of a position below this is delivered, dead-lettered or dropped."""
+        return min(self._firsts.values(), default=self._taken)
+
+    async def wait_settled(self, position: int) -> None:
+        """Return once every event below ``position`` is settled (:attr:`settled`)."""
+        while self.settled < position:
+            await self._settling.wait()
+
+    def _settled_more(self) -> None:
+        self._settling.set()
+        self._settling = anyio.Event()
 
     # -- the consumer ------------------------------------------------------------------
 
@@ -284,6 +316,8 @@ class Exporter:
                     queue_age.observe(max(0.0, time.time() - batch.accepted_at))
                 outcome = Outcome(0)  # in flight from here: abandon() sees it
                 self._in_flight[id(batch)] = batch, outcome
+                self._firsts[id(batch)] = self._taken
+                self._taken += len(batch)
                 if concurrency == 1:  # inline: no task hop between batches
                     await self._deliver(batch, outcome, slots)
                 else:
@@ -315,6 +349,8 @@ class Exporter:
         finally:
             slot.release()
         del self._in_flight[id(batch)]
+        del self._firsts[id(batch)]
+        self._settled_more()
         self.queue.batch_done(batch)
         self.stats.batches += 1
         took = anyio.current_time() - started
@@ -403,6 +439,7 @@ class Exporter:
         Called once the consumers stopped, it writes at once (nothing else is left to
         run, and the dead-letter file is a regular file or refused, so this cannot hang
         on a FIFO)."""
+        self._firsts.clear()
         if self.queue.durable:
             self._in_flight.clear()
             return

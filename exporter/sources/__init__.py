@@ -15,6 +15,7 @@ import anyio.abc
 
 from exporter.sources.http import HttpSource, HttpSourceSettings
 from exporter.sources.intake import Intake
+from exporter.sources.nats import NatsSource, NatsSourceSettings
 from exporter.sources.reports import SourceReports
 from exporter.sources.stdin import StdinSource, StdinSourceSettings
 from exporter.sources.tail import TailSource, TailSourceSettings
@@ -46,6 +47,8 @@ class SourceBlock(Protocol):
     def file(self) -> TailSourceSettings | None: ...
     @property
     def stdin(self) -> StdinSourceSettings | None: ...
+    @property
+    def nats(self) -> NatsSourceSettings | None: ...
 
 
 MakeSource = Callable[[SourceBlock, Intake, TextIO | SourceReports], Source]
@@ -71,11 +74,18 @@ def _stdin(block: SourceBlock, intake: Intake, errors: TextIO | SourceReports) -
     return StdinSource(block.name, intake, errors, block.stdin)
 
 
+def _nats(block: SourceBlock, intake: Intake, errors: TextIO | SourceReports) -> Source:
+    assert block.nats is not None
+    dead_letters = getattr(intake, "dead_letters", None)  # the daemon's: for bad messages
+    return NatsSource(block.nats, intake, errors, dead_letters)
+
+
 SOURCE_TYPES: Final[dict[str, MakeSource]] = {
     "http": _http,
     "unix": _unix,
     "file": _file,
     "stdin": _stdin,
+    "nats": _nats,
 }
 
 

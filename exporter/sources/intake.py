@@ -7,7 +7,7 @@ tests use a collector. A source never sees queues, routes or exporters.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from exporter.event import Event
 
@@ -36,6 +36,26 @@ class Intake(Protocol):
         """Whether a queue that drops when full is full, or a spool cannot write: a source
         that can tell its sender to come back later (HTTP 503) should, rather than have
         its events dropped or held in memory."""
+
+
+@runtime_checkable
+class Settles(Protocol):
+    """An intake that tells when what was emitted is delivered, end to end (the daemon's
+    :class:`exporter.routing.Pipeline`): a source that acknowledges each message (NATS)
+    does so only then.
+
+        before = intake.mark(); await intake.emit(event); after = intake.mark()
+        ...
+        await intake.settled(before, after)   # delivered, dead-lettered or dropped by
+                                              # every exporter it went to, or spooled
+    """
+
+    def mark(self) -> Any:
+        """Where the exporters' queues stand now (opaque)."""
+
+    async def settled(self, before: Any, after: Any) -> None:
+        """Return once what was emitted between the two marks is delivered, dead-lettered
+        or dropped, or committed to a spool, wherever it went."""
 
 
 class RejectedEvent(Exception):

@@ -86,7 +86,7 @@ include = ["name", "hostnme"]
         "did you mean 'json'?",
         "t.toml:7: exporter.a.destination: 'fil:/x' is not allowed (allowed: file:PATH, "
         "unix:PATH, unix-dgram:PATH, log:stderr, log:stdout, drop, http://HOST[:PORT]/PATH, "
-        "https://...)",
+        "https://..., nats://HOST:PORT[,HOST:PORT...])",
         "t.toml:8: exporter.a.queue_max_events: must be a whole number, not a string",
         "t.toml:9: exporter.a.overflow: 'drop-newest' is not allowed (allowed: block, "
         "drop_newest, drop_oldest); did you mean 'drop_newest'?",
@@ -264,10 +264,11 @@ def test_source_problems() -> None:
         "\n[source.none]\n"
     )
     assert _problems(text) == [
-        "t.toml:10: source.web.type: 'htp' is not allowed (allowed: http, unix, file, stdin); "
+        "t.toml:10: source.web.type: 'htp' is not allowed (allowed: http, unix, file, stdin, "
+        "nats); "
         "did you mean 'http'?",
         "t.toml:14: source.other.listen: 'nowhere' is not allowed (allowed: HOST:PORT)",
-        "t.toml:16: source.none.type: is required (allowed: http, unix, file, stdin)",
+        "t.toml:16: source.none.type: is required (allowed: http, unix, file, stdin, nats)",
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +145,16 @@ def test_what_the_readme_run_leaves_behind_is_ignored_by_git() -> None:
     ignored = set((REPO / ".gitignore").read_text().splitlines())
     assert {f"/{name}" for name in written} <= ignored
     assert ".venv/" in ignored
+
+
+@pytest.mark.parametrize("name", ["nats-agent.toml", "nats-aggregator.toml"])
+def test_the_scale_out_examples_check(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/scale-out.md's configurations, as shipped, pass check (their relative paths
+    where it runs)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", str(REPO / "examples" / name)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "nats://nats1.example.org:4222,nats2.example.org:4222,nats3.example.org:4222" in out
+    assert (REPO / "docs" / "scale-out.md").read_text().count(name) >= 1
