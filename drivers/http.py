@@ -180,6 +180,11 @@ class HttpSettings:
             raise UsageError("signing and a signing key go together: give both or neither")
         if self.bearer_token is not None and self.basic_user is not None:
             raise UsageError("give a bearer token or basic auth, not both")
+        if self.body_secrets and (self.bearer_token is not None or self.basic_user is not None):
+            raise UsageError(
+                f"http body {self.body} sends its own {self.body_secrets[0][0]} as "
+                "Authorization: give no bearer token or basic auth"
+            )
         if (self.basic_user is None) != (self.basic_password is None):
             raise UsageError("basic auth needs both a user and a password")
         for name, value in (
@@ -207,6 +212,7 @@ class HttpSettings:
         for what, secret in (
             ("bearer token", self.bearer_token),
             ("password", self.basic_password),
+            *self.body_secrets,
         ):
             if secret is not None and not _HEADER_VALUE.fullmatch(secret.reveal()):
                 raise UsageError(
@@ -229,15 +235,23 @@ class HttpSettings:
         return f"HttpSettings(url={_safe_url(httpx.URL(self.url))!r}, body={self.body!r}, ...)"
 
     @property
+    def body_secrets(self) -> tuple[tuple[str, Secret], ...]:
+        """(what, secret) of the body's own settings that requests carry (Splunk HEC's
+        token): its options' ``secrets``, if they have any."""
+        secrets: tuple[tuple[str, Secret], ...] = getattr(self.options, "secrets", ())
+        return secrets
+
+    @property
     def credentials(self) -> tuple[str, ...]:
         """What each request carries that proves who we are: auth, a signature, a header
-        named like a credential (``X-Api-Key``)."""
+        named like a credential (``X-Api-Key``), the body's token."""
         found = [
             what
             for what, secret in (
                 ("bearer token", self.bearer_token),
                 ("basic auth password", self.basic_password),
                 (f"{self.signing} signature", self.signing_key),
+                *self.body_secrets,
             )
             if secret is not None
         ]
@@ -381,13 +395,15 @@ class ReceiverText:
     @classmethod
     def of(cls, settings: HttpSettings) -> ReceiverText:
         """For a driver with ``settings``: its token, password (also as the Basic header's
-        base64), signing key, credential headers' values and the URL's query, which may
-        hold a token (its values of 8 characters or more: shorter ones are ordinary words)."""
+        base64), signing key, its body's token (HEC's), credential headers' values and the
+        URL's query, which may hold a token (its values of 8 characters or more: shorter
+        ones are ordinary words)."""
         secrets = [
             secret.reveal()
             for secret in (settings.bearer_token, settings.basic_password, settings.signing_key)
             if secret is not None
         ]
+        secrets += [secret.reveal() for _, secret in settings.body_secrets]
         if settings.basic_password is not None:
             pair = f"{settings.basic_user}:{settings.basic_password.reveal()}".encode()
             secrets.append(base64.b64encode(pair).decode("ascii"))
@@ -494,6 +510,8 @@ class HttpDriver:
         self._retry_statuses = settings.retry_statuses
         if self._body is not None and self._body.retry_statuses is not None:
             self._retry_statuses = self._body.retry_statuses
+        self._answered: frozenset[int] = getattr(self._body, "answered_statuses", frozenset())
+        """Non-2xx statuses whose answer the body reads (HEC's 400 naming the bad event)."""
         self._fixed_headers = self._build_headers()
         if transport is None:
             transport = httpx.AsyncHTTPTransport(
@@ -538,7 +556,20 @@ class HttpDriver:
         if answer is None:
             return None
         status, content = answer
-        return body.answer(batch, status, content)
+        partial = body.answer(batch, status, content)
+        if partial is None and not 200 <= status <= 299:  # it named no item: the status decides
+            text = content.decode("utf-8", "surrogateescape")
+            raise classify_status(
+                status,
+                "",
+                self._text.shown(text),
+                name=self.name,
+                retry_statuses=self._retry_statuses,
+                retry_after=None,
+                location=None,
+                now=self._clock(),
+            )
+        return partial
 
     async def flush(self) -> None:
         return None
@@ -593,9 +624,11 @@ class HttpDriver:
                 where = self._where(url)
                 raise classify_exception(exc, where, settings.request_timeout, self._text) from None
             try:
-                body = self._body
-                if 200 <= response.status_code <= 299 and body is not None and body.reads_answer:
-                    return response.status_code, await self._answer(response, url)
+                body, status = self._body, response.status_code
+                if body is not None and (
+                    (200 <= status <= 299 and body.reads_answer) or status in self._answered
+                ):
+                    return status, await self._answer(response, url)
                 url = await self._outcome(response, url, hops)
             finally:
                 with anyio.CancelScope(shield=True):

@@ -57,5 +57,9 @@ class Body(Protocol):
 
     def answer(self, batch: Batch, status: int, content: bytes) -> Partial | None:
         """What a 2xx answer ``content`` says of ``batch``'s items: None when every one
-        was taken; raise a DeliveryError when the answer cannot be read."""
+        was taken; raise a DeliveryError when the answer cannot be read.
+
+        A body may also have ``answered_statuses``, non-2xx statuses whose answer can name
+        items (Splunk HEC's 400 with ``invalid-event-number``): the driver then reads that
+        answer whole and asks here; None means it named none, and the status decides."""
         ...

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from drivers.bodies import Body, BodyContext, plain
+from drivers.bodies import Body, BodyContext, loki, plain, splunk_hec
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,22 @@ KINDS: dict[str, BodyKind] = {
         BodyKind("ndjson", plain.ndjson, "one event per line"),
         BodyKind("json-array", plain.json_array, "[e1,e2,...]", json_only=True),
         BodyKind("single", None, "Dovecot's: one event per request"),
+        BodyKind(
+            "loki",
+            loki.loki,
+            "Grafana Loki's push API, JSON",
+            table="loki",
+            options=loki.LokiSettings,
+            json_only=True,
+        ),
+        BodyKind(
+            "splunk-hec",
+            splunk_hec.splunk_hec,
+            "Splunk's HTTP Event Collector",
+            table="splunk",
+            options=splunk_hec.SplunkSettings,
+            json_only=True,
+        ),
     )
 }
 """The bodies, in the order ``check`` and the docs list them."""

@@ -224,6 +224,8 @@ def _http_meaning(http: HttpSettings) -> list[str]:
         auth = f"bearer token *** ({http.bearer_token.origin})"
     elif http.basic_password is not None:
         auth = f"basic {http.basic_user}:*** ({http.basic_password.origin})"
+    elif http.body_secrets:
+        auth = ", ".join(f"{what} *** ({secret.origin})" for what, secret in http.body_secrets)
     signing: str = http.signing
     if http.signing_key is not None:
         signing += f" with key *** ({http.signing_key.origin})"

@@ -523,6 +523,66 @@ class Headers(Kind):
         return dict(getattr(args, dest))
 
 
+class Labels(Kind):
+    """Loki's labels: a TOML table of label -> template, ``--FLAG NAME=TEMPLATE`` repeated
+    (the options given replace the default set). Each label is judged by ``problem``
+    (name, template) -> why not, a problem at ``KEY.NAME``'s line."""
+
+    metavar = "NAME=TEMPLATE"
+
+    def __init__(
+        self, problem: Callable[[str, object], str | None], default: dict[str, str]
+    ) -> None:
+        self.problem = problem
+        self.default = default
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        if key not in t.data:
+            return default
+        labels = t.strings_table(key)
+        if not labels:
+            if isinstance(t.data[key], dict) and not t.data[key]:
+                t.problem(key, "a stream needs at least one label")
+            return default
+        bad = False
+        for name, template in labels.items():
+            problem = self.problem(name, template)
+            if problem is not None:
+                t.problem(f"{key}.{name}", problem)
+                bad = True
+        return default if bad else labels
+
+    def parse(self, text: str) -> Any:
+        name, sep, template = text.partition("=")
+        if not sep or not name.strip():
+            raise ValueError("a label is NAME=TEMPLATE, like job=dovecot or host={hostname}")
+        problem = self.problem(name.strip(), template)
+        if problem is not None:
+            raise ValueError(f"label {printable(name.strip())}: {problem}")
+        return name.strip(), template
+
+    def literal(self, value: Any) -> str:
+        pairs = ", ".join(f"{k} = {_toml_string(v)}" for k, v in value.items())
+        return f"{{ {pairs} }}" if pairs else "{}"
+
+    def shown(self, value: Any) -> str:
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "none"
+
+    def add_option(self, group: Any, flag: str, *, default: Any, help: str, **more: Any) -> None:
+        group.add_argument(
+            flag,
+            type=self._argument,
+            action="append",
+            default=None,
+            metavar=self.metavar,
+            help=f"{help} (repeatable; replaces the default set)",
+        )
+
+    def from_args(self, args: argparse.Namespace, dest: str) -> Any:
+        given = getattr(args, dest)
+        return dict(self.default) if given is None else dict(given)
+
+
 class HostPort(Kind):
     """``HOST:PORT`` (a field pair); with ``off``, ``""`` means none."""
 

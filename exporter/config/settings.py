@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from drivers.bodies.loki import DEFAULT_LABELS, LokiSettings, label_problem
 from drivers.bodies.registry import KINDS, body_tables
+from drivers.bodies.splunk_hec import SplunkSettings
 from drivers.file import FSYNC_POLICIES, FileSettings
 from drivers.http import BODIES, COMPRESSIONS, MAX_REDIRECTS, SIGNINGS, HttpSettings
 from drivers.nats import NatsConnection, NatsSettings
@@ -35,6 +37,7 @@ from exporter.config.kinds import (
     Headers,
     HostPort,
     Kind,
+    Labels,
     Names,
     NatsServers,
     Seconds,
@@ -528,7 +531,70 @@ HTTP = (
 )
 """An http(s):// destination's driver ([exporter.NAME.http]; the --http-* options)."""
 
-BODY_TABLES: dict[str, tuple[Setting, ...]] = {}
+BODY_TABLES: dict[str, tuple[Setting, ...]] = {
+    "loki": (
+        Setting(
+            "labels",
+            Labels(label_problem, dict(DEFAULT_LABELS)),
+            LokiSettings,
+            doc="label = template: the stream of each event, over {hostname}, {event}, "
+            "{category}, {category:PREFIX} only (a field would be a stream per value)",
+            flag="--loki-label",
+        ),
+        Setting(
+            "tenant",
+            Text(empty_is_none=True, metavar="TENANT"),
+            LokiSettings,
+            doc="the tenant (X-Scope-OrgID) of a multi-tenant Loki; '' for none",
+            flag="--loki-tenant",
+        ),
+    ),
+    "splunk": (
+        Setting(
+            "token",
+            SecretFrom(),
+            SplunkSettings,
+            doc="the HEC token (Authorization: Splunk); required",
+            flag="--splunk-token",
+        ),
+        Setting(
+            "channel",
+            Text(empty_is_none=True, metavar="UUID"),
+            SplunkSettings,
+            doc="X-Splunk-Request-Channel, a UUID (a token with acknowledgment needs one); "
+            "'' for none",
+            flag="--splunk-channel",
+        ),
+        Setting(
+            "host",
+            Text(empty_is_none=True, metavar="HOST"),
+            SplunkSettings,
+            doc="each event's host; '' for the event's hostname",
+            flag="--splunk-host",
+        ),
+        Setting(
+            "source",
+            Text(nonempty=True, metavar="SOURCE"),
+            SplunkSettings,
+            doc="each event's source",
+            flag="--splunk-source",
+        ),
+        Setting(
+            "sourcetype",
+            Text(nonempty=True, metavar="SOURCETYPE"),
+            SplunkSettings,
+            doc="each event's sourcetype",
+            flag="--splunk-sourcetype",
+        ),
+        Setting(
+            "index",
+            Text(empty_is_none=True, metavar="INDEX"),
+            SplunkSettings,
+            doc="the index; '' for the token's default index",
+            flag="--splunk-index",
+        ),
+    ),
+}
 """The settings of each collector body's own table ([exporter.NAME.<table>], beside
 [exporter.NAME.http]), by table: what :func:`drivers.bodies.registry.body_tables` lists,
 each landing in its body's ``options`` dataclass."""

@@ -45,7 +45,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 HOST = "127.0.0.1"
 MAX_CHUNKS = 1 << 20
@@ -209,12 +209,12 @@ class Receiver:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}{self.path}"
 
-    def start(self) -> Receiver:
+    def start(self) -> Self:
         self._started = True
         self._thread.start()
         return self
 
-    def __enter__(self) -> Receiver:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -290,6 +290,14 @@ class Receiver:
         return sum(counts.values()) - len(counts)
 
     # -- for the handlers --------------------------------------------------------------
+
+    def judge(
+        self, index: int, headers: tuple[tuple[str, str], ...], body: bytes, action: Respond
+    ) -> Respond:
+        """The answer to a request the plan answers ``action``: here the plan's; a
+        collector's receiver (a subclass) answers a 2xx of the plan as the collector would,
+        storing what it takes and refusing what it refuses."""
+        return action
 
     def _take_action(self, *, refused: bool = False) -> tuple[int, Action]:
         """The request's index and the plan's next action (none taken for a refusal)."""
@@ -430,6 +438,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             released_by = self._stall()
             record(index, "stall", None, released_by=released_by)
         else:
+            action = receiver.judge(index, headers, body, action)
             if 200 <= action.status < 300:
                 record(index, _describe(action), action.status)  # before the client knows
                 self._answer(action)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers.http import BODIES
 from exporter.cli import main
 
 TEXT = """\
@@ -52,7 +53,7 @@ def test_every_problem_in_one_pass_at_its_key_line(
         "4: exporter.web.http.gzip_level: must be at most 9, not 11",
         "5: exporter.web.http.connect_timeout: must be more than 0, not 0",
         "6: exporter.web.http.concurrency: must be at least 1, not 0",
-        "7: exporter.web.http.body: 'nope' is not allowed (allowed: ndjson, json-array, single)",
+        f"7: exporter.web.http.body: 'nope' is not allowed (allowed: {', '.join(BODIES)})",
     ]
 
 

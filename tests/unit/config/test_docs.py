@@ -13,7 +13,7 @@ from drivers.http import HttpSettings
 from exporter.cli import main
 from exporter.config import GlobalConfig, load_config, parse_config
 from exporter.config.kinds import REQUIRED
-from exporter.config.settings import BLOCKS
+from exporter.config.settings import BLOCKS, BODY_TABLES
 from exporter.config.toml import Problems, Table
 from exporter.delivery.exporter import DeliverySettings
 from exporter.formats import FormatSpec
@@ -66,11 +66,17 @@ def _example_blocks() -> tuple[str, list[tuple[str, dict[str, tuple[object, str 
     """The example with its commented-out blocks in, and each of its blocks: the block's
     name in the settings table (``source.TYPE`` for a source) and each key's value with
     the note beside it (``export --to``), if any."""
-    lines = []
+    lines, checked = [], []
+    body_table = False  # in a commented-out [exporter.NAME.<table>] of a body not chosen
     for line in (REPO / "config.example.toml").read_text().splitlines():
         found = _COMMENTED_OUT.fullmatch(line)
         lines.append(found[1] if found else line)
-    text = "\n".join(lines) + "\n"
+        if found and found[1].startswith("["):
+            body_table = found[1].strip("[]").rpartition(".")[2] in BODY_TABLES
+        elif not found:
+            body_table = False
+        checked.append(line if body_table else lines[-1])
+    text = "\n".join(checked) + "\n"
     notes: dict[str, dict[str, str | None]] = {}
     table = ""
     for line in lines:
@@ -79,7 +85,7 @@ def _example_blocks() -> tuple[str, list[tuple[str, dict[str, tuple[object, str 
             notes[table] = {}
         elif (key_line := _KEY_LINE.fullmatch(line)) is not None:
             notes[table][key_line[1]] = key_line[3]
-    data = tomllib.loads(text)
+    data = tomllib.loads("\n".join(lines) + "\n")
     blocks = []
     for table, noted in notes.items():
         values = data
@@ -91,7 +97,8 @@ def _example_blocks() -> tuple[str, list[tuple[str, dict[str, tuple[object, str 
             block = f"source.{values['type']}"
         elif kind == "exporter" and "." in rest:  # [exporter.NAME.http], .otlp, ...
             block = f"exporter.{rest.rpartition('.')[2]}"
-        keys = {k: v for k, v in values.items() if not isinstance(v, dict) or k == "headers"}
+        tables = ("headers", "labels")  # keys whose value is a table
+        keys = {k: v for k, v in values.items() if not isinstance(v, dict) or k in tables}
         blocks.append((block, {key: (value, noted.get(key)) for key, value in keys.items()}))
     return text, blocks
 
