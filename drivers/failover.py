@@ -94,14 +94,18 @@ class Endpoints:
             return None
         return max(0.0, self._failback_at - self._clock())
 
+    def away_for(self) -> float | None:
+        """Seconds since the requests left the primary; None while on it."""
+        since = self.left_primary_at
+        return None if since is None else self._clock() - since
+
     def pick(self) -> int:
         """The endpoint the next request goes to (the primary again once its time came)."""
         if self.active != 0 and self._clock() >= self._failback_at:
             away = self.active
             self.active = 0
             self.stats[0].failbacks += 1
-            since = self.left_primary_at
-            gone = 0.0 if since is None else self._clock() - since
+            gone = self.away_for() or 0.0
             self._say(
                 "failback",
                 "info",
