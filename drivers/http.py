@@ -20,6 +20,11 @@ listed in :mod:`drivers.bodies.registry`):
   retries and dead letters are per event; a longer batch is sent event by event and a
   retry resumes after the events already taken, so none is sent twice.
 
+Several URLs of one service (``urls``): a retryable failure moves the next attempt to
+the next one, the primary is tried again after ``failback_after``
+(:mod:`drivers.failover`); each attempt goes to one URL, so the retry loop stays the one
+that decides when a batch is sent again.
+
 Every request carries an idempotency key (``Idempotency-Key``: the batch's key, the same
 on every retry of that batch), so a receiver can drop the duplicates a lost response
 causes. Optional signing, of the exact bytes sent (after compression): Stalwart's
