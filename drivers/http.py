@@ -20,6 +20,11 @@ listed in :mod:`drivers.bodies.registry`):
   retries and dead letters are per event; a longer batch is sent event by event and a
   retry resumes after the events already taken, so none is sent twice.
 
+Several URLs of one service (``urls``): a retryable failure moves the next attempt to
+the next one, the primary is tried again after ``failback_after``
+(:mod:`drivers.failover`); each attempt goes to one URL, so the retry loop stays the one
+that decides when a batch is sent again.
+
 Every request carries an idempotency key (``Idempotency-Key``: the batch's key, the same
 on every retry of that batch), so a receiver can drop the duplicates a lost response
 causes. Optional signing, of the exact bytes sent (after compression): Stalwart's
@@ -74,6 +79,7 @@ import httpx
 from drivers.base import Batch, Partial
 from drivers.bodies import Body, BodyContext
 from drivers.bodies.registry import KINDS
+from drivers.failover import Endpoints
 from exporter import __version__
 from exporter.errors import (
     DeliveryError,
@@ -119,6 +125,12 @@ class HttpSettings:
     """Where and how batches are posted. Checked when the driver is made."""
 
     url: str
+    """The primary: where every request goes while it answers."""
+    urls: tuple[str, ...] = ()
+    """More URLs of the same service, tried in this order when the one in use fails with
+    a retryable error (:mod:`drivers.failover`)."""
+    failback_after: float = 30.0
+    """Seconds after leaving the primary when the next request goes to it again."""
     body: str = "ndjson"
     event_format: Literal["json", "tab-text"] = "json"
     """What the events are: decides ``single``'s Content-Type; ``json-array`` needs json."""
@@ -157,6 +169,8 @@ class HttpSettings:
 
     def __post_init__(self) -> None:
         check_url(self.url)
+        object.__setattr__(self, "urls", tuple(self.urls))
+        self._check_urls()
         kind = KINDS.get(self.body)
         if kind is None:
             raise UsageError(f"unknown http body {self.body!r} (allowed: {', '.join(BODIES)})")
@@ -225,10 +239,33 @@ class HttpSettings:
         if in_clear and not self.allow_plain_http:
             raise UsageError(
                 f"http destination {printable_url(self.url)}: the {_and(in_clear)} would "
-                f"travel in clear (plain http:// to {_parse_url(self.url).host}, not a loopback "
+                f"travel in clear (plain http:// to {self._clear_hosts}, not a loopback "
                 "address): use https://, or allow it explicitly (allow_plain_http = true, "
                 "--http-allow-plain-http)"
             )
+
+    def _check_urls(self) -> None:
+        seen = {_safe_url(_parse_url(self.url))}
+        for index, text in enumerate(self.urls):
+            try:
+                check_url(text)
+            except UsageError as exc:
+                raise UsageError(f"urls[{index}]: {exc}") from None
+            shown = _safe_url(_parse_url(text))
+            if shown in seen:
+                raise UsageError(f"urls[{index}]: {printable_url(text)} is listed already")
+            seen.add(shown)
+        if self.urls and self.unix_socket is not None:
+            raise UsageError(
+                "urls and unix_socket do not go together: every request would go to the one socket"
+            )
+        if not self.failback_after > 0:
+            raise UsageError(f"failback_after must be positive, got {self.failback_after}")
+
+    @property
+    def all_urls(self) -> tuple[str, ...]:
+        """The primary, then the others."""
+        return (self.url, *self.urls)
 
     def __repr__(self) -> str:
         """Without the URL's query (it may hold a token); Secrets print as ``***``."""
@@ -261,10 +298,19 @@ class HttpSettings:
     def sent_in_clear(self) -> tuple[str, ...]:
         """The credentials that whoever is on the path could read: those sent over plain
         ``http://`` to a host that is not loopback (a unix socket is local)."""
-        url = _parse_url(self.url)
-        if url.scheme != "http" or self.unix_socket is not None or is_loopback_host(url.host):
-            return ()
-        return self.credentials
+        return self.credentials if self._clear_hosts else ()
+
+    @property
+    def _clear_hosts(self) -> str:
+        """The hosts (of every URL) reached over plain http:// that are not loopback."""
+        if self.unix_socket is not None:
+            return ""
+        hosts = []
+        for text in self.all_urls:
+            url = _parse_url(text)
+            if url.scheme == "http" and not is_loopback_host(url.host) and url.host not in hosts:
+                hosts.append(url.host)
+        return _and(hosts)
 
     def warnings(self) -> list[tuple[str, str]]:
         """(setting, why) for what these settings allow that is probably not meant:
@@ -284,7 +330,7 @@ class HttpSettings:
                 (
                     "allow_plain_http",
                     f"true: what proves who we are ({_and(self.sent_in_clear)}) travels in "
-                    f"clear to {_parse_url(self.url).host} (plain http://, not a loopback "
+                    f"clear to {self._clear_hosts} (plain http://, not a loopback "
                     "address)",
                 )
             )
@@ -410,10 +456,11 @@ class ReceiverText:
         if settings.signing_key is not None and settings.signing_key.reveal().startswith("whsec_"):
             secrets.append(settings.signing_key.reveal().removeprefix("whsec_"))
         secrets += [value for name, value in settings.headers.items() if is_credential_header(name)]
-        url = _parse_url(settings.url)
-        if url.query:
-            secrets.append(url.query.decode("ascii", "replace"))
-            secrets += [value for _, value in url.params.multi_items() if len(value) >= 8]
+        for text in settings.all_urls:
+            url = _parse_url(text)
+            if url.query:
+                secrets.append(url.query.decode("ascii", "replace"))
+                secrets += [value for _, value in url.params.multi_items() if len(value) >= 8]
         return cls(secrets)
 
     def redact(self, text: str) -> str:
@@ -497,11 +544,21 @@ class HttpDriver:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock``: wall time (signatures, Retry-After dates); ``monotonic``: paces
+        failback (:mod:`drivers.failover`)."""
         self.settings = settings
-        url = _parse_url(settings.url)
+        self._urls = [_parse_url(text) for text in settings.all_urls]
+        url = self._urls[0]
         self._url = url
         self._name = str(url.copy_with(query=None, fragment=None))
+        self.endpoints = Endpoints(
+            [str(u.copy_with(query=None, fragment=None)) for u in self._urls],
+            settings.failback_after,
+            clock=monotonic,
+        )
+        """Which URL requests go to; per URL, what they did (``/metrics``, ``/ready``)."""
         self._text = ReceiverText.of(settings)
         _REDACT_LOG.texts.add(self._text)
         logging.getLogger("httpx").addFilter(_REDACT_LOG)  # once: the same object
@@ -598,8 +655,9 @@ class HttpDriver:
                 raise
 
     async def _post(self, data: bytes, key: str) -> tuple[int, bytes] | None:
-        """POST ``data``: None once delivered, or (status, body) of a 2xx answer the body
-        reads; else raise the classified error."""
+        """POST ``data`` to the active endpoint: None once delivered, or (status, body)
+        of a 2xx answer the body reads; else raise the classified error (a retryable one
+        moves the next request to the next endpoint, :mod:`drivers.failover`)."""
         settings = self.settings
         if settings.compression == "gzip":
             if len(data) < _GZIP_IN_THREAD_BYTES:
@@ -610,7 +668,24 @@ class HttpDriver:
         if settings.idempotency_header:
             headers[settings.idempotency_header] = key
         headers.update(self._signature(data, key))
-        url: httpx.URL | None = self._url
+        endpoints = self.endpoints
+        index = endpoints.pick()
+        try:
+            answer = await self._post_to(self._urls[index], data, headers)
+        except RetryableDeliveryError as exc:
+            raise endpoints.failed(index, exc) from None
+        except DeliveryError as exc:
+            endpoints.refused(index, str(exc))
+            raise
+        endpoints.succeeded(index)
+        return answer
+
+    async def _post_to(
+        self, base: httpx.URL, data: bytes, headers: Mapping[str, str]
+    ) -> tuple[int, bytes] | None:
+        """:meth:`_post` at one endpoint, following the redirects that may be."""
+        settings = self.settings
+        url: httpx.URL | None = base
         deadline = anyio.current_time() + settings.request_timeout  # hops included
         for hops in range(MAX_REDIRECTS + 1):
             assert url is not None
@@ -621,15 +696,15 @@ class HttpDriver:
                 with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
                     response = await self._client.send(request, stream=True)  # to its status
             except Exception as exc:
-                where = self._where(url)
+                where = self._where(url, base)
                 raise classify_exception(exc, where, settings.request_timeout, self._text) from None
             try:
                 body, status = self._body, response.status_code
                 if body is not None and (
                     (200 <= status <= 299 and body.reads_answer) or status in self._answered
                 ):
-                    return status, await self._answer(response, url)
-                url = await self._outcome(response, url, hops)
+                    return status, await self._answer(response, url, base)
+                url = await self._outcome(response, url, base, hops)
             finally:
                 with anyio.CancelScope(shield=True):
                     await response.aclose()
@@ -637,7 +712,7 @@ class HttpDriver:
                 return None
         raise AssertionError("unreachable: _redirect refuses the hop after MAX_REDIRECTS")
 
-    async def _answer(self, response: httpx.Response, url: httpx.URL) -> bytes:
+    async def _answer(self, response: httpx.Response, url: httpx.URL, base: httpx.URL) -> bytes:
         """A 2xx answer's body, whole (decoded): what it says of each item decides what
         is sent again, so one that cannot be read is retried (nothing was counted yet)."""
         chunks: list[bytes] = []
@@ -647,13 +722,14 @@ class HttpDriver:
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
                     if size > _ANSWER_MAX_BYTES:
+                        where = self._where(url, base)
                         raise PermanentDeliveryError(
-                            f"{self._where(url)}: an answer of more than {_ANSWER_MAX_BYTES} bytes"
+                            f"{where}: an answer of more than {_ANSWER_MAX_BYTES} bytes"
                         )
                     chunks.append(chunk)
         except (httpx.HTTPError, TimeoutError) as exc:
             raise classify_exception(
-                exc, self._where(url), self.settings.read_timeout, self._text
+                exc, self._where(url, base), self.settings.read_timeout, self._text
             ) from None
         return b"".join(chunks)
 
@@ -662,14 +738,15 @@ class HttpDriver:
         if event in _CONNECTED:
             self.connections += 1
 
-    def _where(self, url: httpx.URL) -> str:
-        """The destination, for a message: its name, and where a redirect took it."""
-        if url is self._url:
-            return self.name
-        return f"{self.name} (redirected to {printable(self._text.redact(_safe_url(url)))})"
+    def _where(self, url: httpx.URL, base: httpx.URL) -> str:
+        """The endpoint ``base``, for a message: its name, and where a redirect took it."""
+        name = str(base.copy_with(query=None, fragment=None))
+        if url is base:
+            return name
+        return f"{name} (redirected to {printable(self._text.redact(_safe_url(url)))})"
 
     async def _outcome(
-        self, response: httpx.Response, url: httpx.URL, hops: int
+        self, response: httpx.Response, url: httpx.URL, base: httpx.URL, hops: int
     ) -> httpx.URL | None:
         """None if delivered; the URL to post to again for a redirect that is followed;
         else raise the classified error. The status decides: a body that cannot be read
@@ -697,7 +774,7 @@ class HttpDriver:
             status,
             self._text.shown(response.reason_phrase),
             excerpt,
-            name=self._where(url),
+            name=self._where(url, base),
             retry_statuses=self._retry_statuses,
             retry_after=response.headers.get("retry-after"),
             location=location,

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from drivers.http import is_credential_header
+from drivers.http import check_url, is_credential_header, printable_url
 from exporter.catalog.versions import Version, format_version, parse_version
 from exporter.config.toml import Table, hint
 from exporter.delivery.destinations import (
@@ -581,6 +581,53 @@ class Labels(Kind):
     def from_args(self, args: argparse.Namespace, dest: str) -> Any:
         given = getattr(args, dest)
         return dict(self.default) if given is None else dict(given)
+
+
+class Urls(Kind):
+    """More http(s) URLs: a TOML list of strings, each checked where it is written
+    (``urls[1]``); ``--FLAG URL`` repeated on a command line. Shown without queries."""
+
+    metavar = "URL"
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        found = t.strings(key, None)
+        if found is None:
+            return default
+        good = []
+        for index, text in enumerate(found):
+            try:
+                check_url(text)
+            except UsageError as exc:
+                t.problem(f"{key}[{index}]", str(exc))
+                continue
+            good.append(text)
+        return tuple(good)
+
+    def parse(self, text: str) -> Any:
+        try:
+            check_url(text)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+        return text
+
+    def literal(self, value: Any) -> str:
+        return _toml_list(value)
+
+    def shown(self, value: Any) -> str:
+        return " ".join(printable_url(text) for text in value) or "none"
+
+    def add_option(self, group: Any, flag: str, *, default: Any, help: str, **more: Any) -> None:
+        group.add_argument(
+            flag,
+            type=self._argument,
+            action="append",
+            default=[],
+            metavar=self.metavar,
+            help=f"{help} (repeatable)",
+        )
+
+    def from_args(self, args: argparse.Namespace, dest: str) -> Any:
+        return tuple(getattr(args, dest))
 
 
 class HostPort(Kind):

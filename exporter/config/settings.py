@@ -45,6 +45,7 @@ from exporter.config.kinds import (
     Statuses,
     Switch,
     Text,
+    Urls,
     Words,
 )
 from exporter.config.model import (
@@ -389,6 +390,21 @@ EXPORTER = (*WRITING, DESTINATION, *FILE, *DELIVERY)
 """The keys of [exporter.NAME], in the example's order."""
 
 HTTP = (
+    Setting(
+        "urls",
+        Urls(),
+        HttpSettings,
+        doc="more URLs of the same service, after the destination's (the primary): a "
+        "retryable failure moves the next attempt to the next one",
+        flag="--http-url",
+    ),
+    Setting(
+        "failback_after",
+        Seconds(0, positive=True),
+        HttpSettings,
+        doc="seconds after leaving the primary URL when requests go to it again",
+        flag="--http-failback-after",
+    ),
     Setting(
         "body",
         Choice(BODIES),

@@ -320,7 +320,10 @@ class KeyLines:
             inside = self._open_at_end(line, inside)
 
     def find(self, path: str) -> int | None:
-        """The line of ``path``, else of the nearest enclosing table that is written."""
+        """The line of ``path`` (``urls[1]``: of ``urls``), else of the nearest enclosing
+        table that is written."""
+        if path.endswith("]"):
+            path = path.rpartition("[")[0]
         while path:
             if path in self._lines:
                 return self._lines[path]

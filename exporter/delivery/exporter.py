@@ -36,6 +36,7 @@ from typing import Any
 import anyio
 
 from drivers.base import Batch, Driver, Partial
+from drivers.failover import Endpoints
 from exporter.delivery.deadletter import DeadLetterFile, DeadLetterResult
 from exporter.delivery.health import Failing, counted, seconds
 from exporter.delivery.queue import EventQueue, Overflow
@@ -218,7 +219,18 @@ class Exporter:
             self.queue.log = self._log
 
     def _bound(self, log: Log) -> Log:
-        return log.bind(exporter=self.name, destination=self.driver.name)
+        bound = log.bind(exporter=self.name, destination=self.driver.name)
+        endpoints = self.endpoints
+        if endpoints is not None:  # its moves are said with the exporter's context
+            endpoints.log = bound
+        return bound
+
+    @property
+    def endpoints(self) -> Endpoints | None:
+        """The URLs of an http destination and which one is in use (failover); None for
+        another destination."""
+        found = getattr(self.driver, "endpoints", None)
+        return found if isinstance(found, Endpoints) else None
 
     @property
     def commit_failing(self) -> bool:

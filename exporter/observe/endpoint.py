@@ -5,7 +5,8 @@ h11 server as the http source):
 * ``GET /health``: 200 while the process serves (a liveness probe: it says nothing more);
 * ``GET /ready``: 200 ``{"ready": true}`` once every source listens and no exporter has
   been failing for longer than ``unready_after``, else 503 with each reason
-  (:class:`~exporter.observe.health.Readiness`).
+  (:class:`~exporter.observe.health.Readiness`); either way ``failovers`` lists the http
+  exporters whose requests go to another URL than their primary, and why.
 
 With ``metrics_bearer_token`` every path but ``/health`` needs it (401 from the head).
 """
@@ -59,9 +60,11 @@ async def serve_metrics(
             return Response.json(200, {"status": "serving"})
         if request.path == "/ready":
             reasons = [] if readiness is None else readiness.reasons()
+            failovers = [] if readiness is None else readiness.failovers()
+            more = {"failovers": failovers} if failovers else {}
             if reasons:
-                return Response.json(503, {"ready": False, "reasons": reasons})
-            return Response.json(200, {"ready": True})
+                return Response.json(503, {"ready": False, "reasons": reasons, **more})
+            return Response.json(200, {"ready": True, **more})
         raise Refuse(404, f"GET {', '.join(PATHS)}")
 
     token = settings.metrics_bearer_token

@@ -61,3 +61,26 @@ class Readiness:
                     }
                 )
         return found
+
+    def failovers(self) -> list[dict[str, str]]:
+        """The http exporters whose requests go to another URL than their primary
+        (failover): ready still, but worth a look; one entry each."""
+        found = []
+        for exporter in self.exporters():
+            endpoints = exporter.endpoints
+            if endpoints is None or endpoints.active == 0:
+                continue
+            primary = endpoints.stats[0]
+            away = endpoints.away_for()
+            gone = "" if away is None else f" {away:.0f} s ago"
+            back = endpoints.failback_in()
+            found.append(
+                {
+                    "exporter": exporter.name,
+                    "url": endpoints.stats[endpoints.active].url,
+                    "reason": f"failed over from the primary {primary.url}{gone}"
+                    + (f" ({printable(primary.last_error, 300)})" if primary.last_error else "")
+                    + (f"; it is tried again in {back:.0f} s" if back is not None else ""),
+                }
+            )
+        return found

@@ -15,6 +15,7 @@ import hashlib
 import platform
 from collections.abc import Callable, Iterable, Mapping
 
+from drivers.failover import OUTCOMES
 from exporter import __version__
 from exporter.delivery.exporter import Exporter
 from exporter.observe.histogram import Histogram
@@ -79,6 +80,7 @@ def render(pipeline: Pipeline[Exporter], sources: Mapping[str, object]) -> str:
         *_routing_families(pipeline),
         *_exporter_families(pipeline),
         *_histogram_families(pipeline),
+        *_endpoint_families(pipeline),
         *_source_families(sources),
     ):
         out.append(f"# HELP {_PREFIX}{name} {help_text}")
@@ -153,6 +155,33 @@ def _exporter_families(pipeline: Pipeline[Exporter]) -> list[Family]:
     )
     families.insert(4, dropped)  # after dead_lettered, where it has always been
     return families
+
+
+def _endpoint_families(pipeline: Pipeline[Exporter]) -> list[Family]:
+    """Per URL of an http exporter that has several (failover): its requests by outcome,
+    the moves away from it, the returns to the primary, and which one is in use."""
+    found = [
+        (name, endpoints)
+        for name, exporter in _exporters(pipeline)
+        if (endpoints := exporter.endpoints) is not None and endpoints.several
+    ]
+    return [
+        ("http_endpoint_requests_total", "counter",
+         "Requests to each URL of an http exporter with several, by outcome (ok: 2xx; "
+         "retryable: the next attempt went to the next URL; permanent).",
+         [(_labels(exporter=n, url=s.url, outcome=outcome), s.requests[outcome])
+          for n, e in found for s in e.stats for outcome in OUTCOMES]),
+        ("http_endpoint_failovers_total", "counter",
+         "Times a retryable failure at a URL moved the requests to the next one.",
+         [(_labels(exporter=n, url=s.url), s.failovers) for n, e in found for s in e.stats]),
+        ("http_endpoint_failbacks_total", "counter",
+         "Times the requests went back to the primary URL after failback_after.",
+         [(_labels(exporter=n, url=e.stats[0].url), e.stats[0].failbacks) for n, e in found]),
+        ("http_endpoint_active", "gauge",
+         "1 for the URL requests go to now, 0 for the others.",
+         [(_labels(exporter=n, url=s.url), int(i == e.active))
+          for n, e in found for i, s in enumerate(e.stats)]),
+    ]  # fmt: skip
 
 
 def _source_families(sources: Mapping[str, object]) -> list[Family]:

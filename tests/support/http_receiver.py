@@ -171,7 +171,10 @@ class Receiver:
         path: str = "/ingest",
         stall_timeout: float = 30.0,
         idle_timeout: float = 30.0,
+        port: int = 0,
     ) -> None:
+        """``port``: 0 for an ephemeral one; another receiver's, to stand in for it once
+        it stopped (a server that comes back)."""
         self.path = path
         self.stall_timeout = stall_timeout
         self.idle_timeout = idle_timeout
@@ -189,7 +192,7 @@ class Receiver:
         """Connections a client broke while this side read or wrote (benign)."""
         self.stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
-        self._server = _Server(self)
+        self._server = _Server(self, port)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -225,8 +228,11 @@ class Receiver:
     ) -> None:
         self.stop()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop accepting, end every connection and stall, join every thread (bounded)."""
+    def stop(self, timeout: float = 10.0, *, finish_answers: bool = False) -> None:
+        """Stop accepting, end every connection and stall, join every thread (bounded).
+        ``finish_answers``: as a server shutting down cleanly, a request already read is
+        still answered (only the reading side of each connection is shut: an idle one
+        ends, a request half read is cut), so none is recorded that its client missed."""
         if self._stopped:
             return
         self._stopped = True
@@ -239,7 +245,7 @@ class Receiver:
         with self._lock:
             for conn in self._open:  # a keep-alive connection waiting for its next request
                 with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
+                    conn.shutdown(socket.SHUT_RD if finish_answers else socket.SHUT_RDWR)
             handlers = list(self._handlers)
         for handler in handlers:
             handler.join(max(0.0, deadline - time.monotonic()))
@@ -346,9 +352,9 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # stop() joins the handlers itself, with a timeout
 
-    def __init__(self, receiver: Receiver) -> None:
+    def __init__(self, receiver: Receiver, port: int = 0) -> None:
         self.receiver = receiver
-        super().__init__((HOST, 0), _Handler)
+        super().__init__((HOST, port), _Handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind would look the host's name up (getfqdn): no DNS here.
