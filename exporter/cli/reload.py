@@ -37,7 +37,7 @@ from typing import Any, Final
 import anyio
 import anyio.abc
 
-from drivers.base import Batch, Driver
+from drivers.base import Batch, Driver, Partial
 from exporter.config import Config, ConfigError, ExporterConfig, GlobalConfig, load_config
 from exporter.config.settings import DELIVERY, GLOBAL, Setting
 from exporter.delivery.exporter import DeliverySettings, Exporter
@@ -76,12 +76,13 @@ class Retargetable:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.current, name)
 
-    async def send(self, batch: Batch) -> None:
+    async def send(self, batch: Batch) -> Partial | None:
+        """The driver's answer passed on: a receiver's Partial is the retry loop's."""
         driver = self.current
         key = id(driver)
         self._sending[key] = self._sending.get(key, 0) + 1
         try:
-            await driver.send(batch)
+            return await driver.send(batch)
         finally:
             self._sending[key] -= 1
             if not self._sending[key]:
